@@ -1,0 +1,28 @@
+"""culture-neurons: find, test and edit the neurons that carry an LLM's cultural knowledge."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .attribution.scoretable import ScoreTable  # noqa: E402
+from .data.example import Example, read_examples  # noqa: E402
+from .errors import CultureNeuronsError  # noqa: E402
+
+__all__ = ["CultureNeuronsError", "Example", "ScoreTable", "__version__", "read_examples", "load_model", "score_examples", "get_adapter"]
+
+
+def __getattr__(name: str):
+    # Heavy entry points (transformers) load lazily so `import culture_neurons` stays cheap.
+    if name == "load_model":
+        from .models.loading import load_model
+
+        return load_model
+    if name == "get_adapter":
+        from .models.adapters import get_adapter
+
+        return get_adapter
+    if name == "score_examples":
+        from .attribution.engine import score_examples
+
+        return score_examples
+    raise AttributeError(name)
