@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import traceback
 
@@ -32,6 +33,8 @@ class _Group(click.Group):
 @click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
 def cli(debug: bool) -> None:
     """Find and test the neurons that carry an LLM's cultural knowledge."""
+    logging.basicConfig(format="%(message)s")
+    logging.getLogger("culture_neurons").setLevel(logging.DEBUG if debug else logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> None:

