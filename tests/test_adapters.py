@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import FAMILIES, tiny_config, tiny_model
+from tiny import FAMILIES, tiny_config, tiny_model
 
 from culture_neurons.errors import ArchitectureError
 from culture_neurons.models.adapters import get_adapter

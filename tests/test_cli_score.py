@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import build_tokenizer, make_examples, tiny_model
+from tiny import build_tokenizer, make_examples, tiny_model
 
 from culture_neurons import ScoreTable
 from culture_neurons.cli import cli

@@ -6,7 +6,7 @@ import importlib.util
 
 import pytest
 import torch
-from conftest import build_tokenizer, tiny_model
+from tiny import build_tokenizer, tiny_model
 
 from culture_neurons.errors import ModelLoadError
 from culture_neurons.models import loading

@@ -6,7 +6,7 @@ import errno
 
 import pytest
 import torch
-from conftest import make_examples
+from tiny import make_examples
 
 from culture_neurons import ScoreTable
 from culture_neurons.attribution.engine import score_examples

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import FAMILIES, make_examples, tiny_model
+from tiny import FAMILIES, make_examples, tiny_model
 
 from culture_neurons.attribution.engine import score_examples
 from culture_neurons.errors import ScoringError
@@ -32,7 +32,7 @@ def naive_scores(model, tokenizer, examples, groups, control=False, aggregation=
                     captured[key] = output
                 handles.append(module.register_forward_hook(hook))
         model.zero_grad(set_to_none=True)
-        logits = model(input_ids=torch.tensor([prompt_ids])).logits[0, -1]
+        logits = model(input_ids=torch.tensor([prompt_ids], device=model.device)).logits[0, -1]
         p = torch.softmax(logits.double(), -1)[target]
         p.backward()
         for h in handles:
@@ -49,7 +49,7 @@ def naive_scores(model, tokenizer, examples, groups, control=False, aggregation=
                 value = p.detach() * value
                 if control:
                     value = value.clamp(min=0)
-                out[site_name][layer, c, g] += value
+                out[site_name][layer, c, g] += value.cpu()
     model.zero_grad(set_to_none=True)
     return out
 
