@@ -22,9 +22,10 @@ from pathlib import Path
 
 import torch
 
-from culture_neurons.attribution.batching import collate, encode_label_targets, length_batches
+from culture_neurons.attribution.batching import length_batches, target_rows
 from culture_neurons.attribution.engine import ScoringEngine, ScoringOptions
 from culture_neurons.data import Example, write_examples
+from culture_neurons.likelihood import collate_rows
 
 HERE = Path(__file__).resolve().parent
 
@@ -80,15 +81,16 @@ def random_examples(n: int, tokens: int, vocab: int, seed: int = 0) -> list[Exam
     for i in range(n):
         length = rng.randint(int(tokens * 0.75), int(tokens * 1.25)) - 2
         words = " ".join(f"w{rng.randrange(vocab - 20)}" for _ in range(length))
-        out.append(Example(id=f"b{i}", prompt=f"{words} Answer:", answer=" " + "ABCD"[i % 4], group=countries[i % 8]))
+        options = tuple(" ".join(f"w{rng.randrange(vocab - 20)}" for _ in range(rng.randint(1, 4))) for _ in range(4))
+        out.append(Example(id=f"b{i}", prompt=f"{words} Answer:", answer=" " + "ABCD"[i % 4], group=countries[i % 8], options=options, labels=tuple("ABCD")))
     return out
 
 
 def time_phases(model, tokenizer, examples, batch_size: int, device: str, repeats: int = 2) -> dict:
     options = ScoringOptions(batch_size=batch_size, chat_template=False)
     engine = ScoringEngine(model, tokenizer, options)
-    encoded = encode_label_targets(tokenizer, examples, use_chat_template=False)
-    batches = [collate(b, tokenizer.pad_token_id, "left").to(device) for b in length_batches(encoded, batch_size)]
+    rows = target_rows(tokenizer, examples, "label", use_chat_template=False)
+    batches = [collate_rows(idx, [rows[i] for i in idx], tokenizer.pad_token_id, "left").to(device) for idx in length_batches(rows, batch_size)]
 
     def forward_only():
         with torch.no_grad():
@@ -114,6 +116,22 @@ def time_phases(model, tokenizer, examples, batch_size: int, device: str, repeat
         result[name] = {"seconds": min(times), "peak_bytes": peak.peak}
     result["ratio"] = result["scoring"]["seconds"] / result["forward"]["seconds"]
     return result
+
+
+def target_costs(model, tokenizer, examples, batch_size: int, device: str) -> None:
+    """Examples per second for each attribution target on the same examples."""
+    print("\n== attribution targets (same model and examples)")
+    rates = {}
+    for target in ("label", "answer", "choice"):
+        engine = ScoringEngine(model, tokenizer, ScoringOptions(batch_size=batch_size, chat_template=False, target=target))
+        engine.score(examples[:batch_size], progress=False)  # warm-up
+        start = time.perf_counter()
+        engine.score(examples, progress=False)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        rates[target] = len(examples) / (time.perf_counter() - start)
+    for target, rate in rates.items():
+        print(f"{target:7s}: {rate:7.2f} examples/s   ({rates['label'] / rate:.2f}x the label cost)")
 
 
 def report(title: str, r: dict, n: int) -> None:
@@ -167,6 +185,7 @@ def main() -> None:
     tokenizer = word_tokenizer(args.vocab)
     examples = random_examples(args.examples, args.tokens, args.vocab)
     report(f"random Llama {args.hidden}x{args.intermediate}x{args.layers}", time_phases(model, tokenizer, examples, args.batch_size, args.device), len(examples))
+    target_costs(model, tokenizer, examples, args.batch_size, args.device)
 
     if not args.skip_process:
         with tempfile.TemporaryDirectory() as tmp:

@@ -15,7 +15,6 @@ How it stays fast (see docs/design.md):
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -29,13 +28,14 @@ from ..errors import ScoringError
 from ..models.adapters import HookPoint, ModelAdapter, get_adapter
 from ..models.hooks import forward_hooks, frozen_for_attribution
 from ..models.loading import model_identity
-from .batching import Batch, collate, encode_label_targets, length_batches
+from ..likelihood import RowBatch, collate_rows, continuation_logprobs, gold_option, grouped_softmax, mean_logprob
+from .batching import length_batches, target_rows
 from .scoretable import ScoreTable, hash_ids
 
 log = logging.getLogger(__name__)
 
 AGGREGATIONS = ("max", "sum", "last")
-TARGETS = ("label",)
+TARGETS = ("label", "answer", "choice")
 
 
 @dataclass(frozen=True)
@@ -43,13 +43,17 @@ class ScoringOptions:
     """Options of one scoring run; defaults follow the paper.
 
     Attributes:
-        target: what p is; ``label`` = probability of the gold label's first token (the paper's).
+        target: what p is. ``label`` (the paper's): probability of the gold label's first token.
+            ``answer``: exp(mean log-probability of the gold answer's tokens), teacher-forced.
+            ``choice``: probability of the gold option under a softmax over the options'
+            length-normalised log-likelihoods (the example needs ``options``).
         aggregation: reduction over positions: ``max`` (paper), ``sum`` or ``last``.
         control: clamp example scores at 0 (for the control set).
         reference_compat: fill padding with 0 instead of -inf before the max, reproducing the
             reference implementation's numbers (its padded rows can never score below 0).
         batch_size: examples per forward/backward pass.
         padding_side: ``left`` (default) or ``right``; the default mode gives the same result either way.
+            ``choice`` always pads on the right, so an example's option rows share prompt positions.
         chat_template: wrap prompts in the tokenizer's chat template when it has one.
         sites: restrict scoring to these sites (default: every site of the adapter).
     """
@@ -72,6 +76,8 @@ class ScoringOptions:
             raise ScoringError(f"batch size must be at least 1, got {self.batch_size}")
         if self.padding_side not in ("left", "right"):
             raise ScoringError(f"padding side must be 'left' or 'right', got {self.padding_side!r}")
+        if self.reference_compat and self.target != "label":
+            raise ScoringError("reference_compat reproduces the reference code's label target only; use it with target='label'")
 
 
 class _Accumulators:
@@ -98,10 +104,28 @@ def _module_device(module: torch.nn.Module) -> torch.device:
 
 
 class _BatchState:
-    """What the tensor hooks of one batch need: mask, p, group ids, per device (cached)."""
+    """What the tensor hooks of one batch need (moved to each device once and cached).
 
-    def __init__(self, batch: Batch, p: torch.Tensor, groups: torch.Tensor) -> None:
-        self._src = {"mask": batch.attention_mask, "last": batch.last, "p": p.detach().float(), "groups": groups}
+    Rows are sequences; examples are what scores count for. For ``label`` and ``answer`` each
+    example has one row. For ``choice`` each option is a row, the rows of one example share their
+    prompt positions (right padding puts them in the same columns), and the gradient there is the
+    sum over the rows.
+    """
+
+    def __init__(self, batch: RowBatch, p: torch.Tensor, groups: torch.Tensor, shared_prompt: bool) -> None:
+        self.num_examples = len(batch.examples)
+        self.shared_prompt = shared_prompt
+        per_example = torch.bincount(batch.row_example.cpu(), minlength=self.num_examples)
+        first_rows = per_example.cumsum(0) - per_example  # an example's rows are contiguous
+        self._src = {
+            "mask": batch.attention_mask,
+            "own": batch.attention_mask & ~batch.prompt_mask if shared_prompt else batch.attention_mask,
+            "row_example": batch.row_example,
+            "example_prompt": batch.prompt_mask[first_rows],
+            "last": (batch.last_prompt if shared_prompt else batch.last)[first_rows],
+            "p": p.detach().float(),
+            "groups": groups,
+        }
         self._cache: dict[tuple[str, torch.device], torch.Tensor] = {}
         self.nonfinite: list[torch.Tensor] = []
 
@@ -125,9 +149,6 @@ class ScoringEngine:
         self.points = self.adapter.hook_points(self.site_order)
         self._state: _BatchState | None = None
         self._accs: _Accumulators | None = None
-        params = inspect.signature(model.forward).parameters
-        self._keep_logits = "logits_to_keep" in params
-        self._pass_positions = "position_ids" in params
 
     # -- hooks ------------------------------------------------------------------------------
 
@@ -144,16 +165,8 @@ class ScoringEngine:
     def _reduce(self, point: HookPoint, activation: torch.Tensor, grad: torch.Tensor) -> None:
         state, opts = self._state, self.options
         device = activation.device
-        prod = activation.float() * grad.float()  # [B, T, F]
-        mask = state.get("mask", device)
-        if opts.aggregation == "max":
-            fill = 0.0 if opts.reference_compat else float("-inf")
-            reduced = prod.masked_fill_(~mask[..., None], fill).amax(dim=1)
-        elif opts.aggregation == "sum":
-            reduced = prod.masked_fill_(~mask[..., None], 0.0).sum(dim=1)
-        else:
-            last = state.get("last", device)
-            reduced = prod[torch.arange(prod.shape[0], device=device), last]
+        prod = activation.float() * grad.float()  # [rows, T, F]
+        reduced = self._reduce_positions(prod, state, device)  # [examples, F]
         reduced = reduced * state.get("p", device)[:, None]
         if opts.control:
             reduced = reduced.clamp_(min=0.0)
@@ -162,20 +175,46 @@ class ScoringEngine:
         for site in point.sites:
             self._accs.sums[site.name][point.layer].index_add_(0, groups, site.take(reduced))
 
+    def _reduce_positions(self, prod: torch.Tensor, state: _BatchState, device: torch.device) -> torch.Tensor:
+        """Reduce a ⊙ g over each example's real positions (max, sum or last) to ``[examples, F]``."""
+        agg = self.options.aggregation
+        n = state.num_examples
+        if state.shared_prompt:
+            # Prompt positions: one activation, gradient summed over the option rows.
+            rows = state.get("row_example", device)
+            prompt = state.get("example_prompt", device)
+            shared = prod.new_zeros((n, *prod.shape[1:])).index_add_(0, rows, prod)
+            own = state.get("own", device)
+            if agg == "last":
+                return shared[torch.arange(n, device=device), state.get("last", device)]
+            if agg == "sum":
+                return shared.masked_fill_(~prompt[..., None], 0.0).sum(1) + prod.new_zeros(n, prod.shape[2]).index_add_(
+                    0, rows, prod.masked_fill(~own[..., None], 0.0).sum(1)
+                )
+            best = shared.masked_fill_(~prompt[..., None], float("-inf")).amax(1)
+            per_row = prod.masked_fill_(~own[..., None], float("-inf")).amax(1)
+            return best.scatter_reduce_(0, rows[:, None].expand_as(per_row), per_row, reduce="amax")
+        mask = state.get("mask", device)
+        if agg == "max":
+            fill = 0.0 if self.options.reference_compat else float("-inf")
+            return prod.masked_fill_(~mask[..., None], fill).amax(dim=1)
+        if agg == "sum":
+            return prod.masked_fill_(~mask[..., None], 0.0).sum(dim=1)
+        return prod[torch.arange(prod.shape[0], device=device), state.get("last", device)]
+
     # -- main loop --------------------------------------------------------------------------
 
-    def _target_prob(self, batch: Batch) -> torch.Tensor:
-        kwargs: dict[str, Any] = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask.long(), "use_cache": False}
-        if self._pass_positions:
-            kwargs["position_ids"] = batch.position_ids
-        left = self.options.padding_side == "left"
-        if self._keep_logits:
-            kwargs["logits_to_keep"] = 1 if left else batch.last[:, None]
-        logits = self.model(**kwargs).logits
-        if logits.shape[1] != 1:  # models without logits_to_keep return every position
-            logits = logits[torch.arange(logits.shape[0], device=logits.device), batch.last.to(logits.device)][:, None]
-        logp = logits[:, 0].float().log_softmax(-1)
-        return logp.gather(1, batch.targets.to(logp.device)[:, None]).squeeze(1).exp()
+    def _target_prob(self, batch: RowBatch, gold: torch.Tensor) -> torch.Tensor:
+        """p per example in the batch, differentiable with respect to every site."""
+        logprobs = continuation_logprobs(self.model, batch)  # [rows, K]
+        target = self.options.target
+        if target == "label":
+            return logprobs[:, 0].exp()
+        mean = mean_logprob(logprobs, batch.score_valid)
+        if target == "answer":
+            return mean.exp()
+        probs = grouped_softmax(mean, batch.row_example, len(batch.examples))
+        return probs[gold.to(probs.device)]
 
     def score(self, examples: Sequence[Example], groups: Sequence[str] | None = None, progress: bool = True, dataset: str | None = None, split: str | None = None) -> ScoreTable:
         """Score ``examples`` and return their ScoreTable (groups default to those of the examples)."""
@@ -188,32 +227,39 @@ class ScoringEngine:
         missing = sorted({ex.group for ex in examples} - gidx.keys())
         if missing:
             raise ScoringError(f"example group(s) {missing} not in the table's groups {groups}")
-        encoded = encode_label_targets(self.tokenizer, examples, self.options.chat_template)
+        rows = target_rows(self.tokenizer, examples, self.options.target, self.options.chat_template)
+        choice = self.options.target == "choice"
+        gold_rows = [next(i for i, r in enumerate(rows[e]) if r.option == gold_option(examples[e])) for e in range(len(examples))] if choice else None
         example_groups = torch.tensor([gidx[ex.group] for ex in examples])
-        batches = length_batches(encoded, self.options.batch_size)
+        batches = length_batches(rows, self.options.batch_size)
         self._accs = _Accumulators(self.points, self.site_order, len(groups))
         counts = torch.zeros(len(groups), dtype=torch.int64)
         prob_sums = torch.zeros(len(groups), dtype=torch.float64)
         input_device = _module_device(self.model.get_input_embeddings())
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        padding = "right" if choice else self.options.padding_side
         hooks = [(point.module, self._forward_hook(point)) for point in self.points]
-        bar = tqdm(total=len(examples), unit="ex", desc="scoring", disable=not progress, leave=False)
+        bar = tqdm(total=len(examples), unit="ex", desc=f"scoring ({self.options.target})", disable=not progress, leave=False)
         try:
             with frozen_for_attribution(self.model), forward_hooks(hooks), torch.enable_grad():
-                for items in batches:
-                    batch = collate(items, pad_id, self.options.padding_side).to(input_device)
-                    g = example_groups[batch.indices]
-                    p = self._target_prob(batch)
-                    ids = [examples[i].id for i in batch.indices]
+                for idx in batches:
+                    batch = collate_rows(idx, [rows[i] for i in idx], pad_id, padding).to(input_device)
+                    gold = None
+                    if choice:  # position of each example's gold row within the batch's rows
+                        offsets = torch.tensor([0] + [len(rows[i]) for i in idx]).cumsum(0)[:-1]
+                        gold = offsets + torch.tensor([gold_rows[i] for i in idx])
+                    g = example_groups[idx]
+                    p = self._target_prob(batch, gold)
+                    ids = [examples[i].id for i in idx]
                     if not torch.isfinite(p).all():
                         raise ScoringError(f"target probability is NaN or inf in the batch with examples {ids}")
-                    self._state = _BatchState(batch, p, g)
+                    self._state = _BatchState(batch, p, g, shared_prompt=choice)
                     p.sum().backward()
                     if torch.stack([t.to(p.device) for t in self._state.nonfinite]).any():
                         raise ScoringError(f"NaN or inf in neuron scores in the batch with examples {ids}; nothing was written")
                     counts.index_add_(0, g, torch.ones_like(g))
                     prob_sums.index_add_(0, g, p.detach().double().cpu())
-                    bar.update(len(items))
+                    bar.update(len(idx))
         finally:
             self._state = None
             bar.close()
