@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny import FAMILIES, make_examples, tiny_model
+from tiny import FAMILIES, assert_close, make_examples, tiny_model
 
 from culture_neurons.attribution.engine import score_examples
 from culture_neurons.errors import ScoringError
@@ -52,15 +52,6 @@ def naive_scores(model, tokenizer, examples, groups, control=False, aggregation=
                 out[site_name][layer, c, g] += value.cpu()
     model.zero_grad(set_to_none=True)
     return out
-
-
-def assert_close(table, reference, rtol=1e-5):
-    for site, ref in reference.items():
-        got = table.scores[site].double()
-        scale = ref.abs().max().item()
-        assert scale > 0
-        err = (got - ref).abs().max().item() / scale
-        assert err < rtol, f"{site}: relative error {err:.2e}"
 
 
 @pytest.mark.parametrize("aggregation", ["max", "sum", "last"])

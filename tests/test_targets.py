@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from click.testing import CliRunner
-from test_scoring import assert_close
-from tiny import build_tokenizer, tiny_model
+from tiny import assert_close, build_tokenizer, tiny_model
 
 from culture_neurons.attribution.engine import score_examples
 from culture_neurons.data import Example

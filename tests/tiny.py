@@ -94,3 +94,13 @@ def make_examples(n: int = 7, groups=("Japan", "Mexico", "Spain")):
         Example(id=f"ex{i}", prompt=f"Which country eats {' '.join(words[: 1 + (i * 3) % 8])}? Answer:", answer=" " + "ABCD"[i % 4], group=groups[i % len(groups)])
         for i in range(n)
     ]
+
+
+def assert_close(table, reference, rtol=1e-5):
+    """Every site of ``table`` equals ``reference`` within ``rtol`` of the reference's largest magnitude."""
+    for site, ref in reference.items():
+        got = table.scores[site].double()
+        scale = ref.abs().max().item()
+        assert scale > 0
+        err = (got - ref).abs().max().item() / scale
+        assert err < rtol, f"{site}: relative error {err:.2e}"
