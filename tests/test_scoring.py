@@ -194,3 +194,15 @@ def test_phi3_fused_equals_llama_unfused(tokenizer):
     b = score_examples(phi, tokenizer, examples, batch_size=2, progress=False)
     assert a.widths == b.widths
     assert_close(b, {s: t.double() for s, t in a.scores.items()}, rtol=1e-4)
+
+
+def test_bfloat16_scores_track_float32(tokenizer):
+    model = tiny_model("llama")
+    examples = make_examples(4)
+    exact = score_examples(model, tokenizer, examples, batch_size=2, progress=False)
+    half = score_examples(model.to(torch.bfloat16), tokenizer, examples, batch_size=2, progress=False)
+    assert half.meta["options"]["dtype"] == "bfloat16"
+    for site in exact.sites:
+        assert half.scores[site].dtype == torch.float32  # accumulators stay float32 whatever the model dtype
+        a, b = exact.scores[site].flatten(), half.scores[site].flatten()
+        assert torch.corrcoef(torch.stack([a, b]))[0, 1] > 0.9, site
