@@ -59,7 +59,7 @@ def test_group_union_when_shards_see_different_groups(tokenizer, llama):
 def test_refuses_double_counting_and_other_models(tokenizer, llama, table):
     with pytest.raises(TableError, match="share 6 example id"):
         table + table
-    from conftest import tiny_model
+    from tiny import tiny_model
 
     other = score_examples(tiny_model("qwen2"), tokenizer, make_examples(2), progress=False)
     with pytest.raises(TableError, match="different models"):

@@ -25,17 +25,22 @@ from .engine import AGGREGATIONS, TARGETS
 @click.option("--no-chat-template", is_flag=True, help="Use prompts as they are, without the chat template.")
 @click.option("--site-map", type=click.Path(exists=True, dir_okay=False), default=None, help="TOML/JSON site map for an unknown architecture.")
 @click.option("--sites", default=None, help="Comma-separated subset of sites to score (default: all).")
+@click.option("--checkpoint-every", default=20, show_default=True, type=click.IntRange(min=0), help="Save progress to OUT.ckpt every N batches (0: never); a rerun resumes.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def score(model, examples, out, batch_size, dtype, device, device_map, target, aggregation, control, reference_compat, padding_side, no_chat_template, site_map, sites, quiet) -> None:
+def score(model, examples, out, batch_size, dtype, device, device_map, target, aggregation, control, reference_compat, padding_side, no_chat_template, site_map, sites, checkpoint_every, quiet) -> None:
     """Score every neuron on EXAMPLES and write a ScoreTable."""
     from .api import score_file
 
     start = time.perf_counter()
     table = score_file(
-        model, examples, out, dtype=dtype, device=device, device_map=device_map, site_map=site_map, progress=not quiet,
+        model, examples, out, dtype=dtype, device=device, device_map=device_map, site_map=site_map, progress=not quiet, checkpoint_every=checkpoint_every,
         batch_size=batch_size, target=target, aggregation=aggregation, control=control, reference_compat=reference_compat,
         padding_side=padding_side, chat_template=not no_chat_template, sites=tuple(sites.split(",")) if sites else None,
     )
+    from ..distributed import is_main
+
+    if not is_main():
+        return
     probs = table.mean_prob()
     mean_p = sum(float(s) for s in table.prob_sums) / max(table.num_examples, 1)
     click.echo(f"wrote {out}: {table.num_examples} examples, {len(table.groups)} groups, sites {', '.join(f'{s}[{table.num_layers}x{w}]' for s, w in table.widths.items())}")

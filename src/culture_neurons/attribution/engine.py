@@ -16,20 +16,24 @@ How it stays fast (see docs/design.md):
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from .. import __version__
 from ..data.example import Example, group_names
+from ..distributed import all_reduce_sum, shard, world
 from ..errors import ScoringError
 from ..models.adapters import HookPoint, ModelAdapter, get_adapter
 from ..models.hooks import forward_hooks, frozen_for_attribution
 from ..models.loading import model_identity
 from ..likelihood import RowBatch, collate_rows, continuation_logprobs, gold_option, grouped_softmax, mean_logprob
 from .batching import length_batches, target_rows
+from .checkpoint import ScoringCheckpoint
 from .scoretable import ScoreTable, hash_ids
 
 log = logging.getLogger(__name__)
@@ -94,7 +98,21 @@ class _Accumulators:
 
     def stacked(self) -> dict[str, torch.Tensor]:
         """``{site: [layers, channels, groups]}`` on the CPU."""
-        return {name: torch.stack([t.cpu() for t in layers]).permute(0, 2, 1).contiguous() for name, layers in self.sums.items()}
+        return {name: t.permute(0, 2, 1).contiguous() for name, t in self.raw().items()}
+
+    def raw(self) -> dict[str, torch.Tensor]:
+        """``{site: [layers, groups, channels]}`` on the CPU, the internal layout (for checkpoints)."""
+        return {name: torch.stack([t.cpu() for t in layers]) for name, layers in self.sums.items()}
+
+    def restore(self, raw: dict[str, torch.Tensor]) -> None:
+        for name, layers in self.sums.items():
+            if name not in raw or raw[name].shape != (len(layers), *layers[0].shape):
+                raise ScoringError(f"checkpoint does not match this model's site {name}")
+            for layer, t in enumerate(layers):
+                t.copy_(raw[name][layer])
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [t for layers in self.sums.values() for t in layers]
 
 
 def _module_device(module: torch.nn.Module) -> torch.device:
@@ -216,8 +234,23 @@ class ScoringEngine:
         probs = grouped_softmax(mean, batch.row_example, len(batch.examples))
         return probs[gold.to(probs.device)]
 
-    def score(self, examples: Sequence[Example], groups: Sequence[str] | None = None, progress: bool = True, dataset: str | None = None, split: str | None = None) -> ScoreTable:
-        """Score ``examples`` and return their ScoreTable (groups default to those of the examples)."""
+    def score(
+        self,
+        examples: Sequence[Example],
+        groups: Sequence[str] | None = None,
+        progress: bool = True,
+        dataset: str | None = None,
+        split: str | None = None,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int = 20,
+    ) -> ScoreTable:
+        """Score ``examples`` and return their ScoreTable (groups default to those of the examples).
+
+        Under ``torch.distributed`` each rank scores a round-robin shard of the examples and the sums
+        are all-reduced, so every rank returns the whole table. With ``checkpoint``, the sums are saved
+        every ``checkpoint_every`` batches (per rank: ``.rank<r>`` is appended under several ranks),
+        and a rerun resumes from there with a bit-identical result; the file is removed at the end.
+        """
         from tqdm.auto import tqdm
 
         if not examples:
@@ -231,18 +264,35 @@ class ScoringEngine:
         choice = self.options.target == "choice"
         gold_rows = [next(i for i, r in enumerate(rows[e]) if r.option == gold_option(examples[e])) for e in range(len(examples))] if choice else None
         example_groups = torch.tensor([gidx[ex.group] for ex in examples])
-        batches = length_batches(rows, self.options.batch_size)
+        rank, world_size = world()
+        mine = shard(range(len(examples)), rank, world_size)
+        batches = [[mine[i] for i in b] for b in length_batches([rows[i] for i in mine], self.options.batch_size)]
         self._accs = _Accumulators(self.points, self.site_order, len(groups))
         counts = torch.zeros(len(groups), dtype=torch.int64)
         prob_sums = torch.zeros(len(groups), dtype=torch.float64)
+        ids = [ex.id for ex in examples]
+        saver = None
+        done = 0
+        if checkpoint is not None:
+            path = Path(f"{checkpoint}.rank{rank}") if world_size > 1 else Path(checkpoint)
+            fingerprint = {"model": model_identity(self.model), "options": asdict(self.options), "ids": hash_ids(ids), "groups": groups,
+                           "sites": self.site_order, "rank": rank, "world": world_size, "version": __version__}
+            saver = ScoringCheckpoint(path, fingerprint)
+            if (state := saver.load()) is not None:
+                done, raw, saved_counts, saved_probs = state
+                self._accs.restore(raw)
+                counts.copy_(saved_counts)
+                prob_sums.copy_(saved_probs)
+                log.info("resuming from %s: %d of %d batches already scored", path, done, len(batches))
         input_device = _module_device(self.model.get_input_embeddings())
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         padding = "right" if choice else self.options.padding_side
         hooks = [(point.module, self._forward_hook(point)) for point in self.points]
-        bar = tqdm(total=len(examples), unit="ex", desc=f"scoring ({self.options.target})", disable=not progress, leave=False)
+        bar = tqdm(total=len(mine), unit="ex", desc=f"scoring ({self.options.target})", disable=not progress or rank != 0, leave=False)
+        bar.update(sum(len(b) for b in batches[:done]))
         try:
             with frozen_for_attribution(self.model), forward_hooks(hooks), torch.enable_grad():
-                for idx in batches:
+                for number, idx in enumerate(batches[done:], start=done + 1):
                     batch = collate_rows(idx, [rows[i] for i in idx], pad_id, padding).to(input_device)
                     gold = None
                     if choice:  # position of each example's gold row within the batch's rows
@@ -250,20 +300,22 @@ class ScoringEngine:
                         gold = offsets + torch.tensor([gold_rows[i] for i in idx])
                     g = example_groups[idx]
                     p = self._target_prob(batch, gold)
-                    ids = [examples[i].id for i in idx]
+                    batch_ids = [examples[i].id for i in idx]
                     if not torch.isfinite(p).all():
-                        raise ScoringError(f"target probability is NaN or inf in the batch with examples {ids}")
+                        raise ScoringError(f"target probability is NaN or inf in the batch with examples {batch_ids}")
                     self._state = _BatchState(batch, p, g, shared_prompt=choice)
                     p.sum().backward()
                     if torch.stack([t.to(p.device) for t in self._state.nonfinite]).any():
-                        raise ScoringError(f"NaN or inf in neuron scores in the batch with examples {ids}; nothing was written")
+                        raise ScoringError(f"NaN or inf in neuron scores in the batch with examples {batch_ids}; nothing was written")
                     counts.index_add_(0, g, torch.ones_like(g))
                     prob_sums.index_add_(0, g, p.detach().double().cpu())
                     bar.update(len(idx))
+                    if saver is not None and number % checkpoint_every == 0 and number < len(batches):
+                        saver.save(number, self._accs.raw(), counts, prob_sums)
         finally:
             self._state = None
             bar.close()
-        ids = [ex.id for ex in examples]
+        all_reduce_sum([*self._accs.tensors(), counts, prob_sums])
         meta = {
             "model": {**model_identity(self.model), "family": self.adapter.family},
             "dataset": dataset or _common(ex.dataset for ex in examples),
@@ -275,6 +327,8 @@ class ScoringEngine:
         }
         table = ScoreTable(self._accs.stacked(), counts, prob_sums, groups, meta)
         self._accs = None
+        if saver is not None:
+            saver.remove()
         return table
 
 
@@ -295,6 +349,8 @@ def score_examples(
     progress: bool = True,
     dataset: str | None = None,
     split: str | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 20,
     **overrides: Any,
 ) -> ScoreTable:
     """Score examples with the paper's attribution and return a :class:`ScoreTable`.
@@ -304,4 +360,4 @@ def score_examples(
     options = replace(options or ScoringOptions(), **overrides)
     if adapter is None:
         adapter = get_adapter(model, site_map)
-    return ScoringEngine(model, tokenizer, options, adapter).score(examples, groups, progress, dataset, split)
+    return ScoringEngine(model, tokenizer, options, adapter).score(examples, groups, progress, dataset, split, checkpoint, checkpoint_every)

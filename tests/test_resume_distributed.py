@@ -1,0 +1,116 @@
+"""Checkpoint/resume of scoring (bit-identical) and data-parallel scoring with gloo on CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from tiny import build_tokenizer, make_examples, tiny_model
+
+from culture_neurons import ScoreTable
+from culture_neurons.attribution import engine as engine_mod
+from culture_neurons.attribution.engine import score_examples
+from culture_neurons.errors import ScoringError
+
+
+def test_interrupted_run_resumes_bit_identical(tokenizer, llama, tmp_path, monkeypatch):
+    examples = make_examples(9)
+    full = score_examples(llama, tokenizer, examples, batch_size=2, progress=False)
+    ckpt = tmp_path / "s.ckpt"
+    original = engine_mod.ScoringEngine._target_prob
+    calls = {"n": 0}
+
+    def dies_on_fourth_batch(self, batch, gold):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return original(self, batch, gold)
+
+    monkeypatch.setattr(engine_mod.ScoringEngine, "_target_prob", dies_on_fourth_batch)
+    with pytest.raises(KeyboardInterrupt):
+        score_examples(llama, tokenizer, examples, batch_size=2, progress=False, checkpoint=ckpt, checkpoint_every=1)
+    assert ckpt.exists()
+    monkeypatch.setattr(engine_mod.ScoringEngine, "_target_prob", original)
+    calls["n"] = 0
+    resumed = score_examples(llama, tokenizer, examples, batch_size=2, progress=False, checkpoint=ckpt, checkpoint_every=1)
+    for site in full.sites:
+        assert torch.equal(full.scores[site], resumed.scores[site])
+    assert torch.equal(full.counts, resumed.counts) and torch.equal(full.prob_sums, resumed.prob_sums)
+    assert not ckpt.exists()
+    assert not any(m._forward_hooks for m in llama.modules())
+
+
+def test_checkpoint_of_another_run_is_refused(tokenizer, llama, tmp_path, monkeypatch):
+    ckpt = tmp_path / "s.ckpt"
+    original = engine_mod.ScoringEngine._target_prob
+    calls = {"n": 0}
+
+    def dies(self, batch, gold):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("preempted")
+        return original(self, batch, gold)
+
+    monkeypatch.setattr(engine_mod.ScoringEngine, "_target_prob", dies)
+    with pytest.raises(RuntimeError):
+        score_examples(llama, tokenizer, make_examples(6), batch_size=2, progress=False, checkpoint=ckpt, checkpoint_every=1)
+    monkeypatch.setattr(engine_mod.ScoringEngine, "_target_prob", original)
+    with pytest.raises(ScoringError, match="belongs to a different scoring run"):
+        score_examples(llama, tokenizer, make_examples(6), batch_size=2, progress=False, checkpoint=ckpt, control=True)
+
+
+def _save_model(tmp_path, n=11):
+    path = tmp_path / "model"
+    tiny_model("llama").save_pretrained(path)
+    build_tokenizer().save_pretrained(path)
+    examples = tmp_path / "e.jsonl"
+    examples.write_text("".join(json.dumps(e.to_dict()) + "\n" for e in make_examples(n)))
+    return path, examples
+
+
+def _cli(*args, **kwargs):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "culture_neurons", *map(str, args)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+
+
+def test_sigkill_during_scoring_then_resume(tmp_path):
+    model, examples = _save_model(tmp_path, n=120)  # enough batches that the kill lands mid-run
+    reference = tmp_path / "ref.safetensors"
+    assert _cli("score", "-m", model, "-e", examples, "-o", reference, "--batch-size", 1, "-q").wait() == 0
+    out = tmp_path / "s.safetensors"
+    ckpt = tmp_path / "s.safetensors.ckpt"
+    proc = _cli("score", "-m", model, "-e", examples, "-o", out, "--batch-size", 1, "--checkpoint-every", 1, "-q")
+    deadline = time.time() + 120
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not out.exists()  # never a half-written table
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert _cli("score", "-m", model, "-e", examples, "-o", out, "--batch-size", 1, "--checkpoint-every", 1, "-q").wait() == 0
+    a, b = ScoreTable.load(reference), ScoreTable.load(out)
+    assert all(torch.equal(a.scores[s], b.scores[s]) for s in a.sites)
+    assert not ckpt.exists()
+
+
+def test_two_gloo_processes_equal_one(tmp_path):
+    model, examples = _save_model(tmp_path)
+    single = tmp_path / "single.safetensors"
+    assert _cli("score", "-m", model, "-e", examples, "-o", single, "--batch-size", 2, "-q").wait() == 0
+    double = tmp_path / "double.safetensors"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533", "-m", "culture_neurons",
+           "score", "-m", str(model), "-e", str(examples), "-o", str(double), "--batch-size", "2", "--device", "cpu", "-q"]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    a, b = ScoreTable.load(single), ScoreTable.load(double)
+    assert b.meta["example_ids"] == a.meta["example_ids"] and torch.equal(a.counts, b.counts)
+    for s in a.sites:
+        assert torch.allclose(a.scores[s], b.scores[s], rtol=1e-5, atol=1e-6 * a.scores[s].abs().max().item())
+    assert torch.allclose(a.prob_sums, b.prob_sums, rtol=1e-6)
