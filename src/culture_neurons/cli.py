@@ -46,9 +46,15 @@ def _register() -> None:
     # Subcommands live beside the API they wrap; importing them here keeps this file a table of contents.
     from .attribution.cli import score
     from .data.cli import data
+    from .evaluation.cli import ablate, cross_culture, evaluate
+    from .selection.cli import select
 
     cli.add_command(score)
     cli.add_command(data)
+    cli.add_command(select)
+    cli.add_command(evaluate)
+    cli.add_command(ablate)
+    cli.add_command(cross_culture)
 
     @cli.command()
     def demo() -> None:

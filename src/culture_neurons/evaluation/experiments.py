@@ -1,0 +1,224 @@
+"""The paper's experiments: ablation (and enhancement) against random baselines, and the
+cross-culture suppression matrix.
+
+Both evaluate every benchmark under several conditions on the same examples, keep the per-example
+rows (with a ``condition`` column), and summarise paired differences with bootstrap CIs (see
+:mod:`.metrics`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .. import __version__
+from ..data.example import Example
+from ..errors import InputError
+from ..fileio import write_json_atomic
+from ..selection.neuronset import NeuronSet
+from ..selection.select import select_random
+from .api import _metric, as_benchmarks, evaluate_rows, write_rows
+from .metrics import compare_to_random, mean_ci, paired_change
+from .scorers import EvalOptions
+
+
+@dataclass
+class ExperimentResult:
+    """Per-example rows of every condition, the summary, and (cross-culture) the change matrix."""
+
+    rows: pd.DataFrame
+    summary: dict[str, Any]
+    config: dict[str, Any] = field(default_factory=dict)
+    matrix: pd.DataFrame | None = None
+
+    def save(self, out: str | os.PathLike, rows_name: str = "rows.parquet") -> tuple[Path, Path]:
+        """Write the rows and ``summary.json`` (and ``matrix.csv`` when there is one) into ``out``."""
+        folder = Path(out)
+        rows_path = write_rows(self.rows, folder / rows_name)
+        summary_path = folder / "summary.json"
+        write_json_atomic(summary_path, {"config": self.config, "package_version": __version__, "results": self.summary})
+        if self.matrix is not None:
+            from ..fileio import write_text_atomic
+
+            write_text_atomic(folder / "matrix.csv", self.matrix.to_csv())
+        return rows_path, summary_path
+
+
+def _scores(rows: pd.DataFrame, conditions: Sequence[str]) -> pd.DataFrame:
+    """Scores as a table: one row per (benchmark, id), one column per condition."""
+    table = rows.pivot_table(index=["benchmark", "id"], columns="condition", values="score", sort=False)
+    missing = [c for c in conditions if c not in table.columns]
+    if missing or table[list(conditions)].isna().any().any():
+        raise InputError("conditions were not evaluated on the same examples")  # cannot happen through the public API
+    return table[list(conditions)]
+
+
+def _random_sets(neuron_set: NeuronSet, seeds: int | Sequence[int], layer_matched: bool, random_sets: Sequence[NeuronSet] | None) -> list[NeuronSet]:
+    if random_sets is not None:
+        sets = list(random_sets)
+        bad = [s.kind for s in sets if len(s) != len(neuron_set)]
+        if bad:
+            raise InputError(f"random set(s) {bad} differ in size from {neuron_set.kind!r} ({len(neuron_set)} neurons)")
+        return sets
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    return [select_random(neuron_set, s, layer_matched=layer_matched) for s in seed_list]
+
+
+def run_ablation(
+    model: Any,
+    tokenizer: Any,
+    benchmarks: Mapping[str, Sequence[Example]] | Sequence[Example],
+    neuron_set: NeuronSet,
+    *,
+    op: str = "suppress",
+    factor: float = 2.0,
+    seeds: int | Sequence[int] = 10,
+    layer_matched: bool = False,
+    random_sets: Sequence[NeuronSet] | None = None,
+    options: EvalOptions | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    progress: bool = False,
+    site_map: Any = None,
+    **overrides: Any,
+) -> ExperimentResult:
+    """Original vs ``op`` on ``neuron_set`` vs ``op`` on random sets of the same size.
+
+    For every benchmark, and within it for all examples and for each split separately
+    (identification vs held-out), the summary gives the metric under each condition and
+    :func:`~.metrics.compare_to_random`: the change with its CI, the mean random change, the paired
+    bootstrap difference with p-values, and the fraction of random seeds with a smaller drop.
+    ``op="enhance"`` gives the enhancement experiment.
+    """
+    if not isinstance(neuron_set, NeuronSet):
+        raise InputError(f"neuron_set must be a NeuronSet, got {type(neuron_set).__name__}")
+    if len(neuron_set) == 0:
+        raise InputError(f"NeuronSet {neuron_set.kind!r} is empty; there is nothing to {op}")
+    opts = replace(options or EvalOptions(), **overrides)
+    opts.validate()
+    benches = as_benchmarks(benchmarks)
+    randoms = _random_sets(neuron_set, seeds, layer_matched, random_sets)
+    target = f"{op}:{neuron_set.kind}"
+    conditions = [("original", None), (target, neuron_set)] + [(f"{op}:{r.kind}", r) for r in randoms]
+    labels = [c for c, _ in conditions]
+    if len(set(labels)) != len(labels):
+        raise InputError(f"two conditions share a name ({labels}); give the random sets distinct seeds")
+    frames = [evaluate_rows(model, tokenizer, benches, ns, op, factor, condition=label, options=opts, progress=progress, site_map=site_map)
+              for label, ns in conditions]
+    rows = pd.concat(frames, ignore_index=True)
+    scores = _scores(rows, labels)
+    info = rows[rows["condition"] == "original"].set_index(["benchmark", "id"])
+    random_labels = labels[2:]
+    summary: dict[str, Any] = {}
+    for bench in benches:
+        block = scores.loc[bench]
+        meta = info.loc[bench].loc[block.index]
+        parts = {"all": block.index}
+        for split in sorted(s for s in meta["split"].unique() if s):
+            parts[split] = block.index[meta["split"].to_numpy() == split]
+        entry: dict[str, Any] = {"metric": _metric(meta)}
+        for part, index in parts.items():
+            sub = block.loc[index]
+            orig, tgt = sub["original"].to_numpy(), sub[target].to_numpy()
+            rnd = sub[random_labels].to_numpy().T if random_labels else np.zeros((0, len(sub)))
+            entry[part] = {
+                "original": mean_ci(orig, n_boot, seed),
+                "target": mean_ci(tgt, n_boot, seed),
+                "random": {lab: float(sub[lab].mean()) * 100 for lab in random_labels},
+                "random_mean": float(rnd.mean()) * 100 if rnd.size else None,
+                **compare_to_random(orig, tgt, rnd, n_boot, seed),
+            }
+        summary[bench] = entry
+    config = {"experiment": "enhancement" if op == "enhance" else "ablation", "op": op, "factor": factor,
+              "neuron_set": {"kind": neuron_set.kind, "count": len(neuron_set), "sha256": neuron_set.content_hash()},
+              "random_sets": [r.kind for r in randoms], "layer_matched": layer_matched, "options": opts.to_dict(),
+              "n_boot": n_boot, "seed": seed, "benchmarks": list(benches)}
+    return ExperimentResult(rows, summary, config)
+
+
+def run_cross_culture(
+    model: Any,
+    tokenizer: Any,
+    benchmarks: Mapping[str, Sequence[Example]] | Sequence[Example],
+    specific_sets: Mapping[str, NeuronSet] | Sequence[NeuronSet],
+    *,
+    op: str = "suppress",
+    factor: float = 2.0,
+    split: str | None = None,
+    options: EvalOptions | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    progress: bool = False,
+    site_map: Any = None,
+    **overrides: Any,
+) -> ExperimentResult:
+    """Suppress each country's specific set in turn and measure the change for every country.
+
+    ``matrix.loc[set_country, eval_country]`` is the change (percentage points) of the metric on
+    ``eval_country``'s examples, pooled over the benchmarks; the diagonal is expected to be the most
+    negative entry of its row. ``split`` restricts the evaluation to one split (e.g. ``heldout``).
+    """
+    if isinstance(specific_sets, Mapping):
+        sets = {str(k): v for k, v in specific_sets.items()}
+    else:
+        sets = {}
+        for ns in specific_sets:
+            if not ns.kind.startswith("specific:"):
+                raise InputError(f"NeuronSet {ns.kind!r} is not a culture-specific set; pass {{country: set}} instead")
+            sets[ns.kind.split(":", 1)[1]] = ns
+    if not sets:
+        raise InputError("no culture-specific sets given")
+    empty = [c for c, ns in sets.items() if len(ns) == 0]
+    if empty:
+        raise InputError(f"the specific set(s) of {', '.join(empty)} are empty; there is nothing to {op}")
+    opts = replace(options or EvalOptions(), **overrides)
+    opts.validate()
+    benches = as_benchmarks(benchmarks)
+    if split is not None:
+        benches = {k: [e for e in v if e.split == split] for k, v in benches.items()}
+        benches = {k: v for k, v in benches.items() if v}
+        if not benches:
+            raise InputError(f"no examples of split {split!r} in the benchmarks")
+    conditions = [("original", None)] + [(f"{op}:{c}", ns) for c, ns in sets.items()]
+    frames = [evaluate_rows(model, tokenizer, benches, ns, op, factor, condition=label, options=opts, progress=progress, site_map=site_map)
+              for label, ns in conditions]
+    rows = pd.concat(frames, ignore_index=True)
+    labels = [c for c, _ in conditions]
+    scores = _scores(rows, labels)
+    info = rows[rows["condition"] == "original"].set_index(["benchmark", "id"]).loc[scores.index]
+    eval_countries = sorted(info["country"].unique())
+    matrix = pd.DataFrame(index=list(sets), columns=eval_countries, dtype=float)
+    cells: dict[str, dict[str, Any]] = {}
+    for c in sets:
+        cells[c] = {}
+        for e in eval_countries:
+            mask = info["country"].to_numpy() == e
+            change = paired_change(scores["original"].to_numpy()[mask], scores[f"{op}:{c}"].to_numpy()[mask], n_boot, seed)
+            cells[c][e] = change
+            matrix.loc[c, e] = change["value"]
+    rows_summary = {}
+    for c in sets:
+        row = matrix.loc[c]
+        rows_summary[c] = {
+            "most_affected": str(row.idxmin()),
+            "diagonal": float(row[c]) if c in row.index else None,
+            "diagonal_is_most_negative": bool(c in row.index and row[c] == row.min()),
+            "off_diagonal_mean": float(row.drop(c, errors="ignore").mean()) if len(row) > 1 else None,
+        }
+    diag = [matrix.loc[c, c] for c in sets if c in matrix.columns]
+    summary = {
+        "set_countries": list(sets), "eval_countries": eval_countries, "original": {e: mean_ci(
+            scores["original"].to_numpy()[info["country"].to_numpy() == e], n_boot, seed) for e in eval_countries},
+        "change": cells, "rows": rows_summary,
+        "diagonal_mean": float(np.mean(diag)) if diag else None,
+        "off_diagonal_mean": float(np.nanmean([matrix.loc[c, e] for c in sets for e in eval_countries if e != c])) if len(eval_countries) > 1 else None,
+    }
+    config = {"experiment": "cross-culture", "op": op, "factor": factor, "split": split, "options": opts.to_dict(), "n_boot": n_boot,
+              "seed": seed, "benchmarks": list(benches), "sets": {c: {"count": len(ns), "sha256": ns.content_hash()} for c, ns in sets.items()}}
+    return ExperimentResult(rows, summary, config, matrix)

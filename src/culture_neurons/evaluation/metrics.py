@@ -1,0 +1,100 @@
+"""Means with bootstrap confidence intervals, and paired comparisons against random baselines.
+
+Every interval is a 95% percentile bootstrap over examples (``n_boot`` resamples, fixed ``seed``).
+Scores are per-example values in [0, 1] (correct = 1, or alignment / 100); reported metrics are
+multiplied by 100 (accuracy in %, alignment on its 0-100 scale, changes in percentage points).
+
+Paired comparisons resample the same example indices for every condition. The p-value of
+"the targeted change is below the mean random change" is the centred bootstrap test
+(Berg-Kirkpatrick et al., 2012): with D the observed mean of ``target_i - mean_s random_{s,i}``
+and D* its bootstrap replicates, ``p = (1 + #{D* - D <= D}) / (1 + n_boot)``; the two-sided
+version counts ``|D* - D| >= |D|``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+LEVEL = 0.95
+
+
+def _indices(n: int, n_boot: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+
+
+def _boot_means(values: np.ndarray, idx: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Means of ``values`` (``[n]`` or ``[k, n]``) over each resample, ``[n_boot]`` or ``[n_boot, k]``."""
+    out = []
+    for start in range(0, idx.shape[0], chunk):
+        block = idx[start : start + chunk]
+        out.append(values[..., block].mean(-1).T if values.ndim > 1 else values[block].mean(-1))
+    return np.concatenate(out)
+
+
+def _interval(boot: np.ndarray) -> tuple[float, float]:
+    lo, hi = np.quantile(boot, [(1 - LEVEL) / 2, 1 - (1 - LEVEL) / 2], axis=0)
+    return float(lo), float(hi)
+
+
+def mean_ci(values: Sequence[float] | np.ndarray, n_boot: int = 1000, seed: int = 0, scale: float = 100.0) -> dict[str, Any]:
+    """``{value, ci_low, ci_high, n}`` for the mean of ``values`` (times ``scale``)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        return {"value": None, "ci_low": None, "ci_high": None, "n": 0}
+    lo, hi = _interval(_boot_means(v, _indices(v.size, n_boot, seed))) if n_boot > 0 else (float("nan"),) * 2
+    return {"value": float(v.mean()) * scale, "ci_low": lo * scale, "ci_high": hi * scale, "n": int(v.size)}
+
+
+def paired_change(before: np.ndarray, after: np.ndarray, n_boot: int = 1000, seed: int = 0, scale: float = 100.0) -> dict[str, Any]:
+    """Mean of ``after - before`` over paired examples, with a bootstrap CI (times ``scale``)."""
+    return mean_ci(np.asarray(after, np.float64) - np.asarray(before, np.float64), n_boot, seed, scale)
+
+
+def compare_to_random(original: np.ndarray, target: np.ndarray, randoms: np.ndarray, n_boot: int = 1000, seed: int = 0,
+                      scale: float = 100.0) -> dict[str, Any]:
+    """Targeted intervention vs random ones on the same examples.
+
+    Args:
+        original, target: per-example scores ``[n]`` without and with the targeted intervention.
+        randoms: per-example scores under each random set, ``[seeds, n]``.
+
+    Returns:
+        ``change`` (target - original, CI), ``random_change`` (mean random - original, CI),
+        ``random_changes`` (per seed), ``difference`` (target - mean random, CI, one- and two-sided
+        p-values) and ``fraction_random_smaller_drop``: the fraction of seeds whose drop is smaller
+        than the targeted drop.
+    """
+    original = np.asarray(original, np.float64)
+    target = np.asarray(target, np.float64)
+    randoms = np.asarray(randoms, np.float64).reshape(-1, original.size)
+    n = original.size
+    if n == 0:
+        return {"n": 0}
+    idx = _indices(n, n_boot, seed)
+    change = target - original
+    rnd_mean = randoms.mean(0) if randoms.size else np.full(n, np.nan)
+    rnd_change = rnd_mean - original
+    diff = target - rnd_mean
+    boot = _boot_means(np.stack([change, rnd_change, diff]), idx)  # [n_boot, 3]
+    d = float(diff.mean())
+    centred = boot[:, 2] - d
+    p_one = (1 + int((centred <= d).sum())) / (1 + n_boot)
+    p_two = (1 + int((np.abs(centred) >= abs(d)).sum())) / (1 + n_boot)
+    per_seed = (randoms - original).mean(1) if randoms.size else np.zeros(0)
+    drop_target = -float(change.mean())
+    return {
+        "n": n,
+        "change": {"value": float(change.mean()) * scale, **_ci(boot[:, 0], scale)},
+        "random_change": {"value": float(rnd_change.mean()) * scale, **_ci(boot[:, 1], scale)},
+        "random_changes": [float(x) * scale for x in per_seed],
+        "difference": {"value": d * scale, **_ci(boot[:, 2], scale), "p_one_sided": p_one, "p_two_sided": p_two},
+        "fraction_random_smaller_drop": float(np.mean(-per_seed < drop_target)) if per_seed.size else None,
+    }
+
+
+def _ci(boot: np.ndarray, scale: float) -> dict[str, float]:
+    lo, hi = _interval(boot)
+    return {"ci_low": lo * scale, "ci_high": hi * scale}

@@ -1,0 +1,277 @@
+"""Evaluation: scorers against unbatched oracles, SAQ and scale metrics, bootstrap, experiments, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from tiny import build_tokenizer, make_examples, tiny_model
+
+from culture_neurons.cli import cli
+from culture_neurons.data import Example, write_examples
+from culture_neurons.errors import InputError
+from culture_neurons.evaluation import (
+    alignment,
+    compare_to_random,
+    evaluate,
+    evaluate_examples,
+    mean_ci,
+    parse_scale,
+    read_rows,
+    run_ablation,
+    run_cross_culture,
+    write_rows,
+)
+from culture_neurons.evaluation.saq import contains_run, normalise, saq_match
+from culture_neurons.models.adapters import get_adapter
+from culture_neurons.models.prompting import render_prompt
+from culture_neurons.selection import NeuronSet
+
+LABELS = ("A", "B", "C", "D")
+
+
+def mcq(n=10):
+    out = []
+    for i, e in enumerate(make_examples(n)):
+        out.append(Example(id=e.id, prompt=e.prompt, answer=e.answer, group=e.group, dataset="demo",
+                           split=("identification", "heldout")[i % 2], template_id=f"t{i % 2}",
+                           options=("sushi", "tacos and rice", "paella", "tea"), labels=LABELS))
+    return out
+
+
+def prompt_ids(tok, text):
+    return tok(render_prompt(tok, text), add_special_tokens=False)["input_ids"]
+
+
+def full_logits(model, ids):
+    with torch.no_grad():
+        return model(input_ids=torch.tensor([ids], device=model.device)).logits[0].float().cpu()
+
+
+def gate_set(model, layers=(0, 1), n=None, kind="general"):
+    adapter = get_adapter(model)
+    width = adapter.sites["mlp.gate"].width
+    rows = [(layer, i) for layer in layers for i in range(n or width)]
+    return NeuronSet.from_columns(["mlp.gate"] * len(rows), [r[0] for r in rows], [r[1] for r in rows], kind=kind,
+                                  num_layers=adapter.num_layers, widths=adapter.widths)
+
+
+@pytest.fixture
+def tok(tokenizer):
+    return tokenizer
+
+
+def test_generate_and_choice_match_an_unbatched_oracle(llama, tok):
+    exs = mcq(9)
+    gen = evaluate_examples(llama, tok, exs, scorer="generate", batch_size=4)
+    choice = evaluate_examples(llama, tok, exs, scorer="choice", batch_size=1)
+    for ex, g, c in zip(exs, gen, choice):
+        ids = prompt_ids(tok, ex.prompt)
+        logits = full_logits(llama, ids)[-1]
+        label_tokens = [tok(render_prompt(tok, ex.prompt) + " " + lab, add_special_tokens=False)["input_ids"][len(ids)] for lab in LABELS]
+        probs = logits[label_tokens].softmax(-1)
+        assert g["option_probs"] == pytest.approx(probs.tolist(), abs=1e-5)
+        assert c["option_probs"] == pytest.approx(probs.tolist(), abs=1e-5)
+        assert c["prediction"] == LABELS[int(probs.argmax())]
+        assert g["prediction"] == tok.decode([int(logits.argmax())], skip_special_tokens=True).strip().strip("\"'`.,:;!?)]}").strip()
+        assert g["correct"] == (g["prediction"] == ex.answer.strip()) and c["gold"] == ex.answer.strip()
+        assert g["kind"] == "mcq" and g["country"] == ex.group and g["split"] == ex.split and g["template"] == ex.template_id
+
+
+def test_loglik_matches_an_unbatched_oracle(llama, tok):
+    exs = mcq(6)
+    rows = evaluate_examples(llama, tok, exs, scorer="loglik", batch_size=4)
+    for ex, row in zip(exs, rows):
+        ids = prompt_ids(tok, ex.prompt)
+        sums, means, chars = [], [], []
+        for opt in ex.options:
+            cont = " " + opt
+            full = tok(render_prompt(tok, ex.prompt) + cont, add_special_tokens=False)["input_ids"]
+            logp = full_logits(llama, full).log_softmax(-1)
+            vals = [float(logp[p - 1, full[p]]) for p in range(len(ids), len(full))]
+            sums.append(sum(vals))
+            means.append(sum(vals) / len(vals))
+            chars.append(len(cont))
+        gold = LABELS.index(ex.answer.strip())
+        assert row["correct"] == (int(np.argmax(sums)) == gold)
+        assert row["correct_norm"] == (int(np.argmax(np.array(sums) / np.array(chars))) == gold)
+        assert row["option_probs"] == pytest.approx(torch.tensor(means).softmax(-1).tolist(), abs=1e-5)
+        assert row["prediction"] == LABELS[int(np.argmax(sums))]
+
+
+def test_batching_does_not_change_results(llama, tok):
+    exs = mcq(7)
+    for scorer in ("generate", "choice", "loglik"):
+        a = evaluate_examples(llama, tok, exs, scorer=scorer, batch_size=1)
+        b = evaluate_examples(llama, tok, exs, scorer=scorer, batch_size=5)
+        assert [r["prediction"] for r in a] == [r["prediction"] for r in b]
+        for x, y in zip(a, b):
+            assert x["option_probs"] == pytest.approx(y["option_probs"], abs=1e-5)
+
+
+def test_multi_token_generation_matches_hf_generate(llama, tok):
+    exs = [Example(id=f"o{i}", prompt=e.prompt, answer="paella", group="Spain") for i, e in enumerate(make_examples(5))]
+    rows = evaluate_examples(llama, tok, exs, max_new_tokens=4, batch_size=3)
+    for ex, row in zip(exs, rows):
+        ids = torch.tensor([prompt_ids(tok, ex.prompt)], device=llama.device)
+        out = llama.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=4, do_sample=False, pad_token_id=0)
+        text = tok.decode(out[0, ids.shape[1]:].cpu().tolist(), skip_special_tokens=True)
+        assert row["prediction"] == text.strip().strip("\"'`.,:;!?)]}").strip() and row["kind"] == "open"
+
+
+def test_scale_parsing_and_alignment():
+    assert parse_scale('7"}') == 7 and parse_scale(" 10.") == 10 and parse_scale('"3"') == 3
+    assert parse_scale("7.5") is None and parse_scale("seven") is None and parse_scale("") is None
+    assert alignment(3, 3, 1, 10) == 100.0
+    assert alignment(10, 3, 1, 10) == pytest.approx(0.0)
+    assert alignment(1, 3, 1, 10) == pytest.approx(100 * (1 - 2 / 7))
+    assert alignment(None, 3, 1, 10) == 0.0 and alignment(11, 3, 1, 10) == 0.0 and alignment(0, 3, 1, 10) == 0.0
+
+
+def test_scale_and_saq_rows(llama, tok):
+    exs = [Example(id="s", prompt="Rate it from 1 to 10. Answer:", answer="4", group="Spain", dataset="wvb", scale_min=1, scale_max=10),
+           Example(id="q", prompt="What food? Answer:", answer="paella", group="Spain", dataset="saq", meta={"answers": ["paella", "rice"]})]
+    rows = evaluate_examples(llama, tok, exs, scale_max_new_tokens=3, saq_max_new_tokens=5)
+    scale, saq = rows
+    assert scale["kind"] == "scale" and scale["score"] == alignment(parse_scale(scale["prediction"]), 4, 1, 10) / 100
+    assert saq["kind"] == "saq" and saq["correct"] == (saq_match(saq["prediction"], ["paella", "rice"]) is not None)
+
+
+def test_saq_matching():
+    assert normalise("Ｆried  RICE-balls!") == ["fried", "rice", "ball"]
+    assert saq_match("I think they eat fried rice balls.", ["rice ball"]) == "rice ball"
+    assert saq_match("rice and fried balls", ["fried rice"]) is None  # not contiguous
+    assert saq_match("Dumplings", ["dumpling"]) == "dumpling"
+    assert saq_match("饺子和面条", ["饺子"]) == "饺子"  # CJK: one token per character
+    assert saq_match("김치찌개", ["김치"]) is None  # Korean words are not split or lemmatised
+    assert contains_run(["a", "b", "c"], ["b", "c"]) and not contains_run(["a"], [])
+    assert saq_match("classes", ["class"]) == "class" and normalise("bus") == ["bus"]
+
+
+def test_bootstrap_ci_covers_the_true_mean_at_about_the_nominal_rate():
+    rng = np.random.default_rng(1)
+    hits = 0
+    trials = 300
+    for t in range(trials):
+        values = rng.random(120) < 0.6
+        ci = mean_ci(values.astype(float), n_boot=400, seed=t)
+        hits += ci["ci_low"] <= 60.0 <= ci["ci_high"]
+    assert 0.88 <= hits / trials <= 0.99
+
+
+def test_compare_to_random_detects_a_real_drop_and_not_a_fake_one():
+    rng = np.random.default_rng(0)
+    n = 400
+    original = (rng.random(n) < 0.7).astype(float)
+    flip = lambda p: np.where(rng.random(n) < p, 0.0, original)  # noqa: E731
+    randoms = np.stack([flip(0.02) for _ in range(10)])
+    strong = compare_to_random(original, flip(0.4), randoms, n_boot=500)
+    assert strong["change"]["value"] < -20 and strong["difference"]["p_one_sided"] < 0.01
+    assert strong["fraction_random_smaller_drop"] == 1.0 and strong["change"]["ci_high"] < 0
+    weak = compare_to_random(original, flip(0.02), randoms, n_boot=500)
+    assert weak["difference"]["p_one_sided"] > 0.05 and len(weak["random_changes"]) == 10
+
+
+def test_suppressing_a_site_changes_evaluation_and_bad_sets_are_refused(llama, tok):
+    exs = mcq(8)
+    base = evaluate(llama, tok, exs, scorer="choice", n_boot=50)
+    hit = evaluate(llama, tok, exs, gate_set(llama), scorer="choice", n_boot=50)
+    assert hit.rows["condition"].iloc[0] == "suppress:general" and base.rows["condition"].iloc[0] == "original"
+    assert not np.allclose(np.stack(base.rows["option_probs"]), np.stack(hit.rows["option_probs"]))
+    empty = NeuronSet.from_columns([], [], [], kind="general")
+    with pytest.raises(InputError, match="'general' is empty"):
+        evaluate(llama, tok, exs, empty)
+    foreign = NeuronSet.from_columns(["mlp.gate"], [30], [5], kind="general", num_layers=32, widths={"mlp.gate": 14336})
+    with pytest.raises(InputError, match="different model"):
+        evaluate(llama, tok, exs, foreign)
+    with pytest.raises(InputError, match="unknown scorer"):
+        evaluate(llama, tok, exs, scorer="bleu")
+
+
+def test_summary_and_rows_files(llama, tok, tmp_path):
+    result = evaluate(llama, tok, {"demo": mcq(8)}, scorer="choice", n_boot=100)
+    entry = result.summary["demo"]
+    assert entry["metric"] == "accuracy" and entry["overall"]["n"] == 8
+    assert set(entry["by_split"]) == {"identification", "heldout"} and set(entry["by_template"]) == {"t0", "t1"}
+    assert entry["overall"]["value"] == pytest.approx(100 * result.rows["correct"].mean())
+    rows_path, summary_path = result.save(tmp_path / "out")
+    back = read_rows(rows_path)
+    assert list(back["id"]) == list(result.rows["id"]) and list(back["option_probs"].iloc[0]) == pytest.approx(result.rows["option_probs"].iloc[0])
+    csv = read_rows(write_rows(result.rows, tmp_path / "rows.csv"))
+    assert csv["option_probs"].iloc[0] == pytest.approx(list(result.rows["option_probs"].iloc[0]))
+    assert json.loads(summary_path.read_text())["metrics"]["demo"]["overall"]["n"] == 8
+
+
+def test_ablation_experiment(llama, tok):
+    exs = mcq(8)
+    target = gate_set(llama, layers=(0,), n=60)
+    result = run_ablation(llama, tok, {"demo": exs}, target, seeds=3, scorer="choice", n_boot=100)
+    assert sorted(result.rows["condition"].unique()) == sorted(["original", "suppress:general", "suppress:random:0", "suppress:random:1", "suppress:random:2"])
+    assert len(result.rows) == 5 * 8
+    entry = result.summary["demo"]
+    assert set(entry) == {"metric", "all", "identification", "heldout"}
+    orig = result.rows[result.rows["condition"] == "original"]
+    base = evaluate(llama, tok, {"demo": exs}, scorer="choice", n_boot=10).rows
+    assert list(orig["prediction"]) == list(base["prediction"])
+    all_ = entry["all"]
+    tgt = result.rows[result.rows["condition"] == "suppress:general"]["score"].mean() * 100
+    assert all_["change"]["value"] == pytest.approx(tgt - orig["score"].mean() * 100)
+    assert len(all_["random_changes"]) == 3 and 0 <= all_["difference"]["p_one_sided"] <= 1
+    enh = run_ablation(llama, tok, {"demo": exs}, target, op="enhance", seeds=[5], scorer="choice", n_boot=50)
+    assert enh.config["experiment"] == "enhancement" and "enhance:random:5" in set(enh.rows["condition"])
+    with pytest.raises(InputError, match="empty"):
+        run_ablation(llama, tok, exs, NeuronSet.from_columns([], [], [], kind="general"))
+
+
+def test_cross_culture_matrix(llama, tok, tmp_path):
+    exs = mcq(9)
+    adapter = get_adapter(llama)
+    sets = [NeuronSet.from_columns(["mlp.gate"] * 30, [0] * 30, list(range(i * 30, i * 30 + 30)), kind=f"specific:{c}",
+                                   num_layers=2, widths=adapter.widths) for i, c in enumerate(["Japan", "Mexico", "Spain"])]
+    result = run_cross_culture(llama, tok, exs, sets, scorer="choice", n_boot=50)
+    assert list(result.matrix.index) == ["Japan", "Mexico", "Spain"] and list(result.matrix.columns) == ["Japan", "Mexico", "Spain"]
+    rows = result.rows
+    for c in ["Japan", "Mexico", "Spain"]:
+        for e in ["Japan", "Mexico", "Spain"]:
+            after = rows[(rows["condition"] == f"suppress:{c}") & (rows["country"] == e)]["score"].mean()
+            before = rows[(rows["condition"] == "original") & (rows["country"] == e)]["score"].mean()
+            assert result.matrix.loc[c, e] == pytest.approx(100 * (after - before))
+    result.save(tmp_path / "cc")
+    assert (tmp_path / "cc" / "matrix.csv").is_file()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny-llama-eval")
+    tiny_model("llama").save_pretrained(path)
+    build_tokenizer().save_pretrained(path)
+    return path
+
+
+def test_evaluate_cli(model_dir, tmp_path):
+    bench = tmp_path / "demo.jsonl"
+    write_examples(bench, mcq(6))
+    model = tiny_model("llama")
+    gate = gate_set(model, layers=(0,), n=20)
+    gate.save(tmp_path / "g.json")
+    run = lambda *a: CliRunner().invoke(cli, list(map(str, a)))  # noqa: E731
+    res = run("evaluate", "-m", model_dir, "-b", bench, "--neurons", tmp_path / "g.json", "--scorer", "choice", "-o", tmp_path / "out", "-q", "--n-boot", "50")
+    assert res.exit_code == 0, res.output
+    assert "demo: accuracy" in res.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["config"]["neurons"]["kind"] == "general" and (tmp_path / "out" / "rows.parquet").is_file()
+    res = run("evaluate", "-m", model_dir, "-b", tmp_path / "missing.jsonl", "-o", tmp_path / "o2")
+    assert res.exit_code == 2 and "benchmark file" in res.output and "does not exist" in res.output
+    NeuronSet.from_columns([], [], [], kind="general").save(tmp_path / "empty.json")
+    res = run("evaluate", "-m", model_dir, "-b", bench, "--neurons", tmp_path / "empty.json", "-o", tmp_path / "o3")
+    assert res.exit_code == 2 and "is empty" in res.output
+    NeuronSet.from_columns(["mlp.gate"], [3], [1], num_layers=32, widths={"mlp.gate": 14336}, kind="general").save(tmp_path / "big.json")
+    res = run("evaluate", "-m", model_dir, "-b", bench, "--neurons", tmp_path / "big.json", "-o", tmp_path / "o4")
+    assert res.exit_code == 2 and "different model" in res.output
+    res = run("ablate", "-m", model_dir, "-b", bench, "--neurons", tmp_path / "g.json", "--seeds", "2", "--scorer", "choice",
+              "-o", tmp_path / "abl", "-q", "--n-boot", "50")
+    assert res.exit_code == 0, res.output
+    assert "random seeds with a smaller drop" in res.output
