@@ -114,3 +114,76 @@ def test_two_gloo_processes_equal_one(tmp_path):
     for s in a.sites:
         assert torch.allclose(a.scores[s], b.scores[s], rtol=1e-5, atol=1e-6 * a.scores[s].abs().max().item())
     assert torch.allclose(a.prob_sums, b.prob_sums, rtol=1e-6)
+
+
+def _torchrun(*args, port):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port), "-m", "culture_neurons", *map(str, args)]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_distributed_evaluation_rows_are_complete(tmp_path):
+    from culture_neurons.evaluation.api import read_rows
+
+    model, examples = _save_model(tmp_path, n=7)  # uneven: ranks get 4 and 3
+    single, double = tmp_path / "single", tmp_path / "double"
+    common = ["-m", model, "-b", examples, "--scorer", "choice", "--n-boot", 50, "--device", "cpu", "-q"]
+    assert _cli("evaluate", *common, "-o", single).wait() == 0
+    proc = _torchrun("evaluate", *common, "-o", double, port=29534)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    a, b = read_rows(single / "rows.parquet"), read_rows(double / "rows.parquet")
+    assert list(b["id"]) == list(a["id"]) and len(set(b["id"])) == 7
+    assert list(a["prediction"]) == list(b["prediction"]) and list(a["correct"]) == list(b["correct"])
+    assert json.loads((single / "summary.json").read_text())["metrics"] == json.loads((double / "summary.json").read_text())["metrics"]
+
+
+def test_model_split_over_a_device_map_scores_the_same(tmp_path, tokenizer):
+    from culture_neurons.models.loading import load_model
+
+    path, _ = _save_model(tmp_path)
+    whole, tok = load_model(path, device="cpu")
+    # Layer 1 offloaded to disk: accelerate's hooks move its weights in for each forward pass, the
+    # path a model larger than its GPUs takes.
+    layout = {"model.embed_tokens": "cpu", "model.layers.0": "cpu", "model.layers.1": "disk", "model.norm": "cpu", "model.rotary_emb": "cpu", "lm_head": "cpu"}
+    split, _ = load_model(path, device_map=layout, offload_folder=str(tmp_path / "offload"))
+    assert split.hf_device_map["model.layers.1"] == "disk"
+    assert split.model.layers[1].mlp.up_proj.weight.device.type == "meta"
+    a = score_examples(whole, tok, make_examples(5), batch_size=2, progress=False)
+    b = score_examples(split, tok, make_examples(5), batch_size=2, progress=False)
+    assert all(torch.equal(a.scores[s], b.scores[s]) for s in a.sites)
+
+
+def test_killing_one_rank_fails_the_job_and_resume_completes(tmp_path):
+    import psutil
+
+    model, examples = _save_model(tmp_path, n=120)
+    args = ["score", "-m", model, "-e", examples, "--batch-size", 1, "--device", "cpu", "-q"]
+    reference = tmp_path / "ref.safetensors"
+    proc = _torchrun(*args, "-o", reference, "--checkpoint-every", 0, port=29535)
+    assert proc.wait(timeout=300) == 0, proc.stdout.read()
+    out = tmp_path / "s.safetensors"
+    ckpt1 = tmp_path / "s.safetensors.ckpt.rank1"
+    proc = _torchrun(*args, "-o", out, "--checkpoint-every", 1, port=29536)
+    deadline = time.time() + 120
+    while not ckpt1.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    workers = [c for c in psutil.Process(proc.pid).children(recursive=True) if "culture_neurons" in " ".join(c.cmdline())]
+    victim = next(w for w in workers if w.environ().get("RANK") == "1")
+    victim.send_signal(signal.SIGKILL)
+    log, _ = proc.communicate(timeout=300)
+    assert proc.returncode != 0, log[-2000:]
+    assert "Signal 9" in log or "SIGKILL" in log, log[-2000:]  # torchrun names the dead rank's signal
+    assert not out.exists()
+    from safetensors import safe_open
+
+    for rank in (0, 1):
+        path = tmp_path / f"s.safetensors.ckpt.rank{rank}"
+        if path.exists():  # a checkpoint left behind is whole and readable
+            with safe_open(str(path), framework="pt") as fh:
+                assert "counts" in fh.keys()
+    proc = _torchrun(*args, "-o", out, "--checkpoint-every", 1, port=29537)
+    assert proc.wait(timeout=300) == 0, proc.stdout.read()
+    a, b = ScoreTable.load(reference), ScoreTable.load(out)
+    assert all(torch.equal(a.scores[s], b.scores[s]) for s in a.sites)
+    assert not list(tmp_path.glob("s.safetensors.ckpt*"))

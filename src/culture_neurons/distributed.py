@@ -76,3 +76,31 @@ def all_reduce_sum(tensors: Sequence[torch.Tensor]) -> None:
             t.copy_(moved)
         else:
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
+
+
+def gather_in_order(local: Sequence[tuple[int, T]], total: int, what: str = "rows") -> list[T]:
+    """Collect ``(index, item)`` pairs from every rank into one list ordered by index, on every rank.
+
+    Raises if an index is missing or claimed twice, so a sharding bug can never drop or double-count
+    an example silently.
+    """
+    import torch.distributed as dist
+
+    from .errors import CultureNeuronsError
+
+    if world()[1] == 1:
+        parts = [list(local)]
+    else:
+        parts = [None] * world()[1]
+        dist.all_gather_object(parts, list(local))
+    out: list = [None] * total
+    seen = [False] * total
+    for part in parts:
+        for index, item in part:
+            if seen[index]:
+                raise CultureNeuronsError(f"distributed {what}: index {index} came from two ranks")
+            seen[index] = True
+            out[index] = item
+    if not all(seen):
+        raise CultureNeuronsError(f"distributed {what}: {seen.count(False)} of {total} missing after gathering")
+    return out

@@ -17,6 +17,7 @@ from .engine import AGGREGATIONS, TARGETS
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None, help="Default: bfloat16 on CUDA, else float32.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, ... (default: CUDA when available).")
 @click.option("--device-map", default=None, help="Shard a large model, e.g. 'auto' (overrides --device).")
+@click.option("--max-memory", default=None, help="Per-device limits with --device-map, e.g. '0=70GiB,1=70GiB,cpu=200GiB'.")
 @click.option("--target", type=click.Choice(TARGETS), default="label", show_default=True, help="What p is.")
 @click.option("--aggregation", type=click.Choice(AGGREGATIONS), default="max", show_default=True, help="Reduction over positions.")
 @click.option("--control", is_flag=True, help="Control set: clamp example scores at 0.")
@@ -27,13 +28,13 @@ from .engine import AGGREGATIONS, TARGETS
 @click.option("--sites", default=None, help="Comma-separated subset of sites to score (default: all).")
 @click.option("--checkpoint-every", default=20, show_default=True, type=click.IntRange(min=0), help="Save progress to OUT.ckpt every N batches (0: never); a rerun resumes.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def score(model, examples, out, batch_size, dtype, device, device_map, target, aggregation, control, reference_compat, padding_side, no_chat_template, site_map, sites, checkpoint_every, quiet) -> None:
+def score(model, examples, out, batch_size, dtype, device, device_map, max_memory, target, aggregation, control, reference_compat, padding_side, no_chat_template, site_map, sites, checkpoint_every, quiet) -> None:
     """Score every neuron on EXAMPLES and write a ScoreTable."""
     from .api import score_file
 
     start = time.perf_counter()
     table = score_file(
-        model, examples, out, dtype=dtype, device=device, device_map=device_map, site_map=site_map, progress=not quiet, checkpoint_every=checkpoint_every,
+        model, examples, out, dtype=dtype, device=device, device_map=device_map, max_memory=max_memory, site_map=site_map, progress=not quiet, checkpoint_every=checkpoint_every,
         batch_size=batch_size, target=target, aggregation=aggregation, control=control, reference_compat=reference_compat,
         padding_side=padding_side, chat_template=not no_chat_template, sites=tuple(sites.split(",")) if sites else None,
     )

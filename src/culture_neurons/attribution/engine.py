@@ -85,39 +85,55 @@ class ScoringOptions:
 
 
 class _Accumulators:
-    """Float32 ``[groups, channels]`` sums per site and layer, each on its module's device."""
+    """Float32 ``[groups, channels]`` sums per site and layer.
+
+    Each is created on the device where its site's activations first arrive, so models split over
+    several devices (``device_map``), offloaded layers included, keep their sums beside the layer.
+    """
 
     def __init__(self, points: Sequence[HookPoint], site_order: Sequence[str], num_groups: int) -> None:
-        self.sums: dict[str, list[torch.Tensor | None]] = {name: [] for name in site_order}
-        for point in points:
-            device = _module_device(point.module)
-            for site in point.sites:
-                per_layer = self.sums[site.name]
-                per_layer.extend([None] * (site.num_layers - len(per_layer)))
-                per_layer[point.layer] = torch.zeros(num_groups, site.width, dtype=torch.float32, device=device)
+        self.num_groups = num_groups
+        self.widths = {site.name: site.width for point in points for site in point.sites}
+        layers = {site.name: site.num_layers for point in points for site in point.sites}
+        self.sums: dict[str, list[torch.Tensor | None]] = {name: [None] * layers[name] for name in site_order}
+        self._restored: dict[str, torch.Tensor] | None = None
+
+    def get(self, site: str, layer: int, device: torch.device) -> torch.Tensor:
+        t = self.sums[site][layer]
+        if t is None:
+            if self._restored is not None:
+                t = self._restored[site][layer].to(device, copy=True)
+            else:
+                t = torch.zeros(self.num_groups, self.widths[site], dtype=torch.float32, device=device)
+            self.sums[site][layer] = t
+        return t
+
+    def tensors(self) -> list[torch.Tensor]:
+        """Every accumulator, in a fixed order (the same on every rank, for all-reduce)."""
+        return [self.get(name, layer, torch.device("cpu")) if t is None else t for name, ts in self.sums.items() for layer, t in enumerate(ts)]
+
+    def raw(self) -> dict[str, torch.Tensor]:
+        """``{site: [layers, groups, channels]}`` on the CPU, the internal layout (for checkpoints)."""
+        self.tensors()
+        return {name: torch.stack([t.cpu() for t in layers]) for name, layers in self.sums.items()}
 
     def stacked(self) -> dict[str, torch.Tensor]:
         """``{site: [layers, channels, groups]}`` on the CPU."""
         return {name: t.permute(0, 2, 1).contiguous() for name, t in self.raw().items()}
 
-    def raw(self) -> dict[str, torch.Tensor]:
-        """``{site: [layers, groups, channels]}`` on the CPU, the internal layout (for checkpoints)."""
-        return {name: torch.stack([t.cpu() for t in layers]) for name, layers in self.sums.items()}
-
     def restore(self, raw: dict[str, torch.Tensor]) -> None:
         for name, layers in self.sums.items():
-            if name not in raw or raw[name].shape != (len(layers), *layers[0].shape):
+            if name not in raw or tuple(raw[name].shape) != (len(layers), self.num_groups, self.widths[name]):
                 raise ScoringError(f"checkpoint does not match this model's site {name}")
-            for layer, t in enumerate(layers):
-                t.copy_(raw[name][layer])
-
-    def tensors(self) -> list[torch.Tensor]:
-        return [t for layers in self.sums.values() for t in layers]
+        self._restored = raw
+        self.sums = {name: [None] * len(layers) for name, layers in self.sums.items()}
 
 
 def _module_device(module: torch.nn.Module) -> torch.device:
+    """Where a module computes: its parameters' device, or the CPU for offloaded (meta) weights."""
     for tensor in module.parameters():
-        return tensor.device
+        if tensor.device.type != "meta":
+            return tensor.device
     return torch.device("cpu")
 
 
@@ -191,7 +207,7 @@ class ScoringEngine:
         state.nonfinite.append((~torch.isfinite(reduced)).any())
         groups = state.get("groups", device)
         for site in point.sites:
-            self._accs.sums[site.name][point.layer].index_add_(0, groups, site.take(reduced))
+            self._accs.get(site.name, point.layer, device).index_add_(0, groups, site.take(reduced))
 
     def _reduce_positions(self, prod: torch.Tensor, state: _BatchState, device: torch.device) -> torch.Tensor:
         """Reduce a ⊙ g over each example's real positions (max, sum or last) to ``[examples, F]``."""

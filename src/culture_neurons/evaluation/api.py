@@ -192,6 +192,7 @@ def evaluate_files(model: str | os.PathLike, benches: Sequence[str | os.PathLike
                    seed: int = 0, progress: bool = True, **overrides: Any) -> EvalResult:
     """File-level :func:`evaluate` (what ``culture-neurons evaluate`` calls): inputs are checked
     before the model loads; rows and ``summary.json`` are written into the folder ``out``."""
+    from ..distributed import init_from_env, is_main, local_device
     from ..models.loading import load_model
 
     ensure_writable_parent(Path(out) / "summary.json")
@@ -202,7 +203,8 @@ def evaluate_files(model: str | os.PathLike, benches: Sequence[str | os.PathLike
             raise InputError(f"neuron set {path} is empty; there is nothing to {op}")
     opts = EvalOptions(**overrides)
     opts.validate()
-    loaded, tokenizer = load_model(model, dtype=dtype, device=device, device_map=device_map)
+    init_from_env(device)
+    loaded, tokenizer = load_model(model, dtype=dtype, device=local_device(device), device_map=device_map)
     if sets:
         from ..intervention import check_fits
         from ..models.adapters import get_adapter
@@ -213,5 +215,6 @@ def evaluate_files(model: str | os.PathLike, benches: Sequence[str | os.PathLike
     result = evaluate(loaded, tokenizer, benchmarks, sets or None, op, factor, options=opts, n_boot=n_boot, seed=seed, progress=progress,
                       site_map=site_map)
     result.config.update({"model": str(model), "benchmarks": [str(b) for b in benches], "neuron_files": [str(p) for p in neurons]})
-    result.save(out, "rows.csv" if rows_format == "csv" else "rows.parquet")
+    if is_main():
+        result.save(out, "rows.csv" if rows_format == "csv" else "rows.parquet")
     return result

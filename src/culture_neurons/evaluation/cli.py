@@ -41,16 +41,27 @@ def _opts(kw) -> dict:
 
 
 def _load(kw):
+    from pathlib import Path
+
+    from ..distributed import init_from_env, local_device
     from ..evaluation.api import load_benchmarks
     from ..fileio import ensure_writable_parent
     from ..models.loading import load_model
 
-    from pathlib import Path
-
     ensure_writable_parent(Path(kw["out"]) / "summary.json")
     benches = load_benchmarks(kw["benches"])
-    model, tokenizer = load_model(kw["model"], dtype=kw["dtype"], device=kw["device"], device_map=kw["device_map"])
+    init_from_env(kw["device"])
+    model, tokenizer = load_model(kw["model"], dtype=kw["dtype"], device=local_device(kw["device"]), device_map=kw["device_map"])
     return benches, model, tokenizer
+
+
+def _save(result, kw) -> bool:
+    """Write the result on rank 0 only; returns whether this process should print."""
+    from ..distributed import is_main
+
+    if is_main():
+        result.save(kw["out"], "rows.csv" if kw["as_csv"] else "rows.parquet")
+    return is_main()
 
 
 def _fmt(m) -> str:
@@ -67,6 +78,10 @@ def evaluate(neurons, **kw) -> None:
     result = evaluate_files(kw["model"], kw["benches"], kw["out"], neurons, kw["op"], kw["factor"], dtype=kw["dtype"], device=kw["device"],
                             device_map=kw["device_map"], site_map=kw["site_map"], rows_format="csv" if kw["as_csv"] else "parquet",
                             n_boot=kw["n_boot"], progress=not kw["quiet"], **_opts(kw))
+    from ..distributed import is_main
+
+    if not is_main():
+        return
     for bench, entry in result.summary.items():
         click.echo(f"{bench}: {entry['metric']} {_fmt(entry['overall'])}")
     click.echo(f"wrote {kw['out']}")
@@ -89,7 +104,8 @@ def ablate(neurons, seeds, layer_matched, **kw) -> None:
     check_fits(ns, get_adapter(model, kw["site_map"]), model)
     result = run_ablation(model, tokenizer, benches, ns, op=kw["op"], factor=kw["factor"], seeds=seeds, layer_matched=layer_matched,
                           n_boot=kw["n_boot"], progress=not kw["quiet"], site_map=kw["site_map"], **_opts(kw))
-    result.save(kw["out"], "rows.csv" if kw["as_csv"] else "rows.parquet")
+    if not _save(result, kw):
+        return
     for bench, entry in result.summary.items():
         for part, r in entry.items():
             if part == "metric":
@@ -127,6 +143,7 @@ def cross_culture(neurons, split, **kw) -> None:
     benches, model, tokenizer = _load(kw)
     result = run_cross_culture(model, tokenizer, benches, sets, op=kw["op"], factor=kw["factor"], split=split, n_boot=kw["n_boot"],
                                progress=not kw["quiet"], site_map=kw["site_map"], **_opts(kw))
-    result.save(kw["out"], "rows.csv" if kw["as_csv"] else "rows.parquet")
+    if not _save(result, kw):
+        return
     click.echo(result.matrix.round(1).to_string())
     click.echo(f"wrote {kw['out']}")

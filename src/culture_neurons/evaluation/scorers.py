@@ -37,6 +37,7 @@ import torch
 
 from ..attribution.batching import length_batches, prompt_texts
 from ..data.example import Example
+from ..distributed import gather_in_order, shard, world
 from ..errors import InputError
 from ..likelihood import (
     collate_rows,
@@ -260,6 +261,16 @@ def evaluate_examples(model: Any, tokenizer: Any, examples: Sequence[Example], o
     opts.validate()
     if not examples:
         raise InputError("no examples to evaluate")
+    rank, world_size = world()
+    if world_size == 1:
+        return _evaluate_local(model, tokenizer, examples, opts, progress)
+    # Data parallel: each rank takes a round-robin shard; every rank gets all rows back, in input order.
+    mine = shard(range(len(examples)), rank, world_size)
+    local = _evaluate_local(model, tokenizer, [examples[i] for i in mine], opts, progress and rank == 0) if mine else []
+    return gather_in_order(list(zip(mine, local)), len(examples), "evaluation rows")
+
+
+def _evaluate_local(model: Any, tokenizer: Any, examples: Sequence[Example], opts: EvalOptions, progress: bool) -> list[dict[str, Any]]:
     prompts, add_special = prompt_texts(tokenizer, examples, opts.chat_template)
     kinds = [example_kind(ex) for ex in examples]
     results: list[dict[str, Any]] = [{} for _ in examples]

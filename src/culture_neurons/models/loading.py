@@ -185,11 +185,26 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> Any:
     return tokenizer
 
 
+def parse_max_memory(text: str | dict | None) -> dict | None:
+    """``"0=70GiB,1=70GiB,cpu=200GiB"`` -> ``{0: "70GiB", 1: "70GiB", "cpu": "200GiB"}`` (the ``max_memory`` format)."""
+    if text is None or isinstance(text, dict):
+        return text
+    out: dict = {}
+    for part in filter(None, (p.strip() for p in str(text).split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not value.strip():
+            raise ModelLoadError(f"max memory entry {part!r} must look like DEVICE=SIZE, e.g. 0=70GiB or cpu=200GiB")
+        key = key.strip()
+        out[int(key) if key.isdigit() else key] = value.strip()
+    return out
+
+
 def load_model(
     name_or_path: str | os.PathLike,
     dtype: str | torch.dtype | None = None,
     device: str | torch.device | None = None,
     device_map: str | dict | None = None,
+    max_memory: str | dict | None = None,
     **kwargs: Any,
 ) -> tuple[Any, Any]:
     """Load ``(model, tokenizer)`` in eval mode.
@@ -200,7 +215,10 @@ def load_model(
         dtype: ``float32``, ``bfloat16``, ``float16`` or a torch dtype; default bfloat16 on CUDA,
             float32 otherwise.
         device: where to put the whole model (default: CUDA when available). Ignored with ``device_map``.
-        device_map: passed to ``from_pretrained`` (e.g. ``"auto"`` to shard a large model).
+        device_map: passed to ``from_pretrained`` (e.g. ``"auto"`` to shard a large model over the
+            GPUs, then CPU memory); scoring hooks and accumulators follow each layer's device.
+        max_memory: per-device limits for ``device_map`` (``{0: "70GiB", "cpu": "200GiB"}`` or the
+            string ``"0=70GiB,cpu=200GiB"``).
         **kwargs: further ``from_pretrained`` arguments (``revision``, ``attn_implementation``, ...).
     """
     from transformers import AutoModelForCausalLM
@@ -210,6 +228,10 @@ def load_model(
     torch_dtype = resolve_dtype(dtype, device if device_map is None else ("cuda" if torch.cuda.is_available() else "cpu"))
     source, display = resolve_source(name_or_path)
     tokenizer = load_tokenizer(source)
+    if max_memory is not None:
+        if device_map is None:
+            raise ModelLoadError("max_memory only applies with a device_map (e.g. device_map='auto')")
+        kwargs["max_memory"] = parse_max_memory(max_memory)
     try:
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, device_map=device_map, **kwargs)
     except Exception as exc:
