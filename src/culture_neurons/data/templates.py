@@ -268,6 +268,9 @@ CONTROL_TEMPLATES: tuple[Template, ...] = (
 #: the prompt ends with "Answer:" so an option's text can follow it.
 CLOZE_TEMPLATE = Template("cloze", "Question: {question}\nAnswer:", slot=0)
 
+#: The control form of the cloze template: the options and a neutral instruction, no question.
+CONTROL_CLOZE_TEMPLATE = Template("cloze", "Here are some options:\n{options}\nPick any one of them.\nAnswer:", slot=0)
+
 
 def control_item(item: Item) -> Item:
     """The control form of a multiple-choice item: same options and gold, no question."""

@@ -44,7 +44,7 @@ from ..hub import HubSource, load_hub_rows, load_hub_splits
 from ..readers import Row, find_file, read_json, read_records
 from ..registry import Benchmark, LoadRequest, register
 from ..splits import topic_split
-from ..templates import CLOZE_TEMPLATE, CONTROL_TEMPLATES, MCQ_TEMPLATES, Item, Template, control_item
+from ..templates import CLOZE_TEMPLATE, CONTROL_CLOZE_TEMPLATE, CONTROL_TEMPLATES, MCQ_TEMPLATES, Item, Template, control_item
 
 HUB_ID = "nayeon212/BLEnD"
 MCQ_FILES = ("mc_questions_file.csv", "mc_questions_file.parquet", "mc_questions_file.jsonl", "mc_questions_file.json")
@@ -453,7 +453,7 @@ BLEND = register(Benchmark(
 ))
 BLEND_CONTROL = register(Benchmark(
     name="blend-control", title="BLEnD control: the same options with the question removed", kind="control",
-    load=load_control, templates=CONTROL_TEMPLATES, folder="blend", markers=_MARKERS, files=_FILES,
+    load=load_control, templates=CONTROL_TEMPLATES, extra_templates=(CONTROL_CLOZE_TEMPLATE,), folder="blend", markers=_MARKERS, files=_FILES,
     hub=HubSource(HUB_ID, "multiple-choice-questions", None), options=("max_variants", "filter_scope"),
     split_rule="as blend", citation=_CITE,
 ))

@@ -109,9 +109,12 @@ TEMPLATES: tuple[Template, ...] = (
              slot=2),
 )
 
+#: Cloze form for the answer/choice targets: the options are the continuations, not listed.
+CLOZE_RC = Template("cloze", "Passage: {context}\n\nQuestion: {question}\nAnswer:", slot=0)
+
 register(Benchmark(
     name="countryrc", title="CountryRC: the answer is the country named in the passage (project-written)",
-    kind="countryrc", load=load, templates=TEMPLATES, folder="countryrc", files="a JSON list of {id, context, question}",
+    kind="countryrc", load=load, templates=TEMPLATES, extra_templates=(CLOZE_RC,), folder="countryrc", files="a JSON list of {id, context, question}",
     builtin=True, split_rule="first half of the passages → identification; second half → heldout",
     citation="project-written passages (after the CountryRC idea of Yamamoto et al. 2026)",
 ))

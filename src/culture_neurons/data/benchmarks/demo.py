@@ -25,7 +25,7 @@ from ..countries import country_name, resolve_country
 from ..readers import read_json
 from ..registry import Benchmark, LoadRequest, register
 from ..splits import HELDOUT, topic_split
-from ..templates import CLOZE_TEMPLATE, CONTROL_TEMPLATES, MCQ_TEMPLATES, Item, control_item, stable_seed
+from ..templates import CLOZE_TEMPLATE, CONTROL_CLOZE_TEMPLATE, CONTROL_TEMPLATES, MCQ_TEMPLATES, Item, control_item, stable_seed
 from .nlu import NLU_TEMPLATES
 
 
@@ -122,7 +122,7 @@ register(Benchmark(
 ))
 register(Benchmark(
     name="demo-control", title="Demo control: the demo questions with the question removed", kind="control",
-    load=load_control, templates=CONTROL_TEMPLATES, builtin=True, files="culture.json (frames)",
+    load=load_control, templates=CONTROL_TEMPLATES, extra_templates=(CONTROL_CLOZE_TEMPLATE,), builtin=True, files="culture.json (frames)",
     split_rule="as demo-culture", citation="project-written",
 ))
 register(Benchmark(
