@@ -19,21 +19,30 @@ from .errors import InputError
 
 
 def ensure_writable_parent(path: str | os.PathLike) -> Path:
-    """Create ``path``'s parent folder if needed and check that it can be written to.
+    """Check that ``path`` can be written, creating nothing.
 
-    Called before long work starts, so that a bad ``--out`` fails in a second, not after an hour.
+    Called before long work starts, so that a bad ``--out`` fails in a second, not after an hour,
+    and a run that fails leaves no empty output folders behind. Missing folders are created by
+    :func:`atomic_path` when the file is written.
     """
     path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create output folder {parent}: {exc.strerror or exc}") from exc
     if path.is_dir():
         raise InputError(f"output path {path} is a folder; give a file name")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"output folder {parent} is not writable")
+    ancestor = path.parent if str(path.parent) else Path(".")
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(f"cannot create output folder {path.parent}: {ancestor} is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(f"output folder {ancestor} is not writable")
     return path
+
+
+def _make_parent(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create output folder {path.parent}: {exc.strerror or exc}") from exc
 
 
 @contextlib.contextmanager
@@ -45,6 +54,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     previous content of ``path``, if any, is left untouched.
     """
     path = ensure_writable_parent(path)
+    _make_parent(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)

@@ -169,7 +169,9 @@ def load_items(name: str, data_dir: str | Path | None = None, countries: Sequenc
     ids = Counter(it.id for it in items)
     dup = [i for i, n in ids.items() if n > 1]
     if dup:  # a loader bug, or a source file with repeated ids
-        raise InputError(f"{benchmark.name}: duplicate item id {dup[0]!r}; ids must be unique")
+        places = [it.source for it in items if it.id == dup[0] and it.source]
+        where = f" ({' and '.join(places)})" if places else ""
+        raise InputError(f"{benchmark.name}: duplicate item id {dup[0]!r}{where}; ids must be unique")
     return items
 
 

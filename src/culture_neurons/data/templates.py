@@ -49,6 +49,7 @@ class Item:
         shuffle_key: what the option order is hashed from (defaults to ``id``); a control item
             uses its question's key so both list the options in the same order.
         meta: extra fields copied into the example (question id, topic, ...).
+        source: where the item was read (file and line), for error messages; not exported.
     """
 
     id: str
@@ -64,6 +65,7 @@ class Item:
     shuffle: bool = True
     shuffle_key: str | None = None
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    source: str | None = field(default=None, compare=False, hash=False)
 
     @property
     def gold(self) -> str:

@@ -70,7 +70,7 @@ def easy_items(rows: list[Row], countries: tuple[str, ...] | None) -> list[Item]
             continue
         items.append(Item(
             id=f"culturalbench-easy/{qid}", group=country, split=split[qid], question=_text(row.need("prompt_question")),
-            options=options, answer_index=gold, meta={"question_id": qid},
+            options=options, answer_index=gold, meta={"question_id": qid}, source=row.where,
         ))
     return items
 
@@ -109,7 +109,7 @@ def hard_items(rows: list[Row], countries: tuple[str, ...] | None) -> list[Item]
             question=f"{question}\nProposed answer: {statement}\nIs the proposed answer correct?",
             options=("True", "False"), answer_index=0 if truth else 1,
             shuffle_key=f"culturalbench-hard/{qid}/{data_idx}",
-            meta={"question_id": qid},
+            meta={"question_id": qid}, source=row.where,
         ))
     return items
 

@@ -74,7 +74,7 @@ def csqa_items(rows: list[Row], part: str) -> list[Item]:
         qid = str(row.need("id")).strip()
         items.append(Item(id=f"commonsenseqa/{qid}", group="commonsenseqa", split=_split_of(part),
                           question=str(question).strip(), options=tuple(texts), answer_index=labels.index(key),
-                          meta={"question_id": qid}))
+                          meta={"question_id": qid}, source=row.where))
     return items
 
 
@@ -113,7 +113,7 @@ def qnli_items(rows: list[Row], part: str) -> list[Item]:
         question = (f"Question: {str(row.need('question')).strip()}\nSentence: {str(row.need('sentence')).strip()}\n"
                     "Does the sentence contain the answer to the question?")
         items.append(Item(id=f"qnli/{part}/{idx}", group="qnli", split=_split_of(part), question=question,
-                          options=YES_NO, answer_index=gold, meta={"index": idx}))
+                          options=YES_NO, answer_index=gold, meta={"index": idx}, source=row.where))
     return items
 
 
@@ -149,7 +149,7 @@ def mrpc_items(rows: list[Row], part: str) -> list[Item]:
         pair = f"{row.get('#1 ID', row.get('idx', ''))}-{row.get('#2 ID', '')}".strip("-")
         question = f"Sentence 1: {a}\nSentence 2: {b}\nDo the two sentences mean the same thing?"
         items.append(Item(id=f"mrpc/{part}/{pair}", group="mrpc", split=_split_of(part), question=question,
-                          options=YES_NO, answer_index=0 if label == "1" else 1, meta={"pair": pair}))
+                          options=YES_NO, answer_index=0 if label == "1" else 1, meta={"pair": pair}, source=row.where))
     return items
 
 

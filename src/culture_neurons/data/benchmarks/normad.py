@@ -54,7 +54,7 @@ def normad_items(rows: list[Row], countries: tuple[str, ...] | None) -> list[Ite
         story, question = split_story(str(row.need("Story")))
         items.append(Item(
             id=f"normad/{sid}", group=country, split=split[sid], question=question, context=story,
-            options=OPTIONS, answer_index=_LABELS[label], meta={"story_id": sid, "gold": label},
+            options=OPTIONS, answer_index=_LABELS[label], meta={"story_id": sid, "gold": label}, source=row.where,
         ))
     return items
 
