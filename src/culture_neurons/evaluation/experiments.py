@@ -38,15 +38,18 @@ class ExperimentResult:
     matrix: pd.DataFrame | None = None
 
     def save(self, out: str | os.PathLike, rows_name: str = "rows.parquet") -> tuple[Path, Path]:
-        """Write the rows and ``summary.json`` (and ``matrix.csv`` when there is one) into ``out``."""
+        """Write the rows (and ``matrix.csv`` when there is one), then ``summary.json`` into ``out``.
+
+        ``summary.json`` is written last: a folder holding it is complete.
+        """
         folder = Path(out)
         rows_path = write_rows(self.rows, folder / rows_name)
-        summary_path = folder / "summary.json"
-        write_json_atomic(summary_path, {"config": self.config, "package_version": __version__, "results": self.summary})
         if self.matrix is not None:
             from ..fileio import write_text_atomic
 
             write_text_atomic(folder / "matrix.csv", self.matrix.to_csv())
+        summary_path = folder / "summary.json"
+        write_json_atomic(summary_path, {"config": self.config, "package_version": __version__, "results": self.summary})
         return rows_path, summary_path
 
 
