@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 from click.testing import CliRunner
-from tiny import assert_close, build_tokenizer, tiny_model
+from tiny import FAMILIES, assert_close, build_tokenizer, tiny_model
 
 from culture_neurons.attribution.engine import score_examples
 from culture_neurons.data import Example
@@ -197,3 +199,26 @@ def test_choice_needs_options(tokenizer, llama, tmp_path):
 
     result = CliRunner().invoke(cli, ["score", "-m", str(model_dir), "-e", str(tmp_path / "e.jsonl"), "-o", str(tmp_path / "s.safetensors"), "--target", "choice"])
     assert result.exit_code == 2 and "has no options" in result.output and not (tmp_path / "s.safetensors").exists()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_shared_prefix_loglik_equals_one_row_per_option(family, tokenizer):
+    """Running each prompt once with a KV cache must give the full-row log-likelihoods: prompts of
+    different lengths (left padding in the cache), longer than Gemma-2's sliding window, options of
+    different token lengths, and with an intervention active on every position."""
+    from culture_neurons.intervention import intervene
+    from culture_neurons.selection import NeuronSet
+
+    model = tiny_model(family)
+    examples = [Example(id=f"q{i}", prompt=f"Question {i}: " + "which one fits best here? " * (1 + (i % 3)) + "Answer:",
+                        answer="Japan", group="Japan", options=("Japan", "Mexico and Spain in winter", "Iran", "UK"))
+                for i in range(5)]
+    adapter = get_adapter(model)
+    site = "mlp.gate" if "mlp.gate" in adapter.widths else "mlp.in"
+    neurons = NeuronSet.from_columns([site, site, "attn.v"], [0, 1, 1], [0, 5, 3], num_layers=adapter.num_layers, widths=adapter.widths)
+    for active in (False, True):
+        with intervene(model, neurons) if active else contextlib.nullcontext():
+            full = option_logliks(model, tokenizer, examples, batch_size=3, shared_prefix=False)
+            shared = option_logliks(model, tokenizer, examples, batch_size=3, shared_prefix=True)
+        assert torch.allclose(torch.tensor(shared), torch.tensor(full), atol=1e-5), (family, active)
+    assert max(len(tokenizer(e.prompt)["input_ids"]) for e in examples) > 16  # beyond the sliding window

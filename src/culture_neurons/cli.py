@@ -54,7 +54,9 @@ def _register() -> None:
     from .attribution.cli import score
     from .data.cli import data
     from .evaluation.cli import ablate, cross_culture, evaluate
+    from .pipeline.cli import demo, report, run
     from .selection.cli import select
+    from .training.cli import train
 
     cli.add_command(score)
     cli.add_command(data)
@@ -62,11 +64,10 @@ def _register() -> None:
     cli.add_command(evaluate)
     cli.add_command(ablate)
     cli.add_command(cross_culture)
-
-    @cli.command()
-    def demo() -> None:
-        """Run the offline end-to-end demo on SmolLM2-135M (not yet available)."""
-        click.echo("The offline demo is not yet available; it lands with the pipeline issue.")
+    cli.add_command(train)
+    cli.add_command(run)
+    cli.add_command(report)
+    cli.add_command(demo)
 
 
 _register()

@@ -53,6 +53,21 @@ def local_device(device: str | None) -> str | None:
     return device
 
 
+def broadcast_object(obj: T) -> T:
+    """Rank 0's ``obj`` on every rank (``obj`` itself outside a process group).
+
+    Used where every rank must take the same decision from state only rank 0 holds (which steps of
+    a run are done, what it wrote), so that all ranks enter the same collectives.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def shard(items: Sequence[T], rank: int, world_size: int) -> list[T]:
     """Round-robin share of ``items`` for ``rank``: deterministic, sizes differ by at most one."""
     return list(items[rank::world_size])

@@ -18,13 +18,14 @@ Public API:
 - :func:`continuation_logprobs` — one forward pass, logits only where scored, ``[rows, K]``;
 - :func:`mean_logprob`, :func:`grouped_softmax` — length normalisation and the per-example softmax;
 - :func:`option_texts`, :func:`gold_option` — an example's options and the gold one;
-- :func:`option_logliks` — batched, gradient-free option log-likelihoods for evaluation.
+- :func:`shared_prefix_logprobs` — gradient-free row log-probabilities with each prompt run once (KV cache);
+- :func:`option_loglik_batches`, :func:`option_logliks` — batched, gradient-free option log-likelihoods for evaluation.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -224,6 +225,84 @@ def option_rows(tokenizer: Any, examples: Sequence[Example], prompts: Sequence[s
     return encode_rows(tokenizer, prompts, continuations, add_special_tokens, [ex.id for ex in examples])
 
 
+def _cache_argument(model: Any) -> str | None:
+    """The name under which ``model.forward`` takes a KV cache (transformers 5 renamed it), or None."""
+    params = inspect.signature(model.forward).parameters
+    return next((name for name in ("cache", "past_key_values") if name in params), None)
+
+
+def shared_prefix_logprobs(model: Any, rows: Sequence[Row], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Like :func:`continuation_logprobs` on ``rows``, but each distinct prompt runs once (no gradients).
+
+    An example's options share its prompt: the prompts run once (left-padded) with a KV cache, the
+    cache is repeated for each row, and only the continuation tokens run again. For the ``loglik``
+    scorer's short answers this cuts the tokens processed by about the number of options. Interventions
+    act on every position, so the cached prompt carries them as a full forward would.
+
+    Returns ``([rows, K] log-probabilities, [rows, K] valid)``; rows keep their order.
+    """
+    device = next(model.parameters()).device
+    cache_arg = _cache_argument(model)
+    slots: dict[tuple[int, tuple[int, ...]], int] = {}
+    row_slot = [slots.setdefault((r.example, r.input_ids[: r.prompt_len]), len(slots)) for r in rows]
+    prompts = list(slots)
+    width = max(len(ids) for _, ids in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, (_, prompt) in enumerate(prompts):
+        ids[i, width - len(prompt):] = torch.tensor(prompt)
+        mask[i, width - len(prompt):] = 1
+    positions = (mask.cumsum(1) - 1).clamp_(min=0)
+    first = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device), use_cache=True, logits_to_keep=1)
+    slot = torch.tensor(row_slot)
+    k = max(len(r.targets) for r in rows)
+    targets = torch.full((len(rows), k), pad_id, dtype=torch.long)
+    valid = torch.zeros((len(rows), k), dtype=torch.bool)
+    for i, r in enumerate(rows):
+        targets[i, : len(r.targets)] = torch.tensor(r.targets)
+        valid[i, : len(r.targets)] = True
+    logp = torch.zeros((len(rows), k))
+    head = first.logits[:, -1].float().log_softmax(-1).cpu()
+    logp[:, 0] = head[slot].gather(1, targets[:, :1]).squeeze(1)
+    if k > 1:
+        cache = getattr(first, "cache", None) or getattr(first, "past_key_values", None)
+        cache.reorder_cache(slot.to(device))  # one copy of its prompt's cache per row
+        rest_mask = valid[:, :-1].long()
+        full_mask = torch.cat([mask[slot], rest_mask], dim=1)
+        rest_pos = mask.sum(1)[slot][:, None] + torch.arange(k - 1)[None, :]
+        out = model(input_ids=targets[:, :-1].to(device), attention_mask=full_mask.to(device), position_ids=rest_pos.to(device),
+                    use_cache=True, **{cache_arg: cache})
+        rest = out.logits.float().log_softmax(-1).cpu()
+        logp[:, 1:] = rest.gather(2, targets[:, 1:, None]).squeeze(2)
+    return logp * valid, valid
+
+
+def supports_shared_prefix(model: Any) -> bool:
+    """Whether :func:`shared_prefix_logprobs` applies: the model takes and returns a reorderable KV cache."""
+    return _cache_argument(model) is not None and "position_ids" in inspect.signature(model.forward).parameters
+
+
+def option_loglik_batches(model: Any, rows: Sequence[Sequence[Row]], batch_size: int, pad_id: int,
+                          shared_prefix: bool | None = None) -> Iterator[tuple[list[int], list[Row], torch.Tensor, torch.Tensor]]:
+    """Gradient-free option log-likelihoods, batch by batch: ``(example indices, rows, summed log-prob, token count)``.
+
+    ``shared_prefix`` (default: when the model supports it) runs each prompt once for all its options.
+    """
+    from .attribution.batching import length_batches
+
+    device = next(model.parameters()).device
+    shared = supports_shared_prefix(model) if shared_prefix is None else shared_prefix
+    with torch.no_grad():
+        for idx in length_batches(rows, batch_size):
+            batch_rows = [r for i in idx for r in rows[i]]
+            if shared:
+                logp, valid = shared_prefix_logprobs(model, batch_rows, pad_id)
+            else:
+                batch = collate_rows(idx, [rows[i] for i in idx], pad_id, "right").to(device)
+                logp, valid = continuation_logprobs(model, batch).cpu(), batch.score_valid.cpu()
+            yield idx, batch_rows, logp.sum(1), valid.sum(1).clamp(min=1)
+
+
 def option_logliks(
     model: Any,
     tokenizer: Any,
@@ -231,6 +310,7 @@ def option_logliks(
     batch_size: int = 8,
     use_chat_template: bool = True,
     progress: bool = False,
+    shared_prefix: bool | None = None,
 ) -> list[list[float]]:
     """Length-normalised log-likelihood of each option of each example (no gradients).
 
@@ -238,17 +318,14 @@ def option_logliks(
     """
     from tqdm.auto import tqdm
 
-    from .attribution.batching import length_batches, prompt_texts
+    from .attribution.batching import prompt_texts
 
     prompts, add_special = prompt_texts(tokenizer, examples, use_chat_template)
     rows = option_rows(tokenizer, examples, prompts, add_special)
-    device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out: list[list[float]] = [[] for _ in examples]
-    with torch.no_grad():
-        for idx in tqdm(length_batches(rows, batch_size), desc="option log-likelihoods", unit="batch", disable=not progress, leave=False):
-            batch = collate_rows(idx, [rows[i] for i in idx], pad_id, "right").to(device)
-            values = mean_logprob(continuation_logprobs(model, batch), batch.score_valid).cpu().tolist()
-            for row, value in zip(batch.rows, values):
-                out[row.example].append(value)
+    batches = option_loglik_batches(model, rows, batch_size, pad_id, shared_prefix)
+    for _, batch_rows, sums, counts in tqdm(batches, desc="option log-likelihoods", unit="batch", disable=not progress, leave=False):
+        for row, value in zip(batch_rows, (sums / counts).tolist()):
+            out[row.example].append(value)
     return out

@@ -155,6 +155,17 @@ def missing_column_benchmark(kit, work):
     return ["data", "export", "culturalbench-easy", "--data-dir", str(folder), "--out", str(work / "out" / "cb.jsonl")]
 
 
+def run_config(kit, work, text: str, *extra: str) -> list[str]:
+    """``culture-neurons run`` on a config written into the work folder (its run directory is work/out/run)."""
+    path = work / "run.toml"
+    path.write_text(f'[run]\nout = "{(work / "out" / "run").as_posix()}"\n' + text)
+    return ["run", str(path), "-q", *extra]
+
+
+def model_line(kit) -> str:
+    return f'[model]\nname = "{(kit / "llama").as_posix()}"\n'
+
+
 CASES = [
     Case("malformed JSONL line", lambda k, w: score(k, w, jsonl(w, good_lines(k)[:2] + ['{"id": "x", "prompt": "oops'])), r"e\.jsonl:3: malformed JSON"),
     Case("missing field", lambda k, w: score(k, w, jsonl(w, good_lines(k) + [json.dumps({"id": "y", "prompt": "Q", "group": "Japan"})])),
@@ -192,6 +203,20 @@ CASES = [
     Case("unknown benchmark", lambda k, w: ["data", "export", "blendd", "--out", str(w / "out" / "x.jsonl")], r"blendd"),
     Case("reference neuron JSON with bad rows", lambda k, w: ["select", "import", str(jsonl(w, [], "ref.json", b'{"top_neurons": [{"module_name": "mlp.gate_proj"}]}')), "-o", str(w / "out" / "n.json")],
          r"ref\.json"),
+    Case("config: unknown key", lambda k, w: run_config(k, w, model_line(k) + "[select.general]\nt_mpl = 0.01\n"),
+         r"unknown config key 'select\.general\.t_mpl'; did you mean 't_mlp'\?"),
+    Case("config: wrong type", lambda k, w: run_config(k, w, model_line(k) + "[score]\nbatch_size = \"eight\"\n"),
+         r"config key 'score\.batch_size' must be an integer, got 'eight'"),
+    Case("config: missing model", lambda k, w: run_config(k, w, "[score]\nbatch_size = 4\n"), r"config key 'model\.name' is required"),
+    Case("config: not TOML", lambda k, w: run_config(k, w, model_line(k) + "[score\n"), r"run\.toml: not valid TOML"),
+    Case("config: value out of range", lambda k, w: run_config(k, w, model_line(k), "--set", "select.general.t_mlp=3"),
+         r"config key 'select\.general\.t_mlp' is a fraction and must lie in \[0, 1\], got 3"),
+    Case("config file missing", lambda k, w: ["run", str(w / "nope.toml")], r"config file .*nope\.toml does not exist"),
+    Case("report of a folder that is not a run", lambda k, w: ["report", str(k)], r"has no manifest\.json"),
+    Case("train: budget of 0", lambda k, w: ["train", "-m", str(k / "llama"), "--neurons", str(k / "general.json"), "--budget", "0",
+                                             "-d", str(k / "e.jsonl"), "-o", str(w / "out" / "ft")], r"budget"),
+    Case("train: unknown dataset", lambda k, w: ["train", "-m", str(k / "llama"), "--neurons", str(k / "general.json"), "-d", "qnlii",
+                                                "-o", str(w / "out" / "ft")], r"qnlii"),
     Case("disk full while writing", lambda k, w: ["__enospc__", *score(k, w, k / "e.jsonl")], r"No space left on device", code=1),
 ]
 

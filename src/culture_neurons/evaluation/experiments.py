@@ -73,6 +73,39 @@ def _random_sets(neuron_set: NeuronSet, seeds: int | Sequence[int], layer_matche
     return [select_random(neuron_set, s, layer_matched=layer_matched) for s in seed_list]
 
 
+def ablation_summary(rows: pd.DataFrame, benches: Sequence[str], target: str, random_labels: Sequence[str],
+                     n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """The summary of :func:`run_ablation` from its rows (conditions ``original``, ``target`` and ``random_labels``).
+
+    Public so that a caller who evaluates the conditions itself (the pipeline, which caches each
+    condition's rows and shares ``original`` between experiments) gets the same summary.
+    """
+    labels = ["original", target, *random_labels]
+    scores = _scores(rows, labels)
+    info = rows[rows["condition"] == "original"].set_index(["benchmark", "id"])
+    summary: dict[str, Any] = {}
+    for bench in benches:
+        block = scores.loc[bench]
+        meta = info.loc[bench].loc[block.index]
+        parts = {"all": block.index}
+        for split in sorted(s for s in meta["split"].unique() if s):
+            parts[split] = block.index[meta["split"].to_numpy() == split]
+        entry: dict[str, Any] = {"metric": _metric(meta)}
+        for part, index in parts.items():
+            sub = block.loc[index]
+            orig, tgt = sub["original"].to_numpy(), sub[target].to_numpy()
+            rnd = sub[random_labels].to_numpy().T if random_labels else np.zeros((0, len(sub)))
+            entry[part] = {
+                "original": mean_ci(orig, n_boot, seed),
+                "target": mean_ci(tgt, n_boot, seed),
+                "random": {lab: float(sub[lab].mean()) * 100 for lab in random_labels},
+                "random_mean": float(rnd.mean()) * 100 if rnd.size else None,
+                **compare_to_random(orig, tgt, rnd, n_boot, seed),
+            }
+        summary[bench] = entry
+    return summary
+
+
 def run_ablation(
     model: Any,
     tokenizer: Any,
@@ -115,34 +148,50 @@ def run_ablation(
     frames = [evaluate_rows(model, tokenizer, benches, ns, op, factor, condition=label, options=opts, progress=progress, site_map=site_map)
               for label, ns in conditions]
     rows = pd.concat(frames, ignore_index=True)
-    scores = _scores(rows, labels)
-    info = rows[rows["condition"] == "original"].set_index(["benchmark", "id"])
-    random_labels = labels[2:]
-    summary: dict[str, Any] = {}
-    for bench in benches:
-        block = scores.loc[bench]
-        meta = info.loc[bench].loc[block.index]
-        parts = {"all": block.index}
-        for split in sorted(s for s in meta["split"].unique() if s):
-            parts[split] = block.index[meta["split"].to_numpy() == split]
-        entry: dict[str, Any] = {"metric": _metric(meta)}
-        for part, index in parts.items():
-            sub = block.loc[index]
-            orig, tgt = sub["original"].to_numpy(), sub[target].to_numpy()
-            rnd = sub[random_labels].to_numpy().T if random_labels else np.zeros((0, len(sub)))
-            entry[part] = {
-                "original": mean_ci(orig, n_boot, seed),
-                "target": mean_ci(tgt, n_boot, seed),
-                "random": {lab: float(sub[lab].mean()) * 100 for lab in random_labels},
-                "random_mean": float(rnd.mean()) * 100 if rnd.size else None,
-                **compare_to_random(orig, tgt, rnd, n_boot, seed),
-            }
-        summary[bench] = entry
+    summary = ablation_summary(rows, list(benches), target, labels[2:], n_boot, seed)
     config = {"experiment": "enhancement" if op == "enhance" else "ablation", "op": op, "factor": factor,
               "neuron_set": {"kind": neuron_set.kind, "count": len(neuron_set), "sha256": neuron_set.content_hash()},
               "random_sets": [r.kind for r in randoms], "layer_matched": layer_matched, "options": opts.to_dict(),
               "n_boot": n_boot, "seed": seed, "benchmarks": list(benches)}
     return ExperimentResult(rows, summary, config)
+
+
+def cross_culture_summary(rows: pd.DataFrame, countries: Sequence[str], op: str = "suppress", n_boot: int = 1000,
+                          seed: int = 0) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The summary and change matrix of :func:`run_cross_culture` from its rows (conditions
+    ``original`` and ``<op>:<country>`` for each country)."""
+    sets = list(countries)
+    labels = ["original"] + [f"{op}:{c}" for c in sets]
+    scores = _scores(rows, labels)
+    info = rows[rows["condition"] == "original"].set_index(["benchmark", "id"]).loc[scores.index]
+    eval_countries = sorted(info["country"].unique())
+    matrix = pd.DataFrame(index=list(sets), columns=eval_countries, dtype=float)
+    cells: dict[str, dict[str, Any]] = {}
+    for c in sets:
+        cells[c] = {}
+        for e in eval_countries:
+            mask = info["country"].to_numpy() == e
+            change = paired_change(scores["original"].to_numpy()[mask], scores[f"{op}:{c}"].to_numpy()[mask], n_boot, seed)
+            cells[c][e] = change
+            matrix.loc[c, e] = change["value"]
+    rows_summary = {}
+    for c in sets:
+        row = matrix.loc[c]
+        rows_summary[c] = {
+            "most_affected": str(row.idxmin()),
+            "diagonal": float(row[c]) if c in row.index else None,
+            "diagonal_is_most_negative": bool(c in row.index and row[c] == row.min()),
+            "off_diagonal_mean": float(row.drop(c, errors="ignore").mean()) if len(row) > 1 else None,
+        }
+    diag = [matrix.loc[c, c] for c in sets if c in matrix.columns]
+    summary = {
+        "set_countries": list(sets), "eval_countries": eval_countries, "original": {e: mean_ci(
+            scores["original"].to_numpy()[info["country"].to_numpy() == e], n_boot, seed) for e in eval_countries},
+        "change": cells, "rows": rows_summary,
+        "diagonal_mean": float(np.mean(diag)) if diag else None,
+        "off_diagonal_mean": float(np.nanmean([matrix.loc[c, e] for c in sets for e in eval_countries if e != c])) if len(eval_countries) > 1 else None,
+    }
+    return summary, matrix
 
 
 def run_cross_culture(
@@ -192,36 +241,7 @@ def run_cross_culture(
     frames = [evaluate_rows(model, tokenizer, benches, ns, op, factor, condition=label, options=opts, progress=progress, site_map=site_map)
               for label, ns in conditions]
     rows = pd.concat(frames, ignore_index=True)
-    labels = [c for c, _ in conditions]
-    scores = _scores(rows, labels)
-    info = rows[rows["condition"] == "original"].set_index(["benchmark", "id"]).loc[scores.index]
-    eval_countries = sorted(info["country"].unique())
-    matrix = pd.DataFrame(index=list(sets), columns=eval_countries, dtype=float)
-    cells: dict[str, dict[str, Any]] = {}
-    for c in sets:
-        cells[c] = {}
-        for e in eval_countries:
-            mask = info["country"].to_numpy() == e
-            change = paired_change(scores["original"].to_numpy()[mask], scores[f"{op}:{c}"].to_numpy()[mask], n_boot, seed)
-            cells[c][e] = change
-            matrix.loc[c, e] = change["value"]
-    rows_summary = {}
-    for c in sets:
-        row = matrix.loc[c]
-        rows_summary[c] = {
-            "most_affected": str(row.idxmin()),
-            "diagonal": float(row[c]) if c in row.index else None,
-            "diagonal_is_most_negative": bool(c in row.index and row[c] == row.min()),
-            "off_diagonal_mean": float(row.drop(c, errors="ignore").mean()) if len(row) > 1 else None,
-        }
-    diag = [matrix.loc[c, c] for c in sets if c in matrix.columns]
-    summary = {
-        "set_countries": list(sets), "eval_countries": eval_countries, "original": {e: mean_ci(
-            scores["original"].to_numpy()[info["country"].to_numpy() == e], n_boot, seed) for e in eval_countries},
-        "change": cells, "rows": rows_summary,
-        "diagonal_mean": float(np.mean(diag)) if diag else None,
-        "off_diagonal_mean": float(np.nanmean([matrix.loc[c, e] for c in sets for e in eval_countries if e != c])) if len(eval_countries) > 1 else None,
-    }
+    summary, matrix = cross_culture_summary(rows, list(sets), op, n_boot, seed)
     config = {"experiment": "cross-culture", "op": op, "factor": factor, "split": split, "options": opts.to_dict(), "n_boot": n_boot,
               "seed": seed, "benchmarks": list(benches), "sets": {c: {"count": len(ns), "sha256": ns.content_hash()} for c, ns in sets.items()}}
     return ExperimentResult(rows, summary, config, matrix)

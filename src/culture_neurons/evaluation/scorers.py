@@ -46,6 +46,7 @@ from ..likelihood import (
     gold_option,
     grouped_softmax,
     option_continuation,
+    option_loglik_batches,
     option_rows,
 )
 from .saq import saq_match
@@ -222,30 +223,26 @@ def _loglik_rows(model: Any, tokenizer: Any, examples: Sequence[Example], prompt
                  opts: EvalOptions) -> list[dict[str, Any]]:
     rows = option_rows(tokenizer, examples, prompts, add_special)
     golds = [gold_option(ex) for ex in examples]
-    device, pad = _device(model), _pad_id(tokenizer)
     out: list[dict[str, Any]] = [{} for _ in examples]
-    with torch.no_grad():
-        for idx in length_batches(rows, opts.batch_size):
-            batch = collate_rows(idx, [rows[i] for i in idx], pad, "right").to(device)
-            logp = continuation_logprobs(model, batch)
-            counts = batch.score_valid.sum(1).clamp(min=1)
-            sums = logp.sum(1)
-            probs = grouped_softmax(sums / counts, batch.row_example, len(idx)).cpu().tolist()
-            sums = sums.cpu().tolist()
-            per: dict[int, list[tuple[float, float]]] = {i: [] for i in idx}
-            for row, s, p in zip(batch.rows, sums, probs):
-                per[row.example].append((s, p))
-            for i in idx:
-                ex = examples[i]
-                options = list(ex.options)
-                lengths = [len(option_continuation(prompts[i], o)) for o in options]
-                total = [s for s, _ in per[i]]
-                normed = [s / max(n, 1) for s, n in zip(total, lengths)]
-                pick = max(range(len(total)), key=lambda j: (total[j], -j))
-                pick_norm = max(range(len(normed)), key=lambda j: (normed[j], -j))
-                names = [s.strip() for s in ex.labels] if ex.labels else [o.strip() for o in options]
-                out[i] = {"prediction": names[pick], "gold": names[golds[i]], "correct": pick == golds[i],
-                          "correct_norm": pick_norm == golds[i], "option_probs": [p for _, p in per[i]], "options": names}
+    for idx, batch_rows, sums, counts in option_loglik_batches(model, rows, opts.batch_size, _pad_id(tokenizer)):
+        slot = {i: n for n, i in enumerate(idx)}
+        groups = torch.tensor([slot[r.example] for r in batch_rows])
+        probs = grouped_softmax(sums / counts, groups, len(idx)).tolist()
+        sums = sums.tolist()
+        per: dict[int, list[tuple[float, float]]] = {i: [] for i in idx}
+        for row, s, p in zip(batch_rows, sums, probs):
+            per[row.example].append((s, p))
+        for i in idx:
+            ex = examples[i]
+            options = list(ex.options)
+            lengths = [len(option_continuation(prompts[i], o)) for o in options]
+            total = [s for s, _ in per[i]]
+            normed = [s / max(n, 1) for s, n in zip(total, lengths)]
+            pick = max(range(len(total)), key=lambda j: (total[j], -j))
+            pick_norm = max(range(len(normed)), key=lambda j: (normed[j], -j))
+            names = [s.strip() for s in ex.labels] if ex.labels else [o.strip() for o in options]
+            out[i] = {"prediction": names[pick], "gold": names[golds[i]], "correct": pick == golds[i],
+                      "correct_norm": pick_norm == golds[i], "option_probs": [p for _, p in per[i]], "options": names}
     return out
 
 

@@ -104,7 +104,7 @@ def _dequantise_to_cache(gguf: Path, target: Path) -> None:
     try:
         import gguf as _gguf  # noqa: F401
     except ImportError:
-        raise ModelLoadError("loading GGUF files needs the 'gguf' package: pip install gguf") from None
+        raise ModelLoadError("loading GGUF files needs the 'gguf' package: pip install 'culture-neurons[demo]' (or pip install gguf)") from None
     log.info("dequantising %s once (about half a minute for 135M parameters); cached at %s", gguf.name, target)
     start = time.perf_counter()
     try:
