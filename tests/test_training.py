@@ -297,6 +297,30 @@ def test_effective_batch_is_the_accumulated_batch(tmp_path, tokenizer):
         TrainConfig(batch_size=10, micro_batch_size=4).validate()
 
 
+def test_activation_checkpointing_gives_the_same_weights_and_is_turned_off(tmp_path, tokenizer):
+    from transformers import TrainerCallback
+
+    class Seen(TrainerCallback):
+        def __init__(self):
+            self.states: list[bool] = []
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            self.states.append(model.is_activation_checkpointing)
+
+    results = []
+    for flag in (False, True):
+        model = tiny_model("llama")
+        chosen = choose_modules(rank_modules(model), "mlp.1,attn.0")
+        seen = Seen()
+        finetune(model, tokenizer, make_examples(8), chosen, tmp_path / str(flag),
+                 TrainConfig(learning_rate=1e-3, gradient_checkpointing=flag, **FAST), callbacks=[seen], progress=False)
+        assert seen.states and set(seen.states) == {flag}  # on during training exactly when asked for
+        assert not model.is_activation_checkpointing and not model.training
+        results.append(model.state_dict())
+    plain, checkpointed = results
+    assert all(torch.allclose(plain[k], checkpointed[k], rtol=1e-5, atol=1e-7) for k in plain)
+
+
 class _Crash(Exception):
     pass
 
@@ -336,9 +360,13 @@ def test_resume_after_a_crash_is_bit_identical(tmp_path, tokenizer):
     assert result.resumed_from.endswith("checkpoint-2") and result.steps == 4
     assert all(same(v, model.state_dict()[k]) for k, v in ref.state_dict().items())
     # a finished run is reused (weights loaded, not retrained); other settings are refused
+    # (after a kill during the final clean-up: checkpoints and a temporary save folder are still there)
+    (tmp_path / "run" / "checkpoints" / "checkpoint-4").mkdir(parents=True)
+    (tmp_path / "run" / ".model-x").mkdir()
     model, chosen = fresh()
     again = finetune(model, tokenizer, examples, chosen, tmp_path / "run", config, progress=False)
     assert again.skipped and all(torch.equal(v, model.state_dict()[k]) for k, v in ref.state_dict().items())
+    assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / ".model-x").exists()
     with pytest.raises(InputError, match=r"other settings \(config.learning_rate differ"):
         finetune(tiny_model("llama"), tokenizer, examples, chosen, tmp_path / "run", TrainConfig(learning_rate=2e-3, **FAST), progress=False)
 

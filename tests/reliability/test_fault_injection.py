@@ -1,7 +1,9 @@
 """SIGKILL at random points: resumed runs give results identical to uninterrupted ones, and no file
 is ever left half-written.
 
-The default suite runs one short instance per command; ``-m slow`` runs 10 random kill points each.
+The default suite runs one short instance per command (training's is
+``tests/test_training_stage.py::test_sigkill_during_training_then_resume_is_bit_identical``);
+``-m slow`` runs 10 random kill points each for scoring, evaluation and training.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from tiny import build_tokenizer, make_examples, tiny_model
 
 from culture_neurons import ScoreTable
@@ -116,3 +119,45 @@ def test_kill_scoring_at_random_points(setup, references, tmp_path, trial):
 @pytest.mark.parametrize("trial", range(10))
 def test_kill_evaluation_at_random_points(setup, references, tmp_path, trial):
     _evaluation_trial(setup, tmp_path, random.Random(100 + trial).uniform(2.5, 8.0), references[1])
+
+
+def train_args(setup, out):
+    return ["train", "-m", setup / "model", "--modules", "mlp.1,attn.0", "--data", setup / "train.jsonl", "--out", out,
+            "--batch-size", 4, "--micro-batch-size", 2, "--lr", 1e-3, "--save-steps", 1, "--device", "cpu", "-q"]
+
+
+@pytest.fixture(scope="module")
+def trained_reference(setup, tmp_path_factory):
+    # 60 optimizer steps with a checkpoint after each: a few seconds of training after the start-up.
+    exs = make_examples(240)
+    (setup / "train.jsonl").write_text("".join(json.dumps(e.to_dict()) + "\n" for e in exs))
+    out = tmp_path_factory.mktemp("train-ref") / "run"
+    run_cli(*train_args(setup, out))
+    return load_file(out / "model.safetensors"), json.loads((out / "training.json").read_text())["steps"]
+
+
+def _training_trial(setup, tmp: Path, delay: float, reference) -> bool:
+    """Kill ``delay`` seconds after training starts (its checkpoint folder appears): mid-step or mid-save."""
+    out = tmp / "train"
+    proc = run_cli(*train_args(setup, out), wait=False)
+    deadline = time.time() + 300
+    while proc.poll() is None and not (out / "checkpoints").exists() and time.time() < deadline:
+        time.sleep(0.002)
+    killed = kill_after(proc, delay)
+    no_temp_files(tmp)
+    if killed and (out / "training.json").exists():
+        json.loads((out / "training.json").read_text())  # written last: whole, with the model beside it
+        assert (out / "model.safetensors").is_file()
+    run_cli(*train_args(setup, out))
+    weights, steps = reference
+    got = load_file(out / "model.safetensors")
+    assert got.keys() == weights.keys() and all(torch.equal(got[k], weights[k]) for k in weights)
+    assert json.loads((out / "training.json").read_text())["steps"] == steps
+    assert not (out / "checkpoints").exists() and not list(out.glob(".model-*"))
+    return killed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trial", range(10))
+def test_kill_training_at_random_points(setup, trained_reference, tmp_path, trial):
+    assert _training_trial(setup, tmp_path, random.Random(200 + trial).uniform(0.0, 2.0), trained_reference)

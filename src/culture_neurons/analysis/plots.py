@@ -1,6 +1,6 @@
 """The report's figures, drawn with matplotlib's object API (no pyplot state, no display needed).
 
-Each function returns PNG bytes. matplotlib is the ``demo`` extra: ``pip install 'culture-neurons[demo]'``.
+Each function returns PNG bytes. matplotlib is a core dependency; the import is deferred so that scoring never pays for it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def _figure(width: float, height: float) -> Any:
     try:
         from matplotlib.figure import Figure
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise CultureNeuronsError("the report needs matplotlib; install it with: pip install 'culture-neurons[demo]'") from exc
+        raise CultureNeuronsError("the report needs matplotlib; install it with: pip install matplotlib") from exc
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 

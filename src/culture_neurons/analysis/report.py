@@ -129,9 +129,11 @@ def _render(run_dir: Path, top_n: int, manifest: dict[str, Any] | None, collecte
     # No clock time or absolute path here: two runs of the same config give the same report, byte for byte.
     parts.append(f'<p class="sub">Model <code>{_esc(model_name)}</code> · run directory <code>{_esc(run_dir.name)}</code> · '
                  f"made with culture-neurons {__version__}</p>")
+    training = _training(run_dir, figure)
+    train_link = '<a href="#train">Fine-tuning</a>' if training else ""
     parts.append('<nav><a href="#results">Results</a><a href="#where">Where the neurons are</a><a href="#overlap">Overlap</a>'
                  '<a href="#ablation">Ablation</a><a href="#cross">Cross-culture</a><a href="#enhancement">Enhancement</a>'
-                 '<a href="#top">Top neurons</a><a href="#provenance">Config and provenance</a></nav>')
+                 f'{train_link}<a href="#top">Top neurons</a><a href="#provenance">Config and provenance</a></nav>')
 
     # -- headline -------------------------------------------------------------------------------
     parts.append('<h2 id="results">Results</h2>')
@@ -214,7 +216,7 @@ def _render(run_dir: Path, top_n: int, manifest: dict[str, Any] | None, collecte
                  _num(b.p_two_sided if two_sided else b.p_one_sided, "{:.3f}")] for b in bars.itertuples()]
         parts.append(_table(["benchmark", "split", "n", "original", label, "random", "Δ vs random", "p"], rows, left=2))
     # -- training -------------------------------------------------------------------------------
-    parts.append(_training(run_dir, figure))
+    parts.append(training)
 
     # -- top neurons ----------------------------------------------------------------------------
     parts.append('<h2 id="top">Top neurons</h2>')

@@ -73,6 +73,17 @@ def _random_sets(neuron_set: NeuronSet, seeds: int | Sequence[int], layer_matche
     return [select_random(neuron_set, s, layer_matched=layer_matched) for s in seed_list]
 
 
+def split_parts(table: pd.DataFrame, info: pd.DataFrame, bench: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.Index]]:
+    """One benchmark's rows of a (benchmark, id) x condition ``table``, their metadata from ``info``,
+    and the example index of ``all`` and of each non-empty split (sorted), the parts every summary reports."""
+    block = table.loc[bench]
+    meta = info.loc[bench].loc[block.index]
+    parts = {"all": block.index}
+    for split in sorted(s for s in meta["split"].unique() if s):
+        parts[split] = block.index[meta["split"].to_numpy() == split]
+    return block, meta, parts
+
+
 def ablation_summary(rows: pd.DataFrame, benches: Sequence[str], target: str, random_labels: Sequence[str],
                      n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
     """The summary of :func:`run_ablation` from its rows (conditions ``original``, ``target`` and ``random_labels``).
@@ -85,11 +96,7 @@ def ablation_summary(rows: pd.DataFrame, benches: Sequence[str], target: str, ra
     info = rows[rows["condition"] == "original"].set_index(["benchmark", "id"])
     summary: dict[str, Any] = {}
     for bench in benches:
-        block = scores.loc[bench]
-        meta = info.loc[bench].loc[block.index]
-        parts = {"all": block.index}
-        for split in sorted(s for s in meta["split"].unique() if s):
-            parts[split] = block.index[meta["split"].to_numpy() == split]
+        block, meta, parts = split_parts(scores, info, bench)
         entry: dict[str, Any] = {"metric": _metric(meta)}
         for part, index in parts.items():
             sub = block.loc[index]

@@ -77,6 +77,7 @@ def compare_conditions(rows: pd.DataFrame, sets: Sequence[str], n_boot: int = 10
     """Per benchmark, for ``all`` and each split: every condition's metric (CI), each set's change
     from ``base`` (paired CI), and the ``top - random`` / ``top - bottom`` differences (paired CI)."""
     from ..evaluation.api import _metric
+    from ..evaluation.experiments import split_parts
     from ..evaluation.metrics import mean_ci, paired_change
 
     conditions = [BASE, *sets]
@@ -87,11 +88,7 @@ def compare_conditions(rows: pd.DataFrame, sets: Sequence[str], n_boot: int = 10
     info = rows[rows["condition"] == BASE].set_index(["benchmark", "id"])
     summary: dict[str, Any] = {}
     for bench in rows.loc[rows["condition"] == BASE, "benchmark"].unique():
-        block = table.loc[bench]
-        meta = info.loc[bench].loc[block.index]
-        parts = {"all": block.index}
-        for split in sorted(s for s in meta["split"].unique() if s):
-            parts[split] = block.index[meta["split"].to_numpy() == split]
+        block, meta, parts = split_parts(table, info, bench)
         entry: dict[str, Any] = {"metric": _metric(meta)}
         for part, index in parts.items():
             sub = block.loc[index]

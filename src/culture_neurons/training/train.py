@@ -369,6 +369,15 @@ def _save_model_folder(model: Any, tokenizer: Any, out: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _disable_checkpointing(model: Any) -> None:
+    """Turn activation checkpointing off again (transformers 5 renamed it; 4.x has only the old names)."""
+    if hasattr(model, "is_activation_checkpointing"):
+        if model.is_activation_checkpointing:
+            model.activation_checkpointing_disable()
+    elif getattr(model, "is_gradient_checkpointing", False):
+        model.gradient_checkpointing_disable()
+
+
 def _checkpointing_arg(enabled: bool) -> dict[str, bool]:
     """Activation checkpointing under the name this transformers version uses (renamed in 5.x)."""
     if not enabled:
@@ -426,6 +435,11 @@ def finetune(model: Any, tokenizer: Any, examples: Sequence[Example], module_set
     state = _check_folder(out, key, resume)
     if state == "done":
         log.info("%s already holds this finished run; loading its weights", out)
+        if is_main():
+            # A kill after training.json was written can leave the final clean-up undone.
+            _remove_leftovers(out)
+            if not config.keep_checkpoints:
+                shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
         _load_trainable(model, names, _read_weights(out, names), str(out))
         model.eval()
         return TrainResult.load(out)
@@ -472,7 +486,7 @@ def finetune(model: Any, tokenizer: Any, examples: Sequence[Example], module_set
         if config.gradient_checkpointing:
             model.enable_input_require_grads()  # frozen embeddings would otherwise cut the gradient
             stack.callback(model.disable_input_require_grads)
-            stack.callback(lambda: model.gradient_checkpointing_disable() if getattr(model, "is_gradient_checkpointing", False) else None)
+            stack.callback(_disable_checkpointing, model)
         if config.lora:
             from peft import LoraConfig, get_peft_model
 
