@@ -490,8 +490,11 @@ def finetune(model: Any, tokenizer: Any, examples: Sequence[Example], module_set
         if config.lora:
             from peft import LoraConfig, get_peft_model
 
+            # GPT-2 style Conv1D stores its weight transposed; peft must be told rather than guess.
+            targets = set(module_set.paths)
+            conv1d = any(type(m).__name__ == "Conv1D" for n, m in model.named_modules() if n in targets)
             lora_cfg = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                                  target_modules=list(module_set.paths), bias="none", task_type="CAUSAL_LM")
+                                  target_modules=list(module_set.paths), bias="none", task_type="CAUSAL_LM", fan_in_fan_out=conv1d)
             train_model = get_peft_model(model, lora_cfg)
             from transformers import Trainer as trainer_cls
         else:
