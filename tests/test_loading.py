@@ -25,6 +25,19 @@ def test_local_folder_round_trip(tmp_path):
     assert next(loaded16.parameters()).dtype == torch.bfloat16
 
 
+def test_quiet_loading_has_no_transformers_bar(tmp_path, capsys):
+    from transformers.utils import logging as hf_logging
+
+    tiny_model("llama").save_pretrained(tmp_path)
+    build_tokenizer().save_pretrained(tmp_path)
+    capsys.readouterr()
+    load_model(tmp_path, device="cpu", progress=False)
+    assert "Loading weights" not in capsys.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()  # restored for the rest of the process
+    load_model(tmp_path, device="cpu")
+    assert "Loading weights" in capsys.readouterr().err
+
+
 def test_dtype_defaults():
     assert resolve_dtype(None, "cpu") == torch.float32
     assert resolve_dtype(None, "cuda:0") == torch.bfloat16

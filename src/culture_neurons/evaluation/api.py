@@ -204,7 +204,7 @@ def evaluate_files(model: str | os.PathLike, benches: Sequence[str | os.PathLike
     opts = EvalOptions(**overrides)
     opts.validate()
     init_from_env(device)
-    loaded, tokenizer = load_model(model, dtype=dtype, device=local_device(device), device_map=device_map)
+    loaded, tokenizer = load_model(model, dtype=dtype, device=local_device(device), device_map=device_map, progress=progress)
     if sets:
         from ..intervention import check_fits
         from ..models.adapters import get_adapter

@@ -51,7 +51,7 @@ def _load(kw):
     ensure_writable_parent(Path(kw["out"]) / "summary.json")
     benches = load_benchmarks(kw["benches"])
     init_from_env(kw["device"])
-    model, tokenizer = load_model(kw["model"], dtype=kw["dtype"], device=local_device(kw["device"]), device_map=kw["device_map"])
+    model, tokenizer = load_model(kw["model"], dtype=kw["dtype"], device=local_device(kw["device"]), device_map=kw["device_map"], progress=not kw["quiet"])
     return benches, model, tokenizer
 
 

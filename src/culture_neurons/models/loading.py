@@ -7,6 +7,7 @@ are cached as safetensors in the user cache folder and later loads read that cop
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
@@ -14,6 +15,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -199,12 +201,28 @@ def parse_max_memory(text: str | dict | None) -> dict | None:
     return out
 
 
+@contextlib.contextmanager
+def hf_progress_bars(enabled: bool) -> Iterator[None]:
+    """Silence transformers' own bars (loading weights, writing shards) while ours are off, so ``-q`` is quiet."""
+    from transformers.utils import logging as hf_logging
+
+    silence = not enabled and hf_logging.is_progress_bar_enabled()
+    if silence:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if silence:
+            hf_logging.enable_progress_bar()
+
+
 def load_model(
     name_or_path: str | os.PathLike,
     dtype: str | torch.dtype | None = None,
     device: str | torch.device | None = None,
     device_map: str | dict | None = None,
     max_memory: str | dict | None = None,
+    progress: bool = True,
     **kwargs: Any,
 ) -> tuple[Any, Any]:
     """Load ``(model, tokenizer)`` in eval mode.
@@ -219,6 +237,7 @@ def load_model(
             GPUs, then CPU memory); scoring hooks and accumulators follow each layer's device.
         max_memory: per-device limits for ``device_map`` (``{0: "70GiB", "cpu": "200GiB"}`` or the
             string ``"0=70GiB,cpu=200GiB"``).
+        progress: show transformers' own progress bar while the weights load.
         **kwargs: further ``from_pretrained`` arguments (``revision``, ``attn_implementation``, ...).
     """
     from transformers import AutoModelForCausalLM
@@ -233,7 +252,8 @@ def load_model(
             raise ModelLoadError("max_memory only applies with a device_map (e.g. device_map='auto')")
         kwargs["max_memory"] = parse_max_memory(max_memory)
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, device_map=device_map, **kwargs)
+        with hf_progress_bars(progress):
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, device_map=device_map, **kwargs)
     except Exception as exc:
         raise _wrap_load_error(display, exc) from exc
     if device_map is None:

@@ -218,7 +218,8 @@ class _Runner:
             m = self.config.model
             init_from_env(m.device)
             start = time.perf_counter()
-            model, tokenizer = load_model(m.name, dtype=m.dtype, device=local_device(m.device), device_map=m.device_map, max_memory=m.max_memory)
+            model, tokenizer = load_model(m.name, dtype=m.dtype, device=local_device(m.device), device_map=m.device_map,
+                                          max_memory=m.max_memory, progress=self.progress)
             self._model = (model, tokenizer)
             self.manifest.set(model={"config": asdict(m), "identity": model_identity(model)})
             self.echo(f"[model] loaded {m.name} in {time.perf_counter() - start:.1f} s")

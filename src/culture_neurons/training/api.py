@@ -246,7 +246,7 @@ def run_selective_finetuning(
             if shared:
                 log.warning("%d of %d %s evaluation examples are also training examples; their scores measure memorisation", shared, len(exs), name)
 
-    loaded, tokenizer = load_model(model, dtype=dtype, device=device)
+    loaded, tokenizer = load_model(model, dtype=dtype, device=device, progress=progress)
     ranking = rank_modules(loaded, ns, site_map=site_map)
     sets = {label: choose_modules(ranking, spec, budget, seed) for label, spec in zip(labels, specs)}
     flat = len(sets) == 1 if subfolders is None else not subfolders
@@ -317,7 +317,7 @@ def run_selective_finetuning(
         cached[label].unlink(missing_ok=True)
         if dirty:
             _free(loaded)
-            loaded, tokenizer = load_model(model, dtype=dtype, device=device)
+            loaded, tokenizer = load_model(model, dtype=dtype, device=device, progress=progress)
         dirty = True
         run.results[label] = finetune(loaded, tokenizer, examples, module_set, folder, config, chat_template=chat_template,
                                       resume=resume, callbacks=callbacks, progress=progress, meta={"run": meta})

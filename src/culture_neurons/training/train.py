@@ -40,6 +40,7 @@ from .. import __version__
 from ..data.example import Example
 from ..errors import InputError
 from ..fileio import ensure_writable_parent, write_json_atomic
+from ..models.loading import hf_progress_bars
 from .data import AnswerCollator, EncodedDataset, data_hash, encode_examples, pad_id
 from .modules import ModuleSet, only_trainable, trainable_names
 
@@ -535,7 +536,8 @@ def finetune(model: Any, tokenizer: Any, examples: Sequence[Example], module_set
         resumed_from=last, adapter=str(adapter_dir) if adapter_dir else None, config=config.to_dict(),
     )
     if is_main():
-        _save_model_folder(model, tokenizer, out)
+        with hf_progress_bars(progress):
+            _save_model_folder(model, tokenizer, out)
         record = {**result.to_dict(), "base_model": identity, "package_version": __version__, **(meta or {})}
         write_json_atomic(out / DONE_FILE, record)
         if not config.keep_checkpoints:
