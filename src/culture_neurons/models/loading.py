@@ -8,6 +8,7 @@ are cached as safetensors in the user cache folder and later loads read that cop
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib.util
 import json
 import logging
@@ -199,6 +200,16 @@ def parse_max_memory(text: str | dict | None) -> dict | None:
         key = key.strip()
         out[int(key) if key.isdigit() else key] = value.strip()
     return out
+
+
+def release_memory() -> None:
+    """Hand the memory of models no longer referenced back: collect cycles, then empty CUDA's cache.
+
+    Call it after dropping the last reference (``model = None``); a model still bound anywhere stays.
+    """
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 @contextlib.contextmanager

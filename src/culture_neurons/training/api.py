@@ -20,7 +20,6 @@ Every file is written atomically, and a rerun with the same settings skips finis
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import os
@@ -142,15 +141,6 @@ def _holds_other_run(folder: Path, key: dict[str, Any]) -> bool:
     return bool(_diff_keys(previous, json.loads(json.dumps(key))))
 
 
-def _free(model: Any) -> None:
-    import torch
-
-    del model
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
 def run_selective_finetuning(
     model: str | os.PathLike,
     neurons: Any,
@@ -216,7 +206,7 @@ def run_selective_finetuning(
     from ..evaluation.api import evaluate as run_eval
     from ..evaluation.api import read_rows, write_rows
     from ..evaluation.scorers import EvalOptions
-    from ..models.loading import load_model, model_identity
+    from ..models.loading import load_model, model_identity, release_memory
 
     config = config or TrainConfig()
     config.validate()
@@ -261,7 +251,6 @@ def run_selective_finetuning(
         show(s.describe())
     run = FinetuneRun(out, ranking, sets, {k: (out if flat else out / k) for k in sets}, {}, None, paths)
     if ranking_only:
-        _free(loaded)
         return run
 
     eval_dir = out / "eval"
@@ -316,13 +305,15 @@ def run_selective_finetuning(
         # between training and evaluation of a retrained set).
         cached[label].unlink(missing_ok=True)
         if dirty:
-            _free(loaded)
+            loaded = None  # the previous set's model goes before the next base copy loads
+            release_memory()
             loaded, tokenizer = load_model(model, dtype=dtype, device=device, progress=progress)
         dirty = True
         run.results[label] = finetune(loaded, tokenizer, examples, module_set, folder, config, chat_template=chat_template,
                                       resume=resume, callbacks=callbacks, progress=progress, meta={"run": meta})
         evaluate_as(label, loaded, use_cache=False)
-    _free(loaded)
+    loaded = None
+    release_memory()
 
     comparison = None
     if benches:

@@ -24,7 +24,6 @@ from another base can be reused.
 
 from __future__ import annotations
 
-import gc
 import json
 import re
 import shutil
@@ -303,15 +302,10 @@ def _release_runner_model(r: Any) -> None:
     # Training loads its own float32 copy of the base for every set; the evaluate stage's copy is
     # not needed again in this run (the report reads files), so it should not hold memory meanwhile.
     if getattr(r, "_model", None) is not None:
-        r._model = None
-        gc.collect()
-        try:
-            import torch
+        from ..models.loading import release_memory
 
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover
-            pass
+        r._model = None
+        release_memory()
 
 
 def _reset_if_base_changed(folder: Path, stamp: dict[str, Any]) -> None:
