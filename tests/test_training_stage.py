@@ -79,7 +79,6 @@ def test_train_stage_runs_and_writes_the_comparison(trained):
 
     # the sets follow the run's culture-general neurons (counted independently here)
     base = tiny_model("llama", device="cpu")
-    names = [n for n, _ in base.named_parameters()]
     paths = {f"{k}.{i}": [f"model.layers.{i}.{p}" for p in (("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj") if k == "mlp" else
                                                              ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"))]
              for k in ORDER for i in range(2)}

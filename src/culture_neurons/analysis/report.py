@@ -15,6 +15,7 @@ from typing import Any
 from .. import __version__
 from ..errors import CultureNeuronsError
 from ..fileio import atomic_path, write_text_atomic
+from ..pipeline.run import chance_by_benchmark, headline_rows
 from . import plots, stats
 
 CSS = """
@@ -50,37 +51,6 @@ def _table(header: list[str], rows: list[list[Any]], left: int = 1) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-class _Figures:
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.written: list[Path] = []
-
-    def add(self, name: str, png: bytes, alt: str, caption: str) -> str:
-        path = self.folder / f"{name}.png"
-        with atomic_path(path, suffix=".png") as tmp:
-            tmp.write_bytes(png)
-        self.written.append(path)
-        data = base64.b64encode(png).decode("ascii")
-        return (f'<figure><img src="data:image/png;base64,{data}" alt="{_esc(alt)}">'
-                f"<figcaption>{caption}</figcaption></figure>")
-
-
-def _chance_by_bench(manifest: dict[str, Any]) -> dict[str, float | None]:
-    out = {}
-    for key, rec in manifest.get("steps", {}).items():
-        if key.startswith("export:eval-"):
-            out[_bench_of(manifest, key)] = rec.get("info", {}).get("chance")
-    return out
-
-
-def _bench_of(manifest: dict[str, Any], key: str) -> str:
-    benches = manifest.get("config", {}).get("evaluate", {}).get("benchmarks", [])
-    from ..pipeline.run import slug
-
-    name = key.removeprefix("export:eval-")
-    return next((b for b in benches if slug(b) == name), name)
-
-
 def build_report(run_dir: str | Path, top_neurons: int = 25, manifest: dict[str, Any] | None = None) -> tuple[str, list[tuple[str, bytes]]]:
     """The report's HTML text and its figures ``[(name, png)]`` (nothing is written)."""
     figs: list[tuple[str, bytes]] = []
@@ -107,12 +77,12 @@ def write_report(run_dir: str | Path, top_neurons: int = 25, manifest: dict[str,
 def _render(run_dir: Path, top_n: int, manifest: dict[str, Any] | None, collected: list, write: bool) -> str:
     manifest = manifest or {}
     config = manifest.get("config", {})
-    figures = _Figures(run_dir / "figures")
 
     def figure(name: str, png: bytes, alt: str, caption: str) -> str:
         collected.append((name, png))
         if write:
-            return figures.add(name, png, alt, caption)
+            with atomic_path(run_dir / "figures" / f"{name}.png", suffix=".png") as tmp:
+                tmp.write_bytes(png)
         data = base64.b64encode(png).decode("ascii")
         return f'<figure><img src="data:image/png;base64,{data}" alt="{_esc(alt)}"><figcaption>{caption}</figcaption></figure>'
 
@@ -123,7 +93,7 @@ def _render(run_dir: Path, top_n: int, manifest: dict[str, Any] | None, collecte
     sets = stats.load_sets(run_dir)
     general = sets.get("general")
     specific = stats.specific_sets(sets)
-    chance = _chance_by_bench(manifest)
+    chance = chance_by_benchmark(manifest)
     parts: list[str] = []
     parts.append(f"<h1>{_esc(title)}</h1>")
     # No clock time or absolute path here: two runs of the same config give the same report, byte for byte.
@@ -152,8 +122,6 @@ def _render(run_dir: Path, top_n: int, manifest: dict[str, Any] | None, collecte
     if base_rows:
         parts.append("<h3>Baseline accuracy (no intervention) against chance</h3>")
         parts.append(_table(["benchmark", "n", "chance %", "accuracy %"], base_rows))
-    from ..pipeline.run import headline_rows
-
     head = headline_rows(run_dir, manifest)
     if head:
         parts.append("<h3>Interventions (held-out split where the benchmark has one)</h3>")

@@ -41,7 +41,6 @@ from ..distributed import gather_in_order, shard, world
 from ..errors import InputError
 from ..likelihood import (
     collate_rows,
-    continuation_logprobs,
     encode_rows,
     gold_option,
     grouped_softmax,

@@ -42,7 +42,7 @@ def _config_source(config: str) -> Path:
     raise ConfigError(f"config file {path} does not exist (built-in configs: demo, paper)")
 
 
-def _print_summary(result, wall: float, quiet: bool) -> None:
+def _print_summary(result, wall: float) -> None:
     from ..distributed import is_main
     from .run import format_table
 
@@ -107,7 +107,7 @@ def run(config: str, out: str | None, sets: tuple[str, ...], dry_run: bool, prin
         return
     start = time.perf_counter()
     result = run_pipeline(cfg, out or cfg.run_dir(source.stem), dry_run=dry_run, progress=not quiet, echo=_echo(quiet))
-    _print_summary(result, time.perf_counter() - start, quiet)
+    _print_summary(result, time.perf_counter() - start)
 
 
 @click.command()
@@ -140,4 +140,4 @@ def demo(out: str | None, data_dir: str | None, sets: tuple[str, ...], dry_run: 
                    f"run directory {cfg.run.out}", err=True)
     start = time.perf_counter()
     result = run_pipeline(cfg, cfg.run.out, dry_run=dry_run, progress=not quiet, echo=_echo(quiet))
-    _print_summary(result, time.perf_counter() - start, quiet)
+    _print_summary(result, time.perf_counter() - start)

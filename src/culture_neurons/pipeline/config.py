@@ -19,6 +19,7 @@ Every key is checked before any work starts: an unknown key, a value of the wron
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import os
@@ -284,7 +285,7 @@ def load_config(source: str | os.PathLike | dict | PipelineConfig, overrides: di
             raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{path}: not UTF-8 text") from exc
-    data = _drop_none(_deep_copy(data))
+    data = _drop_none(copy.deepcopy(data))
     for key, value in (overrides or {}).items():
         _set(data, key, value)
     return config_from_dict(data)
@@ -296,14 +297,6 @@ def builtin_config(name: str) -> Path:
     if not path.is_file():
         raise ConfigError(f"no built-in config {name!r}; built-in: demo, paper")
     return path
-
-
-def _deep_copy(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _deep_copy(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_deep_copy(v) for v in obj]
-    return obj
 
 
 def _drop_none(obj: Any) -> Any:
@@ -359,10 +352,8 @@ def cap_for(value: int | dict[str, int], benchmark: str) -> int:
 
 def validate(config: PipelineConfig) -> None:
     """Check values (not only types): required keys, names, ranges. Raises :class:`ConfigError`."""
-    from ..attribution.engine import ScoringOptions
     from ..data.registry import SPLIT_CHOICES
     from ..data.templates import LABEL_STYLES
-    from ..evaluation.scorers import EvalOptions
 
     if not config.model.name.strip():
         raise ConfigError("config key 'model.name' is required (a hub id, a local folder, a .gguf file or an alias such as smollm2-135m-instruct)")

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..errors import CultureNeuronsError
 from ..fileio import sha256_file, sha256_json
 from .config import PipelineConfig, cap_for, eval_options, load_config, scoring_options, to_toml
 from .manifest import Manifest, library_versions
@@ -77,19 +76,21 @@ def chance_level(examples: Sequence[Any]) -> float | None:
     return 100.0 * sum(1.0 / s for s in sizes) / len(sizes)
 
 
+def _data_files(path: Path) -> list[Path]:
+    return [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+
+
 def _data_signature(path: Path | None) -> list[Any]:
     """Cheap identity of local data files (relative path, size, mtime): a change re-exports."""
     if path is None:
         return ["built-in or hub"]
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    return [[p.relative_to(path).as_posix() if p != path else p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+    return [[p.relative_to(path).as_posix() if p != path else p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in _data_files(path)]
 
 
 def _file_hashes(path: Path | None, limit: int = 200) -> dict[str, str]:
     if path is None:
         return {}
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())[:limit]
-    return {str(p): sha256_file(p) for p in files}
+    return {str(p): sha256_file(p) for p in _data_files(path)[:limit]}
 
 
 def data_dir_for(benchmark: Any, data_dir: str | None) -> str | None:
@@ -204,7 +205,6 @@ class _Runner:
         self._model: tuple[Any, Any] | None = None
         self._tokenizer: Any = None
         self.examples: dict[str, list[Any]] = {}  # rel path -> examples (cache)
-        self.headline: list[dict[str, Any]] = []
         self.resuming = False  # whether the step now running continues an interrupted attempt
         self.baseline: list[dict[str, Any]] = []
 
@@ -254,15 +254,11 @@ class _Runner:
         prev = self.manifest.steps.get(key, {})
         # Only rank 0 can check the files, so its verdict is everyone's (they must enter the same collectives).
         fresh = broadcast_object(not upstream_changes and self.manifest.is_fresh(key, digest) if self.main else None)
-        if self.dry_run:
-            status = "up to date" if fresh else "would run"
+        if self.dry_run or fresh:
             if not fresh:
                 self.pending.add(key)
-            result = StepResult(key, stage, label, status, info=dict(self.manifest.steps.get(key, {}).get("info", {})))
-            self.results.append(result)
-            return result
-        if fresh:
-            result = StepResult(key, stage, label, "skipped", info=dict(self.manifest.steps.get(key, {}).get("info", {})))
+            status = "skipped" if not self.dry_run else "up to date" if fresh else "would run"
+            result = StepResult(key, stage, label, status, info=dict(prev.get("info", {})))
             self.results.append(result)
             return result
         self.pending.add(key)
@@ -424,7 +420,7 @@ def _score(r: _Runner, files: dict[str, dict[str, Any]]) -> dict[str, dict[str, 
     return tables
 
 
-def _select(r: _Runner, tables: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _select(r: _Runner, tables: dict[str, dict[str, Any]]) -> None:
     from ..attribution.scoretable import ScoreTable
     from ..data import TARGET_COUNTRIES
     from ..selection import select_general, select_random, select_specific_many
@@ -434,7 +430,6 @@ def _select(r: _Runner, tables: dict[str, dict[str, Any]]) -> dict[str, Any]:
     key = "select"
     inputs = {"select": asdict(sel)}
     depends = [t["key"] for t in tables.values()]
-    out: dict[str, Any] = {"key": key}
 
     def make() -> tuple[list[Path], dict[str, Any]]:
         load = lambda role: [ScoreTable.load(r.run_dir / t["rel"]) for t in tables.values() if t["role"] == role]  # noqa: E731
@@ -467,7 +462,6 @@ def _select(r: _Runner, tables: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
     r.step(key, "select", "neuron sets", inputs, make, depends=depends)
     r.log_stage("select")
-    return out
 
 
 def _neuron_files(r: _Runner) -> dict[str, Path]:
@@ -475,7 +469,7 @@ def _neuron_files(r: _Runner) -> dict[str, Path]:
     return {Path(rel).stem: r.run_dir / rel for rel in rec.get("outputs", {})}
 
 
-def _evaluate(r: _Runner, files: dict[str, dict[str, Any]], select: dict[str, Any]) -> list[str]:
+def _evaluate(r: _Runner, files: dict[str, dict[str, Any]]) -> list[str]:
     """Evaluate every needed condition once (cached per benchmark), then summarise each experiment."""
     from ..data import get_benchmark
     from ..evaluation.api import evaluate_rows, read_rows, write_rows
@@ -510,14 +504,17 @@ def _evaluate(r: _Runner, files: dict[str, dict[str, Any]], select: dict[str, An
         experiments.append(("enhancement", "enhance:general", [f"enhance:random:{n.split('-')[1]}" for n in randoms], list(evals)))
     skipped_sets: list[str] = []
     if "cross-culture" in e.experiments and culture and specifics:
-        usable = []
+        country_of = {}  # file stem -> country, for the non-empty sets
         for n in specifics:
-            path = neuron_paths[n]
-            if path is not None and len(NeuronSet.load(path)) == 0:
-                skipped_sets.append(n.removeprefix("specific-"))
+            if neuron_paths[n] is None:  # planned in a dry run
+                country_of[n] = n
                 continue
-            usable.append(n)
-        country_of = {n: (NeuronSet.load(neuron_paths[n]).kind.split(":", 1)[1] if neuron_paths[n] is not None else n) for n in usable}
+            ns = NeuronSet.load(neuron_paths[n])
+            if len(ns) == 0:
+                skipped_sets.append(n.removeprefix("specific-"))
+            else:
+                country_of[n] = ns.kind.split(":", 1)[1]
+        usable = list(country_of)
         conditions += [(f"suppress:{country_of[n]}", n, "suppress", culture) for n in usable]
         if usable:
             experiments.append(("cross-culture", "", [f"suppress:{country_of[n]}" for n in usable], culture))
@@ -626,22 +623,27 @@ def _report(r: _Runner) -> Path | None:
 # the API
 
 
+def chance_by_benchmark(manifest: dict[str, Any]) -> dict[str, float | None]:
+    """Chance accuracy (%) of each evaluation benchmark, as its export step recorded it."""
+    by_slug = {slug(b): b for b in manifest.get("config", {}).get("evaluate", {}).get("benchmarks", [])}
+    out = {}
+    for key, rec in manifest.get("steps", {}).items():
+        if key.startswith("export:eval-"):
+            name = key.removeprefix("export:eval-")
+            out[by_slug.get(name, name)] = rec.get("info", {}).get("chance")
+    return out
+
+
 def headline_rows(run_dir: Path, manifest: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The held-out numbers of the ablation and enhancement summaries (what the summary table prints)."""
-    import json
+    from ..analysis.stats import read_summary
 
     rows = []
-    chance: dict[str, float | None] = {}
-    for rec in (manifest or {}).get("steps", {}).values():
-        info = rec.get("info", {})
-        for rel in rec.get("outputs", {}):
-            if rel.startswith("examples/eval-"):
-                chance[rel] = info.get("chance")
+    chance = chance_by_benchmark(manifest or {})
     for name in ("ablation", "enhancement"):
-        path = Path(run_dir) / "eval" / name / "summary.json"
-        if not path.is_file():
+        data = read_summary(run_dir, name)
+        if data is None:
             continue
-        data = json.loads(path.read_text(encoding="utf-8"))
         for bench, entry in data["results"].items():
             parts = [p for p in entry if p not in ("metric", "all")] or ["all"]
             for part in parts:
@@ -650,7 +652,7 @@ def headline_rows(run_dir: Path, manifest: dict[str, Any] | None = None) -> list
                     continue
                 diff = block.get("difference") or {}
                 rows.append({"experiment": name, "benchmark": bench, "split": part, "n": block["original"]["n"],
-                             "chance": chance.get(f"examples/eval-{slug(bench)}.jsonl"), "original": block["original"]["value"],
+                             "chance": chance.get(bench), "original": block["original"]["value"],
                              "target": block["target"]["value"], "random": block.get("random_mean"), "difference": diff.get("value"),
                              "p": diff.get("p_one_sided") if name == "ablation" else diff.get("p_two_sided")})
     return rows
@@ -698,8 +700,8 @@ def run_pipeline(
     m.save()
     files = _export(runner)
     tables = _score(runner, files)
-    select = _select(runner, tables)
-    _evaluate(runner, files, select)
+    _select(runner, tables)
+    _evaluate(runner, files)
     _train(runner)
     report = _report(runner)
     runner.manifest.save()
