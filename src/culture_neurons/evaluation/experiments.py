@@ -53,13 +53,19 @@ class ExperimentResult:
         return rows_path, summary_path
 
 
-def _scores(rows: pd.DataFrame, conditions: Sequence[str]) -> pd.DataFrame:
-    """Scores as a table: one row per (benchmark, id), one column per condition."""
+def condition_table(rows: pd.DataFrame, conditions: Sequence[str]) -> pd.DataFrame:
+    """Scores as a table: one row per (benchmark, id), one column per condition.
+
+    Raises :class:`InputError` when a condition is missing or was not evaluated on every example
+    (rows read back from files of different runs; the public API never produces that).
+    """
+    conditions = list(conditions)
     table = rows.pivot_table(index=["benchmark", "id"], columns="condition", values="score", sort=False)
     missing = [c for c in conditions if c not in table.columns]
-    if missing or table[list(conditions)].isna().any().any():
-        raise InputError("conditions were not evaluated on the same examples")  # cannot happen through the public API
-    return table[list(conditions)]
+    if missing or table[conditions].isna().any().any():
+        raise InputError(f"the conditions {', '.join(conditions)} were not evaluated on the same examples"
+                         + (f" ({', '.join(missing)} missing)" if missing else ""))
+    return table[conditions]
 
 
 def _random_sets(neuron_set: NeuronSet, seeds: int | Sequence[int], layer_matched: bool, random_sets: Sequence[NeuronSet] | None) -> list[NeuronSet]:
@@ -92,7 +98,7 @@ def ablation_summary(rows: pd.DataFrame, benches: Sequence[str], target: str, ra
     condition's rows and shares ``original`` between experiments) gets the same summary.
     """
     labels = ["original", target, *random_labels]
-    scores = _scores(rows, labels)
+    scores = condition_table(rows, labels)
     info = rows[rows["condition"] == "original"].set_index(["benchmark", "id"])
     summary: dict[str, Any] = {}
     for bench in benches:
@@ -169,7 +175,7 @@ def cross_culture_summary(rows: pd.DataFrame, countries: Sequence[str], op: str 
     ``original`` and ``<op>:<country>`` for each country)."""
     sets = list(countries)
     labels = ["original"] + [f"{op}:{c}" for c in sets]
-    scores = _scores(rows, labels)
+    scores = condition_table(rows, labels)
     info = rows[rows["condition"] == "original"].set_index(["benchmark", "id"]).loc[scores.index]
     eval_countries = sorted(info["country"].unique())
     matrix = pd.DataFrame(index=list(sets), columns=eval_countries, dtype=float)

@@ -76,14 +76,13 @@ def compare_conditions(rows: pd.DataFrame, sets: Sequence[str], n_boot: int = 10
     """Per benchmark, for ``all`` and each split: every condition's metric (CI), each set's change
     from ``base`` (paired CI), and the ``top - random`` / ``top - bottom`` differences (paired CI)."""
     from ..evaluation.api import _metric
-    from ..evaluation.experiments import split_parts
+    from ..evaluation.experiments import condition_table, split_parts
     from ..evaluation.metrics import mean_ci, paired_change
 
-    conditions = [BASE, *sets]
-    table = rows.pivot_table(index=["benchmark", "id"], columns="condition", values="score", sort=False)
-    missing = [c for c in conditions if c not in table.columns]
-    if missing or table[conditions].isna().any().any():
-        raise InputError(f"the conditions {', '.join(conditions)} were not evaluated on the same examples; remove {missing or 'the eval folder'} and rerun")
+    try:
+        table = condition_table(rows, [BASE, *sets])
+    except InputError as exc:
+        raise InputError(f"{exc}; remove the eval folder and rerun") from None
     info = rows[rows["condition"] == BASE].set_index(["benchmark", "id"])
     summary: dict[str, Any] = {}
     for bench in rows.loc[rows["condition"] == BASE, "benchmark"].unique():

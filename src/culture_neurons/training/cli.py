@@ -53,7 +53,7 @@ _E = EvalOptions()
 def train(**kw) -> None:
     """Fine-tune only the modules that hold (top) or lack (bottom) culture-general neurons, or a random
     set of the same budget, then compare base and fine-tuned models on the --eval-bench benchmarks."""
-    from .api import format_comparison, run_selective_finetuning
+    from .api import _set_names, format_comparison, run_selective_finetuning
 
     config = TrainConfig(
         epochs=kw["epochs"], learning_rate=kw["lr"], batch_size=kw["batch_size"], micro_batch_size=kw["micro_batch_size"],
@@ -62,13 +62,13 @@ def train(**kw) -> None:
         gradient_checkpointing=kw["gradient_checkpointing"],
         report_to=tuple(s.strip() for s in kw["report_to"].split(",") if s.strip()) if "," in kw["report_to"] else kw["report_to"],
     )
-    modules = [s for spec in kw["modules"] for s in ([spec] if not _is_named_list(spec) else spec.split(","))]
+    modules = [s for spec in kw["modules"] for s in _set_names(spec)]  # "top,bottom" is two sets, "mlp.3,attn.5" one
     eval_options = EvalOptions(scorer=kw["scorer"], batch_size=kw["eval_batch_size"], chat_template=not kw["no_chat_template"])
     templates = kw["templates"]
     if templates and templates != "all":
         templates = [t.strip() for t in templates.split(",") if t.strip()]
     run = run_selective_finetuning(
-        kw["model"], kw["neurons"], kw["data"], kw["out"], module_sets=modules if len(modules) > 1 else modules[0], budget=kw["budget"],
+        kw["model"], kw["neurons"], kw["data"], kw["out"], module_sets=modules, budget=kw["budget"],
         seed=kw["seed"], config=config, eval_benchmarks=kw["benches"] or None, eval_options=eval_options, data_dir=kw["data_dir"],
         part=kw["part"], max_examples=kw["max_examples"], templates=templates, chat_template=not kw["no_chat_template"],
         dtype=kw["dtype"], device=kw["device"], site_map=kw["site_map"], resume=not kw["no_resume"], n_boot=kw["n_boot"],
@@ -85,10 +85,3 @@ def train(**kw) -> None:
     if run.summary:
         click.echo(format_comparison(run.summary))
     click.echo(f"wrote {kw['out']}")
-
-
-def _is_named_list(spec: str) -> bool:
-    from .modules import NAMED_SETS
-
-    parts = [p.strip() for p in spec.split(",") if p.strip()]
-    return len(parts) > 1 and all(p in NAMED_SETS for p in parts)

@@ -65,8 +65,13 @@ MODULE_GROUPS: dict[str, ModuleGroups] = {
 }
 
 
+def is_conv1d(module: nn.Module) -> bool:
+    """GPT-2 style ``Conv1D``: a linear projection that stores its weight transposed."""
+    return type(module).__name__ == "Conv1D"
+
+
 def _is_projection(module: nn.Module) -> bool:
-    return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"
+    return isinstance(module, nn.Linear) or is_conv1d(module)
 
 
 def derive_groups(adapter: Any, layer: nn.Module) -> ModuleGroups:

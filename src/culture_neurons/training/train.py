@@ -42,7 +42,7 @@ from ..errors import InputError
 from ..fileio import ensure_writable_parent, write_json_atomic
 from ..models.loading import hf_progress_bars
 from .data import AnswerCollator, EncodedDataset, data_hash, encode_examples, pad_id
-from .modules import ModuleSet, only_trainable, trainable_names
+from .modules import ModuleSet, is_conv1d, only_trainable, trainable_names
 
 log = logging.getLogger(__name__)
 
@@ -491,9 +491,8 @@ def finetune(model: Any, tokenizer: Any, examples: Sequence[Example], module_set
         if config.lora:
             from peft import LoraConfig, get_peft_model
 
-            # GPT-2 style Conv1D stores its weight transposed; peft must be told rather than guess.
             targets = set(module_set.paths)
-            conv1d = any(type(m).__name__ == "Conv1D" for n, m in model.named_modules() if n in targets)
+            conv1d = any(is_conv1d(m) for n, m in model.named_modules() if n in targets)  # peft must be told, not guess
             lora_cfg = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                                   target_modules=list(module_set.paths), bias="none", task_type="CAUSAL_LM", fan_in_fan_out=conv1d)
             train_model = get_peft_model(model, lora_cfg)
