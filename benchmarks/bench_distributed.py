@@ -28,8 +28,17 @@ def worker(rank: int, world_size: int, args: argparse.Namespace, port: int, resu
     from culture_neurons.attribution.engine import ScoringEngine, ScoringOptions
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=args.hidden * 11 // 4, num_hidden_layers=args.layers,
-                         num_attention_heads=8, num_key_value_heads=8, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    config = LlamaConfig(
+        vocab_size=args.vocab,
+        hidden_size=args.hidden,
+        intermediate_size=args.hidden * 11 // 4,
+        num_hidden_layers=args.layers,
+        num_attention_heads=8,
+        num_key_value_heads=8,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
     model = LlamaForCausalLM(config).eval()
     tokenizer = word_tokenizer(args.vocab)
     examples = random_examples(args.examples, args.tokens, args.vocab)
@@ -59,7 +68,9 @@ def main() -> None:
     results = manager.dict()
     for i, n in enumerate(args.procs):
         mp.spawn(worker, args=(n, args, 29600 + i, results), nprocs=n, join=True)
-    print(f"random Llama {args.hidden} wide, {args.layers} layers; {args.examples} examples of ~{args.tokens} tokens; {os.cpu_count()} cores")
+    print(
+        f"random Llama {args.hidden} wide, {args.layers} layers; {args.examples} examples of ~{args.tokens} tokens; {os.cpu_count()} cores"
+    )
     base = None
     for n in args.procs:
         elapsed, count = results[n]

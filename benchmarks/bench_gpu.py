@@ -27,18 +27,42 @@ from bench_scoring import random_examples, report, time_phases, word_tokenizer  
 
 from culture_neurons.data import Example  # noqa: E402
 
-WORDS = ["rice", "festival", "family", "tea", "school", "holiday", "market", "bread", "music", "dance", "football", "lunch"]
+WORDS = [
+    "rice",
+    "festival",
+    "family",
+    "tea",
+    "school",
+    "holiday",
+    "market",
+    "bread",
+    "music",
+    "dance",
+    "football",
+    "lunch",
+]
 
 
 def text_examples(n: int, tokens: int) -> list[Example]:
     rng = random.Random(1)
-    return [Example(id=f"s{i}", prompt=" ".join(rng.choice(WORDS) for _ in range(tokens - 6)) + " Answer:", answer=" " + "ABCD"[i % 4], group="UK")
-            for i in range(n)]
+    return [
+        Example(
+            id=f"s{i}",
+            prompt=" ".join(rng.choice(WORDS) for _ in range(tokens - 6)) + " Answer:",
+            answer=" " + "ABCD"[i % 4],
+            group="UK",
+        )
+        for i in range(n)
+    ]
 
 
 def run_model(title: str, model, tokenizer, examples, args) -> None:
     name = next(model.parameters()).dtype
-    report(f"{title}, {name}, {args.device}", time_phases(model, tokenizer, examples, args.batch_size, args.device), len(examples))
+    report(
+        f"{title}, {name}, {args.device}",
+        time_phases(model, tokenizer, examples, args.batch_size, args.device),
+        len(examples),
+    )
     if args.device.startswith("cuda"):
         print(f"model weights: {torch.cuda.memory_allocated() / (1 << 30):.2f} GiB on {torch.cuda.get_device_name()}")
 
@@ -46,8 +70,17 @@ def run_model(title: str, model, tokenizer, examples, args) -> None:
 def random_1b(args):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
-                         num_key_value_heads=4, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    config = LlamaConfig(
+        vocab_size=32000,
+        hidden_size=2048,
+        intermediate_size=5632,
+        num_hidden_layers=22,
+        num_attention_heads=32,
+        num_key_value_heads=4,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
     with torch.device(args.device):
         model = LlamaForCausalLM(config).to(getattr(torch, args.dtype)).eval()
     print(f"\nrandom-weight Llama, {sum(p.numel() for p in model.parameters()) / 1e9:.2f}B parameters")
@@ -62,7 +95,9 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=96)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--large", help="Hub id or folder of the ~1B model (default: random weights, no download).")
-    ap.add_argument("--budget", type=float, default=300.0, help="Seconds for the whole benchmark; the ~1B model needs half left.")
+    ap.add_argument(
+        "--budget", type=float, default=300.0, help="Seconds for the whole benchmark; the ~1B model needs half left."
+    )
     args = ap.parse_args()
     if not args.device.startswith("cuda"):
         print("no CUDA device: this benchmark is meant for a GPU; running on CPU as a dry run")

@@ -71,7 +71,9 @@ def word_tokenizer(vocab_size: int):
     words = ["<pad>", "<s>", "</s>", "<unk>", "A", "B", "C", "D", "Answer:"] + [f"w{i}" for i in range(vocab_size - 9)]
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
 
 
 def random_examples(n: int, tokens: int, vocab: int, seed: int = 0) -> list[Example]:
@@ -82,7 +84,16 @@ def random_examples(n: int, tokens: int, vocab: int, seed: int = 0) -> list[Exam
         length = rng.randint(int(tokens * 0.75), int(tokens * 1.25)) - 2
         words = " ".join(f"w{rng.randrange(vocab - 20)}" for _ in range(length))
         options = tuple(" ".join(f"w{rng.randrange(vocab - 20)}" for _ in range(rng.randint(1, 4))) for _ in range(4))
-        out.append(Example(id=f"b{i}", prompt=f"{words} Answer:", answer=" " + "ABCD"[i % 4], group=countries[i % 8], options=options, labels=tuple("ABCD")))
+        out.append(
+            Example(
+                id=f"b{i}",
+                prompt=f"{words} Answer:",
+                answer=" " + "ABCD"[i % 4],
+                group=countries[i % 8],
+                options=options,
+                labels=tuple("ABCD"),
+            )
+        )
     return out
 
 
@@ -90,12 +101,21 @@ def time_phases(model, tokenizer, examples, batch_size: int, device: str, repeat
     options = ScoringOptions(batch_size=batch_size, chat_template=False)
     engine = ScoringEngine(model, tokenizer, options)
     rows = target_rows(tokenizer, examples, "label", use_chat_template=False)
-    batches = [collate_rows(idx, [rows[i] for i in idx], tokenizer.pad_token_id, "left").to(device) for idx in length_batches(rows, batch_size)]
+    batches = [
+        collate_rows(idx, [rows[i] for i in idx], tokenizer.pad_token_id, "left").to(device)
+        for idx in length_batches(rows, batch_size)
+    ]
 
     def forward_only():
         with torch.no_grad():
             for b in batches:
-                model(input_ids=b.input_ids, attention_mask=b.attention_mask.long(), position_ids=b.position_ids, logits_to_keep=1, use_cache=False)
+                model(
+                    input_ids=b.input_ids,
+                    attention_mask=b.attention_mask.long(),
+                    position_ids=b.position_ids,
+                    logits_to_keep=1,
+                    use_cache=False,
+                )
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 
@@ -123,7 +143,9 @@ def target_costs(model, tokenizer, examples, batch_size: int, device: str) -> No
     print("\n== attribution targets (same model and examples)")
     rates = {}
     for target in ("label", "answer", "choice"):
-        engine = ScoringEngine(model, tokenizer, ScoringOptions(batch_size=batch_size, chat_template=False, target=target))
+        engine = ScoringEngine(
+            model, tokenizer, ScoringOptions(batch_size=batch_size, chat_template=False, target=target)
+        )
         engine.score(examples[:batch_size], progress=False)  # warm-up
         start = time.perf_counter()
         engine.score(examples, progress=False)
@@ -144,17 +166,44 @@ def report(title: str, r: dict, n: int) -> None:
 
 def whole_process(model_dir: Path, examples_path: Path, work: Path, device: str) -> None:
     cmds = {
-        "culture-neurons score": [sys.executable, "-m", "culture_neurons", "score", "--model", str(model_dir), "--examples", str(examples_path),
-                                  "--out", str(work / "ours.safetensors"), "--no-chat-template", "--device", device, "-q"],
-        "reference stand-in": [sys.executable, str(HERE / "reference_scoring.py"), "--model", str(model_dir), "--examples", str(examples_path),
-                               "--out", str(work / "reference.json"), "--device", device],
+        "culture-neurons score": [
+            sys.executable,
+            "-m",
+            "culture_neurons",
+            "score",
+            "--model",
+            str(model_dir),
+            "--examples",
+            str(examples_path),
+            "--out",
+            str(work / "ours.safetensors"),
+            "--no-chat-template",
+            "--device",
+            device,
+            "-q",
+        ],
+        "reference stand-in": [
+            sys.executable,
+            str(HERE / "reference_scoring.py"),
+            "--model",
+            str(model_dir),
+            "--examples",
+            str(examples_path),
+            "--out",
+            str(work / "reference.json"),
+            "--device",
+            device,
+        ],
     }
     seconds = {}
     for name, cmd in cmds.items():
         start = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         seconds[name] = time.perf_counter() - start
-    sizes = {"culture-neurons score": (work / "ours.safetensors").stat().st_size, "reference stand-in": (work / "reference.json").stat().st_size}
+    sizes = {
+        "culture-neurons score": (work / "ours.safetensors").stat().st_size,
+        "reference stand-in": (work / "reference.json").stat().st_size,
+    }
     print("\n== whole process (start-up, model load, scoring, writing)")
     for name in cmds:
         print(f"{name:22s}: {seconds[name]:7.2f} s   output {sizes[name] / (1 << 20):7.1f} MiB")
@@ -179,12 +228,25 @@ def main() -> None:
 
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=args.intermediate, num_hidden_layers=args.layers,
-                         num_attention_heads=16, num_key_value_heads=16, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    config = LlamaConfig(
+        vocab_size=args.vocab,
+        hidden_size=args.hidden,
+        intermediate_size=args.intermediate,
+        num_hidden_layers=args.layers,
+        num_attention_heads=16,
+        num_key_value_heads=16,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
     model = LlamaForCausalLM(config).eval().to(args.device)
     tokenizer = word_tokenizer(args.vocab)
     examples = random_examples(args.examples, args.tokens, args.vocab)
-    report(f"random Llama {args.hidden}x{args.intermediate}x{args.layers}", time_phases(model, tokenizer, examples, args.batch_size, args.device), len(examples))
+    report(
+        f"random Llama {args.hidden}x{args.intermediate}x{args.layers}",
+        time_phases(model, tokenizer, examples, args.batch_size, args.device),
+        len(examples),
+    )
     target_costs(model, tokenizer, examples, args.batch_size, args.device)
 
     if not args.skip_process:
@@ -204,11 +266,31 @@ def main() -> None:
             return
         from culture_neurons.models.loading import load_model
 
-        model, tok = load_model("smollm2-135m-instruct", device=args.device, dtype="float32" if args.device == "cpu" else None)
+        model, tok = load_model(
+            "smollm2-135m-instruct", device=args.device, dtype="float32" if args.device == "cpu" else None
+        )
         rng = random.Random(1)
-        vocab_words = ["rice", "festival", "family", "tea", "school", "holiday", "market", "bread", "music", "dance", "football", "lunch"]
+        vocab_words = [
+            "rice",
+            "festival",
+            "family",
+            "tea",
+            "school",
+            "holiday",
+            "market",
+            "bread",
+            "music",
+            "dance",
+            "football",
+            "lunch",
+        ]
         smol = [
-            Example(id=f"s{i}", prompt=" ".join(rng.choice(vocab_words) for _ in range(args.tokens - 6)) + " Answer:", answer=" " + "ABCD"[i % 4], group="UK")
+            Example(
+                id=f"s{i}",
+                prompt=" ".join(rng.choice(vocab_words) for _ in range(args.tokens - 6)) + " Answer:",
+                answer=" " + "ABCD"[i % 4],
+                group="UK",
+            )
             for i in range(args.examples)
         ]
         report("SmolLM2-135M-Instruct", time_phases(model, tok, smol, args.batch_size, args.device), len(smol))

@@ -24,8 +24,24 @@ from pathlib import Path
 import torch
 
 LLAMA_8B = {"mlp.gate": 14336, "mlp.up": 14336, "attn.q": 4096, "attn.k": 1024, "attn.v": 1024}
-COUNTRIES = ["China", "Indonesia", "Iran", "Mexico", "South Korea", "Spain", "UK", "USA",
-             "Algeria", "Assam", "Azerbaijan", "Ethiopia", "Greece", "North Korea", "Nigeria", "West Java"]
+COUNTRIES = [
+    "China",
+    "Indonesia",
+    "Iran",
+    "Mexico",
+    "South Korea",
+    "Spain",
+    "UK",
+    "USA",
+    "Algeria",
+    "Assam",
+    "Azerbaijan",
+    "Ethiopia",
+    "Greece",
+    "North Korea",
+    "Nigeria",
+    "West Java",
+]
 
 
 def make_tables(folder: Path, layers: int, countries: int) -> None:
@@ -34,13 +50,19 @@ def make_tables(folder: Path, layers: int, countries: int) -> None:
     groups = COUNTRIES[:countries]
     model = {"name_or_path": "synthetic-llama-3.1-8b", "config_sha256": "synthetic"}
     gen = torch.Generator().manual_seed(0)
-    for name, grp, control in (("dataset", groups, False), ("control", groups, True), ("countryrc", COUNTRIES[:8], False)):
+    for name, grp, control in (
+        ("dataset", groups, False),
+        ("control", groups, True),
+        ("countryrc", COUNTRIES[:8], False),
+    ):
         scores = {s: torch.randn(layers, w, len(grp), generator=gen) for s, w in LLAMA_8B.items()}
         if control:
             scores = {s: t.clamp_(min=0) for s, t in scores.items()}
         counts = torch.full((len(grp),), 100, dtype=torch.int64)
         meta = {"model": model, "dataset": name, "options": {"control": control}}
-        ScoreTable(scores, counts, torch.zeros(len(grp), dtype=torch.float64), grp, meta).save(folder / f"{name}.safetensors")
+        ScoreTable(scores, counts, torch.zeros(len(grp), dtype=torch.float64), grp, meta).save(
+            folder / f"{name}.safetensors"
+        )
         del scores
 
 
@@ -65,8 +87,17 @@ def worker(folder: Path, threads: int) -> None:
     timed("select_random x10 (general)", lambda: [select_random(general, s) for s in range(10)])
     timed("select_random x10 layer-matched", lambda: [select_random(general, s, layer_matched=True) for s in range(10)])
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"times_s": times, "peak_rss_mib": peak_mib, "general": len(general), "specific_iran": len(specific),
-                      "specific_sizes": {k: len(v) for k, v in many.items()}}))
+    print(
+        json.dumps(
+            {
+                "times_s": times,
+                "peak_rss_mib": peak_mib,
+                "general": len(general),
+                "specific_iran": len(specific),
+                "specific_sizes": {k: len(v) for k, v in many.items()},
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -84,15 +115,23 @@ def main() -> None:
         t0 = time.perf_counter()
         make_tables(folder, args.layers, args.countries)
         size = sum(p.stat().st_size for p in folder.iterdir()) / 2**20
-        print(f"synthetic tables: {args.layers} layers, widths {LLAMA_8B}, {args.countries} countries; {size:.0f} MiB on disk ({time.perf_counter() - t0:.1f} s to make)")
-        out = subprocess.run([sys.executable, __file__, "--worker", str(folder), "--threads", str(args.threads)], capture_output=True, text=True)
+        print(
+            f"synthetic tables: {args.layers} layers, widths {LLAMA_8B}, {args.countries} countries; {size:.0f} MiB on disk ({time.perf_counter() - t0:.1f} s to make)"
+        )
+        out = subprocess.run(
+            [sys.executable, __file__, "--worker", str(folder), "--threads", str(args.threads)],
+            capture_output=True,
+            text=True,
+        )
         if out.returncode:
             sys.exit(out.stderr)
         result = json.loads(out.stdout.strip().splitlines()[-1])
     for label, seconds in result["times_s"].items():
         print(f"  {label:<40} {seconds:7.3f} s")
     print(f"  {'peak RSS of the worker (tables included)':<40} {result['peak_rss_mib']:7.0f} MiB")
-    print(f"  sets: general {result['general']}, specific(Iran) {result['specific_iran']}, per country {result['specific_sizes']}")
+    print(
+        f"  sets: general {result['general']}, specific(Iran) {result['specific_iran']}, per country {result['specific_sizes']}"
+    )
 
 
 if __name__ == "__main__":

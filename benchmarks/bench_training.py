@@ -59,7 +59,9 @@ def worker(mode: str, steps: int, threads: int, budget: float) -> None:
         sites += [site] * flat.numel()
         layers += (flat // adapter.sites[site].width).tolist()
         indices += (flat % adapter.sites[site].width).tolist()
-    general = NeuronSet.from_columns(sites, layers, indices, kind="general", num_layers=adapter.num_layers, widths=adapter.widths)
+    general = NeuronSet.from_columns(
+        sites, layers, indices, kind="general", num_layers=adapter.num_layers, widths=adapter.widths
+    )
     chosen = choose_modules(rank_modules(model, general), mode, budget)
     stats: dict = {"step_s": [], "cpu_s": []}
 
@@ -72,24 +74,47 @@ def worker(mode: str, steps: int, threads: int, budget: float) -> None:
             stats["cpu_s"].append(time.process_time() - stats["c0"])
             if state.global_step == args.max_steps:
                 inner = getattr(optimizer, "optimizer", optimizer)
-                stats["optimizer_state_mib"] = sum(t.numel() * t.element_size() for s in inner.state.values()
-                                                   for t in s.values() if torch.is_tensor(t)) / 2**20
-                stats["grad_mib"] = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad) / 2**20
+                stats["optimizer_state_mib"] = (
+                    sum(
+                        t.numel() * t.element_size()
+                        for s in inner.state.values()
+                        for t in s.values()
+                        if torch.is_tensor(t)
+                    )
+                    / 2**20
+                )
+                stats["grad_mib"] = (
+                    sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad) / 2**20
+                )
                 stats["peak_train_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     examples = training_examples("demo-nlu", max_examples=None)
     config = TrainConfig(max_steps=steps + 1, save_steps=10_000)
     with tempfile.TemporaryDirectory() as tmp:
-        result = finetune(model, tokenizer, examples, chosen, Path(tmp) / "out", config, callbacks=[Probe()], progress=False)
+        result = finetune(
+            model, tokenizer, examples, chosen, Path(tmp) / "out", config, callbacks=[Probe()], progress=False
+        )
     timed, cpu = sorted(stats["step_s"][1:]), stats["cpu_s"][1:]
-    print(json.dumps({
-        "mode": mode, "modules": "all" if chosen.full else list(chosen.names), "trained_params": result.trainable_params,
-        "trained_pct": 100 * chosen.fraction, "earliest_layer": 0 if chosen.full else min(m.layer for m in chosen.modules),
-        "steps_timed": len(timed), "s_per_step_median": timed[len(timed) // 2], "s_per_step_min": timed[0],
-        "cpu_s_per_step": sum(cpu) / len(cpu), "rss_after_load_mib": rss_loaded,
-        "peak_rss_training_mib": stats["peak_train_mib"], "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "optimizer_state_mib": stats["optimizer_state_mib"], "grad_mib": stats["grad_mib"],
-    }))
+    print(
+        json.dumps(
+            {
+                "mode": mode,
+                "modules": "all" if chosen.full else list(chosen.names),
+                "trained_params": result.trainable_params,
+                "trained_pct": 100 * chosen.fraction,
+                "earliest_layer": 0 if chosen.full else min(m.layer for m in chosen.modules),
+                "steps_timed": len(timed),
+                "s_per_step_median": timed[len(timed) // 2],
+                "s_per_step_min": timed[0],
+                "cpu_s_per_step": sum(cpu) / len(cpu),
+                "rss_after_load_mib": rss_loaded,
+                "peak_rss_training_mib": stats["peak_train_mib"],
+                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "optimizer_state_mib": stats["optimizer_state_mib"],
+                "grad_mib": stats["grad_mib"],
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -105,19 +130,34 @@ def main() -> None:
         return
     rows = []
     for mode in args.modes.split(","):
-        cmd = [sys.executable, __file__, "--worker", mode, "--steps", str(args.steps), "--threads", str(args.threads), "--budget", str(args.budget)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            mode,
+            "--steps",
+            str(args.steps),
+            "--threads",
+            str(args.threads),
+            "--budget",
+            str(args.budget),
+        ]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
     print()
-    print("| mode | trained params | earliest layer | s / step, min (median) | CPU s / step | AdamW state | grads | RSS after load | "
-          "peak RSS training | peak RSS incl. save |")
+    print(
+        "| mode | trained params | earliest layer | s / step, min (median) | CPU s / step | AdamW state | grads | RSS after load | "
+        "peak RSS training | peak RSS incl. save |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['mode']} | {r['trained_params'] / 1e6:.1f} M ({r['trained_pct']:.1f}%) | {r['earliest_layer']} | {r['s_per_step_min']:.2f} ({r['s_per_step_median']:.2f}) | "
-              f"{r['cpu_s_per_step']:.1f} | "
-              f"{r['optimizer_state_mib']:.0f} MiB | {r['grad_mib']:.0f} MiB | {r['rss_after_load_mib']:.0f} MiB | {r['peak_rss_training_mib']:.0f} MiB | "
-              f"{r['peak_rss_mib']:.0f} MiB |")
+        print(
+            f"| {r['mode']} | {r['trained_params'] / 1e6:.1f} M ({r['trained_pct']:.1f}%) | {r['earliest_layer']} | {r['s_per_step_min']:.2f} ({r['s_per_step_median']:.2f}) | "
+            f"{r['cpu_s_per_step']:.1f} | "
+            f"{r['optimizer_state_mib']:.0f} MiB | {r['grad_mib']:.0f} MiB | {r['rss_after_load_mib']:.0f} MiB | {r['peak_rss_training_mib']:.0f} MiB | "
+            f"{r['peak_rss_mib']:.0f} MiB |"
+        )
 
 
 if __name__ == "__main__":

@@ -19,8 +19,18 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--hide-scrollbars"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+]
 
 
 def find_browser() -> tuple[str, str] | None:
@@ -46,7 +56,9 @@ class Browser:
         self.browser, driver = found
         self.port = _free_port()
         self.profile = tempfile.mkdtemp(prefix="cn-chromium-")
-        self.driver = subprocess.Popen([driver, f"--port={self.port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.driver = subprocess.Popen(
+            [driver, f"--port={self.port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         self.base = f"http://127.0.0.1:{self.port}"
         deadline = time.time() + 30
         while True:
@@ -58,13 +70,24 @@ class Browser:
                     self.close()
                     raise RuntimeError("chromedriver did not start") from None
                 time.sleep(0.2)
-        caps = {"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
-            "binary": self.browser, "args": [*CHROMIUM_FLAGS, f"--user-data-dir={self.profile}", f"--window-size={width},{height}"]}}}}
+        caps = {
+            "capabilities": {
+                "alwaysMatch": {
+                    "browserName": "chrome",
+                    "goog:chromeOptions": {
+                        "binary": self.browser,
+                        "args": [*CHROMIUM_FLAGS, f"--user-data-dir={self.profile}", f"--window-size={width},{height}"],
+                    },
+                }
+            }
+        }
         self.session = self._call("POST", "/session", caps)["sessionId"]
 
     def _call(self, method: str, path: str, body: Any = None, timeout: float = 120) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base + path, data=data, method=method, headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             out = json.loads(resp.read().decode() or "{}")
         value = out.get("value", out)
@@ -88,8 +111,10 @@ class Browser:
 
     def images(self) -> list[dict[str, Any]]:
         """Every <img>: whether it finished loading and its natural size (0 when it failed to decode)."""
-        return self.run("return Array.from(document.images).map(i => ({src: i.src.slice(0, 40), alt: i.alt, complete: i.complete, "
-                        "width: i.naturalWidth, height: i.naturalHeight, shown: i.getBoundingClientRect().width}))")
+        return self.run(
+            "return Array.from(document.images).map(i => ({src: i.src.slice(0, 40), alt: i.alt, complete: i.complete, "
+            "width: i.naturalWidth, height: i.naturalHeight, shown: i.getBoundingClientRect().width}))"
+        )
 
     def screenshot(self, path: str | Path, full_page: bool = True) -> Path:
         if full_page:

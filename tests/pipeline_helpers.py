@@ -23,10 +23,27 @@ def tiny_run_config(model_dir: Path, out: Path, **sections: dict[str, Any]) -> d
         "run": {"out": str(out), "title": "tiny test run"},
         "model": {"name": str(model_dir), "device": "cpu"},
         "data": {"countries": ["Iran", "Mexico", "Spain"], "templates": "cloze", "chat_template": False},
-        "score": {"datasets": ["demo-culture"], "controls": ["demo-control"], "countryrc": "countryrc", "max_per_group": 3,
-                  "target": "choice", "batch_size": 4, "checkpoint_every": 1},
-        "select": {"general": {"t_mlp": 0.05, "t_attn": 0.02}, "specific": {"t": 0.05, "z": 0.0}, "random": {"seeds": 2}},
-        "evaluate": {"benchmarks": ["demo-culture", "demo-nlu"], "max_per_group": 2, "scorer": "loglik", "batch_size": 8, "n_boot": 50},
+        "score": {
+            "datasets": ["demo-culture"],
+            "controls": ["demo-control"],
+            "countryrc": "countryrc",
+            "max_per_group": 3,
+            "target": "choice",
+            "batch_size": 4,
+            "checkpoint_every": 1,
+        },
+        "select": {
+            "general": {"t_mlp": 0.05, "t_attn": 0.02},
+            "specific": {"t": 0.05, "z": 0.0},
+            "random": {"seeds": 2},
+        },
+        "evaluate": {
+            "benchmarks": ["demo-culture", "demo-nlu"],
+            "max_per_group": 2,
+            "scorer": "loglik",
+            "batch_size": 8,
+            "n_boot": 50,
+        },
         "report": {"top_neurons": 5},
     }
     for name, values in sections.items():

@@ -12,8 +12,18 @@ SITE_RANK = {"mlp.gate": 0, "mlp.up": 1, "mlp.in": 2, "attn.q": 3, "attn.k": 4, 
 SMALL = {"mlp.gate": 20, "mlp.up": 20, "attn.q": 8, "attn.k": 4, "attn.v": 4}
 
 
-def synthetic_table(groups, seed=0, num_layers=3, widths=None, integer=False, control=False, dataset="blend", model="synthetic",
-                    config="cfg-a", counts=None) -> ScoreTable:
+def synthetic_table(
+    groups,
+    seed=0,
+    num_layers=3,
+    widths=None,
+    integer=False,
+    control=False,
+    dataset="blend",
+    model="synthetic",
+    config="cfg-a",
+    counts=None,
+) -> ScoreTable:
     """A random table; ``integer=True`` draws small integers so that many scores tie exactly."""
     widths = widths or SMALL
     g = torch.Generator().manual_seed(seed)
@@ -27,7 +37,11 @@ def synthetic_table(groups, seed=0, num_layers=3, widths=None, integer=False, co
             t = t.clamp(min=0)
         scores[site] = t
     counts = torch.tensor(counts or [3 + i for i in range(len(groups))], dtype=torch.int64)
-    meta = {"model": {"name_or_path": model, "config_sha256": config}, "dataset": dataset, "options": {"control": control}}
+    meta = {
+        "model": {"name_or_path": model, "config_sha256": config},
+        "dataset": dataset,
+        "options": {"control": control},
+    }
     return ScoreTable(scores, counts, torch.zeros(len(groups), dtype=torch.float64), list(groups), meta)
 
 

@@ -30,9 +30,11 @@ def test_every_family_has_all_sites(family):
     seen = {}
     hooks = []
     for point in adapter.hook_points():
+
         def hook(_m, _i, out, point=point):
             for site in point.sites:
                 seen[(site.name, point.layer)] = site.take(out).shape[-1]
+
         hooks.append(point.module.register_forward_hook(hook))
     with torch.no_grad():
         model(input_ids=torch.tensor([[1, 5, 6, 7]]))
@@ -96,7 +98,11 @@ def test_fused_slices_match_what_attention_uses(family, monkeypatch):
         for key, site in (("q", "attn.q"), ("k", "attn.k"), ("v", "attn.v")):
             ours = adapter.sites[site].take(outputs[layer])  # [1, T, heads*hd]
             theirs = captured[key][layer]  # [1, heads, T, hd]
-            theirs = theirs.transpose(1, 2).reshape(1, ids.shape[1], -1)[..., : ours.shape[-1]] if theirs.shape[-1] == head_dim else theirs
+            theirs = (
+                theirs.transpose(1, 2).reshape(1, ids.shape[1], -1)[..., : ours.shape[-1]]
+                if theirs.shape[-1] == head_dim
+                else theirs
+            )
             assert torch.equal(ours, theirs), (family, site, layer)
 
 
@@ -143,7 +149,14 @@ def test_site_map_file_for_unknown_model(tmp_path):
     with pytest.raises(ArchitectureError, match="sites.attn.z is not a site"):
         get_adapter(Weird(), site_map=bad)
     wrong = tmp_path / "wrong.json"
-    wrong.write_text(json.dumps({"layers": "blocks", "sites": {"attn.q": {"module": "wqkv", "split": {"layout": "blocks", "sizes": [8, 8], "part": 0}}}}))
+    wrong.write_text(
+        json.dumps(
+            {
+                "layers": "blocks",
+                "sites": {"attn.q": {"module": "wqkv", "split": {"layout": "blocks", "sizes": [8, 8], "part": 0}}},
+            }
+        )
+    )
     with pytest.raises(ArchitectureError, match="add up to 16"):
         get_adapter(Weird(), site_map=wrong)
 

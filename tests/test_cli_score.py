@@ -58,10 +58,19 @@ def test_bom_and_crlf_are_accepted_and_control_clamps(model_dir, tmp_path):
     "mutate, message",
     [
         (lambda lines: lines[:2] + ['{"id": "x", "prompt": "broken'] + lines[2:], r"e.jsonl:3: malformed JSON"),
-        (lambda lines: lines + [json.dumps({"id": "y", "prompt": "Q?", "group": "Japan"})], r"e.jsonl:6: missing required field\(s\) answer"),
-        (lambda lines: lines + [json.dumps({"id": "z", "prompt": "Q?", "answer": "", "group": "Japan"})], r"example 'z': the answer is empty"),
+        (
+            lambda lines: lines + [json.dumps({"id": "y", "prompt": "Q?", "group": "Japan"})],
+            r"e.jsonl:6: missing required field\(s\) answer",
+        ),
+        (
+            lambda lines: lines + [json.dumps({"id": "z", "prompt": "Q?", "answer": "", "group": "Japan"})],
+            r"example 'z': the answer is empty",
+        ),
         (lambda lines: lines + [lines[0]], r"e.jsonl:6: duplicate id 'ex0'"),
-        (lambda lines: lines + [json.dumps({"id": "w", "prompt": 3, "answer": "A", "group": "Japan"})], r"e.jsonl:6: field 'prompt' must be a string"),
+        (
+            lambda lines: lines + [json.dumps({"id": "w", "prompt": 3, "answer": "A", "group": "Japan"})],
+            r"e.jsonl:6: field 'prompt' must be a string",
+        ),
     ],
 )
 def test_bad_examples_give_one_line_errors_and_no_output(model_dir, tmp_path, mutate, message):
@@ -99,7 +108,9 @@ def _bloom_dir(tmp_path):
     import transformers as tf
 
     torch.manual_seed(0)
-    config = tf.BloomConfig(vocab_size=320, hidden_size=64, n_layer=2, n_head=4, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    config = tf.BloomConfig(
+        vocab_size=320, hidden_size=64, n_layer=2, n_head=4, pad_token_id=0, bos_token_id=1, eos_token_id=2
+    )
     path = tmp_path / "bloom"
     tf.BloomForCausalLM(config).save_pretrained(path)
     build_tokenizer().save_pretrained(path)

@@ -36,9 +36,19 @@ LABELS = ("A", "B", "C", "D")
 def mcq(n=10):
     out = []
     for i, e in enumerate(make_examples(n)):
-        out.append(Example(id=e.id, prompt=e.prompt, answer=e.answer, group=e.group, dataset="demo",
-                           split=("identification", "heldout")[i % 2], template_id=f"t{i % 2}",
-                           options=("sushi", "tacos and rice", "paella", "tea"), labels=LABELS))
+        out.append(
+            Example(
+                id=e.id,
+                prompt=e.prompt,
+                answer=e.answer,
+                group=e.group,
+                dataset="demo",
+                split=("identification", "heldout")[i % 2],
+                template_id=f"t{i % 2}",
+                options=("sushi", "tacos and rice", "paella", "tea"),
+                labels=LABELS,
+            )
+        )
     return out
 
 
@@ -55,8 +65,14 @@ def gate_set(model, layers=(0, 1), n=None, kind="general"):
     adapter = get_adapter(model)
     width = adapter.sites["mlp.gate"].width
     rows = [(layer, i) for layer in layers for i in range(n or width)]
-    return NeuronSet.from_columns(["mlp.gate"] * len(rows), [r[0] for r in rows], [r[1] for r in rows], kind=kind,
-                                  num_layers=adapter.num_layers, widths=adapter.widths)
+    return NeuronSet.from_columns(
+        ["mlp.gate"] * len(rows),
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        kind=kind,
+        num_layers=adapter.num_layers,
+        widths=adapter.widths,
+    )
 
 
 @pytest.fixture
@@ -71,14 +87,25 @@ def test_generate_and_choice_match_an_unbatched_oracle(llama, tok):
     for ex, g, c in zip(exs, gen, choice):
         ids = prompt_ids(tok, ex.prompt)
         logits = full_logits(llama, ids)[-1]
-        label_tokens = [tok(render_prompt(tok, ex.prompt) + " " + lab, add_special_tokens=False)["input_ids"][len(ids)] for lab in LABELS]
+        label_tokens = [
+            tok(render_prompt(tok, ex.prompt) + " " + lab, add_special_tokens=False)["input_ids"][len(ids)]
+            for lab in LABELS
+        ]
         probs = logits[label_tokens].softmax(-1)
         assert g["option_probs"] == pytest.approx(probs.tolist(), abs=1e-5)
         assert c["option_probs"] == pytest.approx(probs.tolist(), abs=1e-5)
         assert c["prediction"] == LABELS[int(probs.argmax())]
-        assert g["prediction"] == tok.decode([int(logits.argmax())], skip_special_tokens=True).strip().strip("\"'`.,:;!?)]}").strip()
+        assert (
+            g["prediction"]
+            == tok.decode([int(logits.argmax())], skip_special_tokens=True).strip().strip("\"'`.,:;!?)]}").strip()
+        )
         assert g["correct"] == (g["prediction"] == ex.answer.strip()) and c["gold"] == ex.answer.strip()
-        assert g["kind"] == "mcq" and g["country"] == ex.group and g["split"] == ex.split and g["template"] == ex.template_id
+        assert (
+            g["kind"] == "mcq"
+            and g["country"] == ex.group
+            and g["split"] == ex.split
+            and g["template"] == ex.template_id
+        )
 
 
 def test_loglik_matches_an_unbatched_oracle(llama, tok):
@@ -117,8 +144,10 @@ def test_multi_token_generation_matches_hf_generate(llama, tok):
     rows = evaluate_examples(llama, tok, exs, max_new_tokens=4, batch_size=3)
     for ex, row in zip(exs, rows):
         ids = torch.tensor([prompt_ids(tok, ex.prompt)], device=llama.device)
-        out = llama.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=4, do_sample=False, pad_token_id=0)
-        text = tok.decode(out[0, ids.shape[1]:].cpu().tolist(), skip_special_tokens=True)
+        out = llama.generate(
+            input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=4, do_sample=False, pad_token_id=0
+        )
+        text = tok.decode(out[0, ids.shape[1] :].cpu().tolist(), skip_special_tokens=True)
         assert row["prediction"] == text.strip().strip("\"'`.,:;!?)]}").strip() and row["kind"] == "open"
 
 
@@ -132,8 +161,25 @@ def test_scale_parsing_and_alignment():
 
 
 def test_scale_and_saq_rows(llama, tok):
-    exs = [Example(id="s", prompt="Rate it from 1 to 10. Answer:", answer="4", group="Spain", dataset="wvb", scale_min=1, scale_max=10),
-           Example(id="q", prompt="What food? Answer:", answer="paella", group="Spain", dataset="saq", meta={"answers": ["paella", "rice"]})]
+    exs = [
+        Example(
+            id="s",
+            prompt="Rate it from 1 to 10. Answer:",
+            answer="4",
+            group="Spain",
+            dataset="wvb",
+            scale_min=1,
+            scale_max=10,
+        ),
+        Example(
+            id="q",
+            prompt="What food? Answer:",
+            answer="paella",
+            group="Spain",
+            dataset="saq",
+            meta={"answers": ["paella", "rice"]},
+        ),
+    ]
     rows = evaluate_examples(llama, tok, exs, scale_max_new_tokens=3, saq_max_new_tokens=5)
     scale, saq = rows
     assert scale["kind"] == "scale" and scale["score"] == alignment(parse_scale(scale["prediction"]), 4, 1, 10) / 100
@@ -199,7 +245,9 @@ def test_summary_and_rows_files(llama, tok, tmp_path):
     assert entry["overall"]["value"] == pytest.approx(100 * result.rows["correct"].mean())
     rows_path, summary_path = result.save(tmp_path / "out")
     back = read_rows(rows_path)
-    assert list(back["id"]) == list(result.rows["id"]) and list(back["option_probs"].iloc[0]) == pytest.approx(result.rows["option_probs"].iloc[0])
+    assert list(back["id"]) == list(result.rows["id"]) and list(back["option_probs"].iloc[0]) == pytest.approx(
+        result.rows["option_probs"].iloc[0]
+    )
     csv = read_rows(write_rows(result.rows, tmp_path / "rows.csv"))
     assert csv["option_probs"].iloc[0] == pytest.approx(list(result.rows["option_probs"].iloc[0]))
     assert json.loads(summary_path.read_text())["metrics"]["demo"]["overall"]["n"] == 8
@@ -209,7 +257,9 @@ def test_ablation_experiment(llama, tok):
     exs = mcq(8)
     target = gate_set(llama, layers=(0,), n=60)
     result = run_ablation(llama, tok, {"demo": exs}, target, seeds=3, scorer="choice", n_boot=100)
-    assert sorted(result.rows["condition"].unique()) == sorted(["original", "suppress:general", "suppress:random:0", "suppress:random:1", "suppress:random:2"])
+    assert sorted(result.rows["condition"].unique()) == sorted(
+        ["original", "suppress:general", "suppress:random:0", "suppress:random:1", "suppress:random:2"]
+    )
     assert len(result.rows) == 5 * 8
     entry = result.summary["demo"]
     assert set(entry) == {"metric", "all", "identification", "heldout"}
@@ -229,10 +279,23 @@ def test_ablation_experiment(llama, tok):
 def test_cross_culture_matrix(llama, tok, tmp_path):
     exs = mcq(9)
     adapter = get_adapter(llama)
-    sets = [NeuronSet.from_columns(["mlp.gate"] * 30, [0] * 30, list(range(i * 30, i * 30 + 30)), kind=f"specific:{c}",
-                                   num_layers=2, widths=adapter.widths) for i, c in enumerate(["Japan", "Mexico", "Spain"])]
+    sets = [
+        NeuronSet.from_columns(
+            ["mlp.gate"] * 30,
+            [0] * 30,
+            list(range(i * 30, i * 30 + 30)),
+            kind=f"specific:{c}",
+            num_layers=2,
+            widths=adapter.widths,
+        )
+        for i, c in enumerate(["Japan", "Mexico", "Spain"])
+    ]
     result = run_cross_culture(llama, tok, exs, sets, scorer="choice", n_boot=50)
-    assert list(result.matrix.index) == ["Japan", "Mexico", "Spain"] and list(result.matrix.columns) == ["Japan", "Mexico", "Spain"]
+    assert list(result.matrix.index) == ["Japan", "Mexico", "Spain"] and list(result.matrix.columns) == [
+        "Japan",
+        "Mexico",
+        "Spain",
+    ]
     rows = result.rows
     for c in ["Japan", "Mexico", "Spain"]:
         for e in ["Japan", "Mexico", "Spain"]:
@@ -258,7 +321,22 @@ def test_evaluate_cli(model_dir, tmp_path):
     gate = gate_set(model, layers=(0,), n=20)
     gate.save(tmp_path / "g.json")
     run = lambda *a: CliRunner().invoke(cli, list(map(str, a)))  # noqa: E731
-    res = run("evaluate", "-m", model_dir, "-b", bench, "--neurons", tmp_path / "g.json", "--scorer", "choice", "-o", tmp_path / "out", "-q", "--n-boot", "50")
+    res = run(
+        "evaluate",
+        "-m",
+        model_dir,
+        "-b",
+        bench,
+        "--neurons",
+        tmp_path / "g.json",
+        "--scorer",
+        "choice",
+        "-o",
+        tmp_path / "out",
+        "-q",
+        "--n-boot",
+        "50",
+    )
     assert res.exit_code == 0, res.output
     assert "demo: accuracy" in res.output
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
@@ -268,10 +346,28 @@ def test_evaluate_cli(model_dir, tmp_path):
     NeuronSet.from_columns([], [], [], kind="general").save(tmp_path / "empty.json")
     res = run("evaluate", "-m", model_dir, "-b", bench, "--neurons", tmp_path / "empty.json", "-o", tmp_path / "o3")
     assert res.exit_code == 2 and "is empty" in res.output
-    NeuronSet.from_columns(["mlp.gate"], [3], [1], num_layers=32, widths={"mlp.gate": 14336}, kind="general").save(tmp_path / "big.json")
+    NeuronSet.from_columns(["mlp.gate"], [3], [1], num_layers=32, widths={"mlp.gate": 14336}, kind="general").save(
+        tmp_path / "big.json"
+    )
     res = run("evaluate", "-m", model_dir, "-b", bench, "--neurons", tmp_path / "big.json", "-o", tmp_path / "o4")
     assert res.exit_code == 2 and "different model" in res.output
-    res = run("ablate", "-m", model_dir, "-b", bench, "--neurons", tmp_path / "g.json", "--seeds", "2", "--scorer", "choice",
-              "-o", tmp_path / "abl", "-q", "--n-boot", "50")
+    res = run(
+        "ablate",
+        "-m",
+        model_dir,
+        "-b",
+        bench,
+        "--neurons",
+        tmp_path / "g.json",
+        "--seeds",
+        "2",
+        "--scorer",
+        "choice",
+        "-o",
+        tmp_path / "abl",
+        "-q",
+        "--n-boot",
+        "50",
+    )
     assert res.exit_code == 0, res.output
     assert "random seeds with a smaller drop" in res.output

@@ -18,7 +18,9 @@ IDS = torch.tensor([[5, 17, 42, 99, 7, 3, 250, 11], [9, 8, 7, 6, 5, 4, 3, 2]])
 def make_set(model, rows, kind="custom"):
     adapter = get_adapter(model)
     sites, layers, indices = zip(*rows) if rows else ((), (), ())
-    return NeuronSet.from_columns(list(sites), list(layers), list(indices), kind=kind, num_layers=adapter.num_layers, widths=adapter.widths)
+    return NeuronSet.from_columns(
+        list(sites), list(layers), list(indices), kind=kind, num_layers=adapter.num_layers, widths=adapter.widths
+    )
 
 
 def logits(model, ids=IDS):
@@ -172,7 +174,9 @@ def test_sets_that_do_not_fit_the_model(llama):
     with pytest.raises(InputError, match="out-of-range indices: attn.q layer 7"):
         with intervene(llama, NeuronSet.from_columns(["attn.q"], [7], [0])):
             pass
-    other = NeuronSet.from_columns(["mlp.gate"], [0], [1], kind="general", num_layers=32, widths={**adapter.widths, "mlp.gate": 14336})
+    other = NeuronSet.from_columns(
+        ["mlp.gate"], [0], [1], kind="general", num_layers=32, widths={**adapter.widths, "mlp.gate": 14336}
+    )
     with pytest.raises(InputError, match="'general' comes from a different model: .*32 layers"):
         with intervene(llama, other):
             pass

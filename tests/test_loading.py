@@ -72,9 +72,14 @@ def test_smollm2_alias_loads_the_real_model_and_caches_it(monkeypatch):
     assert type(model).__name__ == "LlamaForCausalLM"
     assert sum(p.numel() for p in model.parameters()) == 134_515_008
     assert tok.chat_template
-    ids = tok.apply_chat_template([{"role": "user", "content": "What is the capital of Japan?"}], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of Japan?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     out = model.generate(**ids, max_new_tokens=10, do_sample=False)
-    assert "Tokyo" in tok.decode(out[0, ids["input_ids"].shape[1]:])
+    assert "Tokyo" in tok.decode(out[0, ids["input_ids"].shape[1] :])
 
     def no_second_dequantisation(*_a):
         raise AssertionError("the cached copy should have been used")

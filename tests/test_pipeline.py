@@ -42,22 +42,39 @@ def test_end_to_end_tiny_run(finished):
     out, result = finished
     assert {s.status for s in result.steps} == {"ran"}
     assert {s.stage for s in result.steps} == {"export", "score", "select", "evaluate", "report"}
-    for rel in ("manifest.json", "report.html", "examples/score-demo-culture.jsonl", "scores/score-demo-culture.safetensors",
-                "scores/control-demo-control.safetensors", "scores/countryrc-countryrc.safetensors", "neurons/general.json",
-                "neurons/random-0.json", "neurons/random-1.json", "eval/ablation/summary.json", "eval/enhancement/summary.json",
-                "eval/cross-culture/summary.json", "eval/cross-culture/matrix.csv", "figures/layers.png"):
+    for rel in (
+        "manifest.json",
+        "report.html",
+        "examples/score-demo-culture.jsonl",
+        "scores/score-demo-culture.safetensors",
+        "scores/control-demo-control.safetensors",
+        "scores/countryrc-countryrc.safetensors",
+        "neurons/general.json",
+        "neurons/random-0.json",
+        "neurons/random-1.json",
+        "eval/ablation/summary.json",
+        "eval/enhancement/summary.json",
+        "eval/cross-culture/summary.json",
+        "eval/cross-culture/matrix.csv",
+        "figures/layers.png",
+    ):
         assert (out / rel).is_file(), rel
     assert not list(out.rglob("*.tmp")) and not list(out.rglob("*.ckpt"))
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["versions"]["torch"] == torch.__version__.split("+")[0] or manifest["versions"]["torch"].startswith(torch.__version__[:4])
-    assert manifest["model"]["identity"]["class"] == "LlamaForCausalLM" and manifest["model"]["identity"]["config_sha256"]
+    assert manifest["versions"]["torch"] == torch.__version__.split("+")[0] or manifest["versions"]["torch"].startswith(
+        torch.__version__[:4]
+    )
+    assert (
+        manifest["model"]["identity"]["class"] == "LlamaForCausalLM" and manifest["model"]["identity"]["config_sha256"]
+    )
     assert all(rec["status"] == "done" for rec in manifest["steps"].values())
     score = manifest["steps"]["score:score-demo-culture"]
     assert score["inputs_sha256"] and all(len(h) == 64 for h in score["outputs"].values())
     assert load_config(manifest["config"]).score.target == "choice"
     # The headline numbers: held-out ablation and enhancement per benchmark, with chance next to the baseline.
     assert {(h["experiment"], h["benchmark"]) for h in result.headline} == {
-        (e, b) for e in ("ablation", "enhancement") for b in ("demo-culture", "demo-nlu")}
+        (e, b) for e in ("ablation", "enhancement") for b in ("demo-culture", "demo-nlu")
+    }
     assert {b["benchmark"]: b["chance"] for b in result.baseline} == {"demo-culture": 25.0, "demo-nlu": 25.0}
     assert "demo-culture" in result.results_table() and "score" in result.stage_table()
     table = ScoreTable.load(out / "scores/score-demo-culture.safetensors")
@@ -70,7 +87,9 @@ def test_resume_after_completion_reruns_nothing(finished, model_dir):
     again = run_pipeline(tiny_run_config(model_dir, out), progress=False)
     assert set(_status(again).values()) == {"skipped"}
     after = _mtimes(out)
-    assert {k: v for k, v in after.items() if k != "manifest.json"} == {k: v for k, v in before.items() if k != "manifest.json"}
+    assert {k: v for k, v in after.items() if k != "manifest.json"} == {
+        k: v for k, v in before.items() if k != "manifest.json"
+    }
 
 
 def test_changed_threshold_reruns_selection_onward_only(model_dir, tmp_path, monkeypatch):
@@ -93,7 +112,11 @@ def test_changed_threshold_reruns_selection_onward_only(model_dir, tmp_path, mon
     assert status["select"] == "ran" and status["report"] == "ran"
     assert status["evaluate:demo-culture:suppress:general"] == "ran" and status["experiment:ablation"] == "ran"
     assert status["evaluate:demo-culture:original"] == "skipped"  # no neurons involved
-    specific = [k for k in status if k.startswith("evaluate:demo-culture:suppress:") and k.split(":")[-1] in ("Iran", "Mexico", "Spain")]
+    specific = [
+        k
+        for k in status
+        if k.startswith("evaluate:demo-culture:suppress:") and k.split(":")[-1] in ("Iran", "Mexico", "Spain")
+    ]
     assert specific and all(status[k] == "skipped" for k in specific)  # their neuron sets did not change
     general = json.loads((out / "neurons/general.json").read_text())
     assert general["params"]["t_mlp"] == 0.1
@@ -112,16 +135,22 @@ def test_dry_run_writes_nothing_and_counts_examples(model_dir, tmp_path, monkeyp
     assert counts["export:eval-demo-nlu"] == 2
 
 
-@pytest.mark.parametrize(("patch", "message"), [
-    ({"score": {"targt": "choice"}}, "unknown config key 'score.targt'; did you mean 'target'?"),
-    ({"select": {"general": {"t_mlp": "one percent"}}}, "config key 'select.general.t_mlp' must be a number"),
-    ({"score": {"batch_size": 2.5}}, "config key 'score.batch_size' must be an integer"),
-    ({"model": {"name": ""}}, "config key 'model.name' is required"),
-    ({"evaluate": {"benchmarks": ["demo-culture", "no-such-bench"]}}, "config key 'evaluate.benchmarks[1]': unknown benchmark 'no-such-bench'"),
-    ({"select": {"specific": {"t": 3.0}}}, "config key 'select.specific.t' is a fraction"),
-    ({"evaluate": {"scorer": "telepathy"}}, "config section [evaluate]: unknown scorer 'telepathy'"),
-    ({"bogus": {"x": 1}}, "unknown config key 'bogus'"),
-])
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"score": {"targt": "choice"}}, "unknown config key 'score.targt'; did you mean 'target'?"),
+        ({"select": {"general": {"t_mlp": "one percent"}}}, "config key 'select.general.t_mlp' must be a number"),
+        ({"score": {"batch_size": 2.5}}, "config key 'score.batch_size' must be an integer"),
+        ({"model": {"name": ""}}, "config key 'model.name' is required"),
+        (
+            {"evaluate": {"benchmarks": ["demo-culture", "no-such-bench"]}},
+            "config key 'evaluate.benchmarks[1]': unknown benchmark 'no-such-bench'",
+        ),
+        ({"select": {"specific": {"t": 3.0}}}, "config key 'select.specific.t' is a fraction"),
+        ({"evaluate": {"scorer": "telepathy"}}, "config section [evaluate]: unknown scorer 'telepathy'"),
+        ({"bogus": {"x": 1}}, "unknown config key 'bogus'"),
+    ],
+)
 def test_malformed_config_names_the_key_before_any_work(model_dir, tmp_path, monkeypatch, patch, message):
     from culture_neurons.models import loading
 
@@ -145,7 +174,9 @@ def test_cli_prints_one_line_for_a_bad_config(model_dir, tmp_path):
     path.write_text(f'[model]\nname = "{model_dir}"\n\n[score]\nbatch_size = "eight"\n')
     result = CliRunner().invoke(cli, ["run", str(path)])
     assert result.exit_code == 2
-    assert result.output.strip().splitlines() == ["error: config key 'score.batch_size' must be an integer, got 'eight'"]
+    assert result.output.strip().splitlines() == [
+        "error: config key 'score.batch_size' must be an integer, got 'eight'"
+    ]
     missing = tmp_path / "nomodel.toml"
     missing.write_text('[score]\ntarget = "choice"\n')
     result = CliRunner().invoke(cli, ["run", str(missing)])
@@ -158,7 +189,11 @@ def test_config_toml_round_trips_and_builtins_load(model_dir, tmp_path):
     from culture_neurons.pipeline import builtin_config, demo_config
 
     demo = demo_config()
-    assert demo.model.name == "smollm2-135m-instruct" and demo.score.target == "choice" and demo.evaluate.scorer == "loglik"
+    assert (
+        demo.model.name == "smollm2-135m-instruct"
+        and demo.score.target == "choice"
+        and demo.evaluate.scorer == "loglik"
+    )
     assert load_config(builtin_config("demo")).to_dict() == demo.to_dict()
     paper = load_config(builtin_config("paper"), {"data.data_dir": None})
     assert paper.score.target == "label" and paper.select.random.seeds == 10 and paper.select.general.t_attn == 0.002
@@ -188,12 +223,20 @@ def _toml_file(folder: Path, text: str) -> Path:
 
 def _cli(*args):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "culture_neurons", *map(str, args)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "culture_neurons", *map(str, args)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def test_sigkill_during_scoring_then_resume_is_bit_identical(model_dir, tmp_path):
-    sizes = {"score": {"max_per_group": 12, "batch_size": 1, "checkpoint_every": 1}, "evaluate": {"experiments": []},
-             "report": {"enabled": False}}
+    sizes = {
+        "score": {"max_per_group": 12, "batch_size": 1, "checkpoint_every": 1},
+        "evaluate": {"experiments": []},
+        "report": {"enabled": False},
+    }
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     (tmp_path / "ref").mkdir()
     ref_cfg = _toml_file(tmp_path / "ref", to_toml(load_config(tiny_run_config(model_dir, reference, **sizes))))
@@ -244,14 +287,30 @@ def test_pipeline_under_torchrun_matches_one_process(finished, model_dir, tmp_pa
     out = tmp_path / "run"
     cfg = _toml_file(tmp_path, to_toml(load_config(tiny_run_config(model_dir, out))))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29541", "-m", "culture_neurons",
-           "run", str(cfg), "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29541",
+        "-m",
+        "culture_neurons",
+        "run",
+        str(cfg),
+        "-q",
+    ]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stdout.count("Run directory:") == 1  # only rank 0 prints and writes
     written = {k: v for k, v in _mtimes(out).items() if k != "manifest.json"}
-    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)  # resume: every rank skips the same steps
-    assert again.returncode == 0 and "ran" not in again.stdout.split("Baseline")[0].replace("skipped", ""), again.stdout[-3000:]
+    again = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=600
+    )  # resume: every rank skips the same steps
+    assert again.returncode == 0 and "ran" not in again.stdout.split("Baseline")[0].replace("skipped", ""), (
+        again.stdout[-3000:]
+    )
     assert {k: v for k, v in _mtimes(out).items() if k != "manifest.json"} == written
     for rel in ("examples/score-demo-culture.jsonl", "examples/eval-demo-nlu.jsonl"):
         assert (out / rel).read_bytes() == (reference / rel).read_bytes()

@@ -63,7 +63,9 @@ def test_report_command(run_dir, tmp_path):
         write_report(tmp_path)
 
 
-@pytest.mark.skipif(find_browser() is None, reason="chromium and chromium-driver are not installed (.ci/run installs them)")
+@pytest.mark.skipif(
+    find_browser() is None, reason="chromium and chromium-driver are not installed (.ci/run installs them)"
+)
 def test_report_renders_in_headless_chromium_with_all_images_loaded(run_dir, tmp_path):
     page = run_dir / "report.html"
     expected = len(_images(page.read_text(encoding="utf-8")))

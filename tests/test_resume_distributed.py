@@ -38,7 +38,9 @@ def test_interrupted_run_resumes_bit_identical(tokenizer, llama, tmp_path, monke
     assert ckpt.exists()
     monkeypatch.setattr(engine_mod.ScoringEngine, "_target_prob", original)
     calls["n"] = 0
-    resumed = score_examples(llama, tokenizer, examples, batch_size=2, progress=False, checkpoint=ckpt, checkpoint_every=1)
+    resumed = score_examples(
+        llama, tokenizer, examples, batch_size=2, progress=False, checkpoint=ckpt, checkpoint_every=1
+    )
     for site in full.sites:
         assert torch.equal(full.scores[site], resumed.scores[site])
     assert torch.equal(full.counts, resumed.counts) and torch.equal(full.prob_sums, resumed.prob_sums)
@@ -59,7 +61,9 @@ def test_checkpoint_of_another_run_is_refused(tokenizer, llama, tmp_path, monkey
 
     monkeypatch.setattr(engine_mod.ScoringEngine, "_target_prob", dies)
     with pytest.raises(RuntimeError):
-        score_examples(llama, tokenizer, make_examples(6), batch_size=2, progress=False, checkpoint=ckpt, checkpoint_every=1)
+        score_examples(
+            llama, tokenizer, make_examples(6), batch_size=2, progress=False, checkpoint=ckpt, checkpoint_every=1
+        )
     monkeypatch.setattr(engine_mod.ScoringEngine, "_target_prob", original)
     with pytest.raises(ScoringError, match="belongs to a different scoring run"):
         score_examples(llama, tokenizer, make_examples(6), batch_size=2, progress=False, checkpoint=ckpt, control=True)
@@ -76,7 +80,13 @@ def _save_model(tmp_path, n=11):
 
 def _cli(*args, **kwargs):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "culture_neurons", *map(str, args)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "culture_neurons", *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        **kwargs,
+    )
 
 
 def test_sigkill_during_scoring_then_resume(tmp_path):
@@ -93,7 +103,10 @@ def test_sigkill_during_scoring_then_resume(tmp_path):
     assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
     assert not out.exists()  # never a half-written table
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
-    assert _cli("score", "-m", model, "-e", examples, "-o", out, "--batch-size", 1, "--checkpoint-every", 1, "-q").wait() == 0
+    assert (
+        _cli("score", "-m", model, "-e", examples, "-o", out, "--batch-size", 1, "--checkpoint-every", 1, "-q").wait()
+        == 0
+    )
     a, b = ScoreTable.load(reference), ScoreTable.load(out)
     assert all(torch.equal(a.scores[s], b.scores[s]) for s in a.sites)
     assert not ckpt.exists()
@@ -105,8 +118,29 @@ def test_two_gloo_processes_equal_one(tmp_path):
     assert _cli("score", "-m", model, "-e", examples, "-o", single, "--batch-size", 2, "-q").wait() == 0
     double = tmp_path / "double.safetensors"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533", "-m", "culture_neurons",
-           "score", "-m", str(model), "-e", str(examples), "-o", str(double), "--batch-size", "2", "--device", "cpu", "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29533",
+        "-m",
+        "culture_neurons",
+        "score",
+        "-m",
+        str(model),
+        "-e",
+        str(examples),
+        "-o",
+        str(double),
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+        "-q",
+    ]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     a, b = ScoreTable.load(single), ScoreTable.load(double)
@@ -118,7 +152,18 @@ def test_two_gloo_processes_equal_one(tmp_path):
 
 def _torchrun(*args, port):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port), "-m", "culture_neurons", *map(str, args)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(port),
+        "-m",
+        "culture_neurons",
+        *map(str, args),
+    ]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -135,7 +180,10 @@ def test_distributed_evaluation_rows_are_complete(tmp_path):
     a, b = read_rows(single / "rows.parquet"), read_rows(double / "rows.parquet")
     assert list(b["id"]) == list(a["id"]) and len(set(b["id"])) == 7
     assert list(a["prediction"]) == list(b["prediction"]) and list(a["correct"]) == list(b["correct"])
-    assert json.loads((single / "summary.json").read_text())["metrics"] == json.loads((double / "summary.json").read_text())["metrics"]
+    assert (
+        json.loads((single / "summary.json").read_text())["metrics"]
+        == json.loads((double / "summary.json").read_text())["metrics"]
+    )
 
 
 def test_model_split_over_a_device_map_scores_the_same(tmp_path, tokenizer):
@@ -145,7 +193,14 @@ def test_model_split_over_a_device_map_scores_the_same(tmp_path, tokenizer):
     whole, tok = load_model(path, device="cpu")
     # Layer 1 offloaded to disk: accelerate's hooks move its weights in for each forward pass, the
     # path a model larger than its GPUs takes.
-    layout = {"model.embed_tokens": "cpu", "model.layers.0": "cpu", "model.layers.1": "disk", "model.norm": "cpu", "model.rotary_emb": "cpu", "lm_head": "cpu"}
+    layout = {
+        "model.embed_tokens": "cpu",
+        "model.layers.0": "cpu",
+        "model.layers.1": "disk",
+        "model.norm": "cpu",
+        "model.rotary_emb": "cpu",
+        "lm_head": "cpu",
+    }
     split, _ = load_model(path, device_map=layout, offload_folder=str(tmp_path / "offload"))
     assert split.hf_device_map["model.layers.1"] == "disk"
     assert split.model.layers[1].mlp.up_proj.weight.device.type == "meta"
@@ -168,7 +223,9 @@ def test_killing_one_rank_fails_the_job_and_resume_completes(tmp_path):
     deadline = time.time() + 120
     while not ckpt1.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.005)
-    workers = [c for c in psutil.Process(proc.pid).children(recursive=True) if "culture_neurons" in " ".join(c.cmdline())]
+    workers = [
+        c for c in psutil.Process(proc.pid).children(recursive=True) if "culture_neurons" in " ".join(c.cmdline())
+    ]
     victim = next(w for w in workers if w.environ().get("RANK") == "1")
     victim.send_signal(signal.SIGKILL)
     log, _ = proc.communicate(timeout=300)

@@ -15,7 +15,9 @@ from culture_neurons.errors import TableError
 
 @pytest.fixture
 def table(tokenizer, llama):
-    return score_examples(llama, tokenizer, make_examples(6), batch_size=3, progress=False, dataset="demo", split="identification")
+    return score_examples(
+        llama, tokenizer, make_examples(6), batch_size=3, progress=False, dataset="demo", split="identification"
+    )
 
 
 def test_round_trip(table, tmp_path):

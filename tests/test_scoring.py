@@ -19,7 +19,9 @@ def naive_scores(model, tokenizer, examples, groups, control=False, aggregation=
     adapter = get_adapter(model)
     out = {s: torch.zeros(adapter.num_layers, w, len(groups), dtype=torch.float64) for s, w in adapter.widths.items()}
     for ex in examples:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": ex.prompt}], tokenize=False, add_generation_prompt=True)
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": ex.prompt}], tokenize=False, add_generation_prompt=True
+        )
         prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         full_ids = tokenizer(text + ex.answer, add_special_tokens=False)["input_ids"]
         target = full_ids[len(prompt_ids)]
@@ -27,9 +29,11 @@ def naive_scores(model, tokenizer, examples, groups, control=False, aggregation=
         handles = []
         for site_name, site in adapter.sites.items():
             for layer, module in enumerate(site.modules):
+
                 def hook(_m, _i, output, key=(site_name, layer)):
                     output.retain_grad()
                     captured[key] = output
+
                 handles.append(module.register_forward_hook(hook))
         model.zero_grad(set_to_none=True)
         logits = model(input_ids=torch.tensor([prompt_ids], device=model.device)).logits[0, -1]
@@ -59,7 +63,9 @@ def naive_scores(model, tokenizer, examples, groups, control=False, aggregation=
 def test_matches_naive_reference(tokenizer, llama, aggregation, control):
     examples = make_examples(5)
     groups = ["Japan", "Mexico", "Spain"]
-    table = score_examples(llama, tokenizer, examples, batch_size=3, aggregation=aggregation, control=control, progress=False)
+    table = score_examples(
+        llama, tokenizer, examples, batch_size=3, aggregation=aggregation, control=control, progress=False
+    )
     assert table.groups == groups
     assert table.counts.tolist() == [2, 2, 1]
     assert_close(table, naive_scores(llama, tokenizer, examples, groups, control, aggregation))
@@ -94,8 +100,20 @@ def test_reference_compat_padding_quirk(tokenizer, llama):
     from culture_neurons.data import Example
 
     # Equal-length prompts need no padding, so the quirk cannot matter.
-    same = [Example(id=f"s{i}", prompt=f"Question {i}: which country eats rice? Answer:", answer=" A", group="Japan") for i in (3, 5, 7)]
-    lengths = {len(tokenizer(tokenizer.apply_chat_template([{"role": "user", "content": e.prompt}], tokenize=False, add_generation_prompt=True))["input_ids"]) for e in same}
+    same = [
+        Example(id=f"s{i}", prompt=f"Question {i}: which country eats rice? Answer:", answer=" A", group="Japan")
+        for i in (3, 5, 7)
+    ]
+    lengths = {
+        len(
+            tokenizer(
+                tokenizer.apply_chat_template(
+                    [{"role": "user", "content": e.prompt}], tokenize=False, add_generation_prompt=True
+                )
+            )["input_ids"]
+        )
+        for e in same
+    }
     assert len(lengths) == 1
     a = score_examples(llama, tokenizer, same, batch_size=3, reference_compat=True, progress=False)
     b = score_examples(llama, tokenizer, same, batch_size=1, reference_compat=True, progress=False)
@@ -103,7 +121,9 @@ def test_reference_compat_padding_quirk(tokenizer, llama):
     # With padding, zero-filled pads make padded rows' maxima never negative: the quirk shows.
     # Short raw prompts make all-negative channels common.
     varied = [Example(id=f"v{n}", prompt="tea" + " rice" * n, answer=" A", group="Japan") for n in range(4)]
-    quirk = score_examples(llama, tokenizer, varied, batch_size=4, reference_compat=True, chat_template=False, progress=False)
+    quirk = score_examples(
+        llama, tokenizer, varied, batch_size=4, reference_compat=True, chat_template=False, progress=False
+    )
     exact = score_examples(llama, tokenizer, varied, batch_size=4, chat_template=False, progress=False)
     assert any(not torch.allclose(quirk.scores[s], exact.scores[s]) for s in exact.sites)
     assert all((quirk.scores[s] >= exact.scores[s] - 1e-12).all() for s in exact.sites)
@@ -176,10 +196,14 @@ def test_phi3_fused_equals_llama_unfused(tokenizer):
     for k, v in src.items():
         if ".self_attn.q_proj." in k:
             pre = k.split(".self_attn.")[0]
-            dst[f"{pre}.self_attn.qkv_proj.weight"] = torch.cat([src[f"{pre}.self_attn.{n}_proj.weight"] for n in "qkv"])
+            dst[f"{pre}.self_attn.qkv_proj.weight"] = torch.cat(
+                [src[f"{pre}.self_attn.{n}_proj.weight"] for n in "qkv"]
+            )
         elif ".mlp.gate_proj." in k:
             pre = k.split(".mlp.")[0]
-            dst[f"{pre}.mlp.gate_up_proj.weight"] = torch.cat([src[f"{pre}.mlp.gate_proj.weight"], src[f"{pre}.mlp.up_proj.weight"]])
+            dst[f"{pre}.mlp.gate_up_proj.weight"] = torch.cat(
+                [src[f"{pre}.mlp.gate_proj.weight"], src[f"{pre}.mlp.up_proj.weight"]]
+            )
         elif any(s in k for s in (".k_proj.", ".v_proj.", ".up_proj.")):
             continue
         else:

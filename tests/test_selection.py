@@ -9,16 +9,33 @@ import torch
 from selection_helpers import SMALL, as_rows, oracle_general, oracle_specific, synthetic_table
 
 from culture_neurons.errors import CultureNeuronsError, InputError, TableError
-from culture_neurons.selection import Neuron, NeuronSet, select_general, select_random, select_specific, select_specific_many
+from culture_neurons.selection import (
+    Neuron,
+    NeuronSet,
+    select_general,
+    select_random,
+    select_specific,
+    select_specific_many,
+)
 
 COUNTRIES = ["China", "Iran", "Mexico", "Spain"]
 
 
 def tables(seed, integer=False, n_datasets=1, shared_control=False):
-    ds = [synthetic_table(COUNTRIES, seed=seed * 10 + i, integer=integer, dataset=f"d{i}", counts=[3 + i, 5, 2, 4]) for i in range(n_datasets)]
+    ds = [
+        synthetic_table(COUNTRIES, seed=seed * 10 + i, integer=integer, dataset=f"d{i}", counts=[3 + i, 5, 2, 4])
+        for i in range(n_datasets)
+    ]
     n_controls = 1 if shared_control else n_datasets
-    cs = [synthetic_table(COUNTRIES, seed=seed * 10 + 5 + i, integer=integer, control=True, dataset=f"c{i}", counts=[2, 2, 3, 1]) for i in range(n_controls)]
-    crc = synthetic_table(["China", "Iran", "Mexico", "Spain", "USA"], seed=seed * 10 + 9, integer=integer, dataset="countryrc")
+    cs = [
+        synthetic_table(
+            COUNTRIES, seed=seed * 10 + 5 + i, integer=integer, control=True, dataset=f"c{i}", counts=[2, 2, 3, 1]
+        )
+        for i in range(n_controls)
+    ]
+    crc = synthetic_table(
+        ["China", "Iran", "Mexico", "Spain", "USA"], seed=seed * 10 + 9, integer=integer, dataset="countryrc"
+    )
     return ds, cs, crc
 
 
@@ -41,7 +58,14 @@ GENERAL_CASES = [
 @pytest.mark.parametrize("integer", [False, True])
 @pytest.mark.parametrize("case", range(len(GENERAL_CASES)))
 def test_general_matches_the_oracle(seed, integer, case):
-    kwargs = {"t_mlp": 0.01, "t_attn": 0.002, "r": 0.01, "mlp_sites": ("mlp.gate",), "attn_sites": ("attn.q", "attn.k", "attn.v"), **GENERAL_CASES[case]}
+    kwargs = {
+        "t_mlp": 0.01,
+        "t_attn": 0.002,
+        "r": 0.01,
+        "mlp_sites": ("mlp.gate",),
+        "attn_sites": ("attn.q", "attn.k", "attn.v"),
+        **GENERAL_CASES[case],
+    }
     ds, cs, crc = tables(seed, integer, n_datasets=1 + seed % 2, shared_control=seed == 2)
     got = select_general(ds, cs, crc, **kwargs)
     want = oracle_general(ds, cs, crc, **kwargs)
@@ -69,24 +93,40 @@ def test_ties_are_broken_by_site_layer_index():
     c.scores = {s: t.clone() for s, t in zeros.items()}
     d.meta, c.meta = meta, {**meta, "options": {"control": True}}
     d.scores["attn.k"][1, 2] = 5.0  # one clear winner, then ties everywhere
-    got = select_general([d], [c], None, t_mlp=0.1, t_attn=0.1, mlp_sites=("mlp.gate",), attn_sites=("attn.v", "attn.q", "attn.k"))
+    got = select_general(
+        [d], [c], None, t_mlp=0.1, t_attn=0.1, mlp_sites=("mlp.gate",), attn_sites=("attn.v", "attn.q", "attn.k")
+    )
     rows = [(n.site, n.layer, n.index) for n in got.neurons]
     assert rows[:4] == [("mlp.gate", 0, 0), ("mlp.gate", 0, 1), ("mlp.gate", 0, 2), ("mlp.gate", 0, 3)]
     attn = [r for r in rows if r[0].startswith("attn")]
     assert attn == [("attn.k", 1, 2), ("attn.q", 0, 0), ("attn.q", 0, 1)]
     # the same call gives the same set, and an equal set does not depend on the pool's site order
-    again = select_general([d], [c], None, t_mlp=0.1, t_attn=0.1, mlp_sites=("mlp.gate",), attn_sites=("attn.q", "attn.k", "attn.v"))
+    again = select_general(
+        [d], [c], None, t_mlp=0.1, t_attn=0.1, mlp_sites=("mlp.gate",), attn_sites=("attn.q", "attn.k", "attn.v")
+    )
     assert again.neurons == got.neurons
 
 
-SPECIFIC_CASES = [dict(), dict(t=0.2, r=0.2, z=0.5), dict(t=0.3, r=0.0, z=0.0), dict(t=0.5, r=0.5, z=-10.0), dict(t=0.4, r=0.1, z=1.2)]
+SPECIFIC_CASES = [
+    dict(),
+    dict(t=0.2, r=0.2, z=0.5),
+    dict(t=0.3, r=0.0, z=0.0),
+    dict(t=0.5, r=0.5, z=-10.0),
+    dict(t=0.4, r=0.1, z=1.2),
+]
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("integer", [False, True])
 @pytest.mark.parametrize("case", range(len(SPECIFIC_CASES)))
 def test_specific_matches_the_oracle(seed, integer, case):
-    kwargs = {"t": 0.003, "r": 0.01, "z": 0.5, "sites": ("mlp.gate", "attn.q", "attn.k", "attn.v"), **SPECIFIC_CASES[case]}
+    kwargs = {
+        "t": 0.003,
+        "r": 0.01,
+        "z": 0.5,
+        "sites": ("mlp.gate", "attn.q", "attn.k", "attn.v"),
+        **SPECIFIC_CASES[case],
+    }
     ds, cs, crc = tables(seed + 4, integer, n_datasets=1 + seed, shared_control=False)
     sets = select_specific_many(ds, cs, crc, COUNTRIES, **kwargs)
     for country in COUNTRIES:
@@ -169,15 +209,34 @@ def test_reference_json_round_trip(tmp_path):
     assert raw["model_name"] == "meta-llama/Llama-3.1-8B-Instruct" and raw["dataset_ids"] == ["d0"]
     first = raw["top_neurons"][0]
     assert set(first) == {"module_name", "layer_idx", "neuron_idx", "attribute_score"}
-    assert {r["module_name"] for r in raw["top_neurons"]} <= {"mlp.gate_proj", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"}
+    assert {r["module_name"] for r in raw["top_neurons"]} <= {
+        "mlp.gate_proj",
+        "self_attn.q_proj",
+        "self_attn.k_proj",
+        "self_attn.v_proj",
+    }
     back = NeuronSet.from_reference(path, shape=ds[0])
     assert [(n.site, n.layer, n.index) for n in back.neurons] == [(n.site, n.layer, n.index) for n in general.neurons]
     assert [n.score for n in back.neurons] == pytest.approx([n.score for n in general.neurons])
     assert back.widths == ds[0].widths
     assert NeuronSet.load(path).neurons == back.neurons  # load() recognises the reference format too
     # a published file naming full module paths
-    path.write_text(json.dumps({"model_name": "m", "dataset_ids": ["blend"], "top_neurons": [
-        {"module_name": "model.layers.2.mlp.up_proj", "layer_idx": 2, "neuron_idx": 7, "attribute_score": 0.5}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "model_name": "m",
+                "dataset_ids": ["blend"],
+                "top_neurons": [
+                    {
+                        "module_name": "model.layers.2.mlp.up_proj",
+                        "layer_idx": 2,
+                        "neuron_idx": 7,
+                        "attribute_score": 0.5,
+                    }
+                ],
+            }
+        )
+    )
     assert NeuronSet.from_reference(path).neurons == (Neuron("mlp.up", 2, 7, 0.5),)
 
 
@@ -205,10 +264,14 @@ def test_bad_neuron_set_files(tmp_path):
         NeuronSet.load(tmp_path / "empty.json")
     with pytest.raises(InputError, match="does not exist"):
         NeuronSet.load(tmp_path / "nope.json")
-    (tmp_path / "bad.json").write_text('{"top_neurons": [{"module_name": "self_attn.qkv_proj", "layer_idx": 0, "neuron_idx": 1}]}')
+    (tmp_path / "bad.json").write_text(
+        '{"top_neurons": [{"module_name": "self_attn.qkv_proj", "layer_idx": 0, "neuron_idx": 1}]}'
+    )
     with pytest.raises(InputError, match="unknown module_name 'self_attn.qkv_proj'"):
         NeuronSet.load(tmp_path / "bad.json")
-    (tmp_path / "bad2.json").write_text('{"top_neurons": [{"module_name": "mlp.gate_proj", "layer_idx": "x", "neuron_idx": 1}]}')
+    (tmp_path / "bad2.json").write_text(
+        '{"top_neurons": [{"module_name": "mlp.gate_proj", "layer_idx": "x", "neuron_idx": 1}]}'
+    )
     with pytest.raises(InputError, match=r"top_neurons\[0\]"):
         NeuronSet.load(tmp_path / "bad2.json")
     ref = tmp_path / "ref.json"
@@ -225,7 +288,9 @@ def test_union():
     assert keys(both) == keys(sets["China"]) | keys(sets["Iran"])
     assert len(both) == len(keys(both)) and both.kind == "specific:China+specific:Iran"
     other = synthetic_table(COUNTRIES, num_layers=4)
-    foreign = select_general([other], [synthetic_table(COUNTRIES, num_layers=4, control=True)], None, t_mlp=0.1, t_attn=0.1)
+    foreign = select_general(
+        [other], [synthetic_table(COUNTRIES, num_layers=4, control=True)], None, t_mlp=0.1, t_attn=0.1
+    )
     with pytest.raises(InputError, match="different models"):
         both | foreign
 
@@ -248,9 +313,13 @@ def test_bad_selection_input():
         select_general(ds, cs, crc, t_mlp=1.5)
     with pytest.raises(InputError, match="lists of ScoreTables"):
         select_general(ds[0], cs, crc)
-    with pytest.raises(InputError, match="a country missing from one table: countryrc_table \\('countryrc'\\) has no group 'Iran'"):
+    with pytest.raises(
+        InputError, match="a country missing from one table: countryrc_table \\('countryrc'\\) has no group 'Iran'"
+    ):
         select_specific(ds, cs, synthetic_table(["China", "Japan"], dataset="countryrc"), "Iran")
-    with pytest.raises(InputError, match="a country missing from one table: dataset_tables\\[0\\] \\('d0'\\) has no group 'Japan'"):
+    with pytest.raises(
+        InputError, match="a country missing from one table: dataset_tables\\[0\\] \\('d0'\\) has no group 'Japan'"
+    ):
         select_specific(ds, cs, crc, "Japan")
     short_control = synthetic_table(["China", "Iran"], control=True)
     with pytest.raises(InputError, match="control_tables\\[0\\].*has no group 'Mexico'"):

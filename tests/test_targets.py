@@ -15,7 +15,11 @@ from culture_neurons.errors import InputError, ScoringError
 from culture_neurons.likelihood import grouped_softmax, option_continuation, option_logliks
 from culture_neurons.models.adapters import get_adapter
 
-OPTIONS = [("tea", "rice", "sushi", "bread"), ("Japan", "Mexico", "Spain", "Korea"), ("noon", "breakfast", "tacos", "paella")]
+OPTIONS = [
+    ("tea", "rice", "sushi", "bread"),
+    ("Japan", "Mexico", "Spain", "Korea"),
+    ("noon", "breakfast", "tacos", "paella"),
+]
 
 
 def mcq(n=5):
@@ -24,10 +28,16 @@ def mcq(n=5):
         opts = OPTIONS[i % 3]
         rot = i % 4
         opts = opts[rot:] + opts[:rot]
-        out.append(Example(
-            id=f"q{i}", prompt=f"Question {i}: which one fits {'best ' * (i % 3)}here?", answer="ABCD"[(i * 3) % 4],
-            group=["Japan", "Mexico"][i % 2], options=opts, labels=("A", "B", "C", "D"),
-        ))
+        out.append(
+            Example(
+                id=f"q{i}",
+                prompt=f"Question {i}: which one fits {'best ' * (i % 3)}here?",
+                answer="ABCD"[(i * 3) % 4],
+                group=["Japan", "Mexico"][i % 2],
+                options=opts,
+                labels=("A", "B", "C", "D"),
+            )
+        )
     return out
 
 
@@ -35,9 +45,11 @@ def _capture(adapter):
     captured, handles = {}, []
     for name, site in adapter.sites.items():
         for layer, module in enumerate(site.modules):
+
             def hook(_m, _i, out, key=(name, layer)):
                 out.retain_grad()
                 captured[key] = out
+
             handles.append(module.register_forward_hook(hook))
     return captured, handles
 
@@ -53,11 +65,11 @@ def naive_answer(model, tok, examples, groups):
         text = _text(tok, ex)
         prompt = tok(text, add_special_tokens=False)["input_ids"]
         full = tok(text + ex.answer, add_special_tokens=False)["input_ids"]
-        answer = full[len(prompt):]
+        answer = full[len(prompt) :]
         captured, handles = _capture(adapter)
         model.zero_grad(set_to_none=True)
         logits = model(input_ids=torch.tensor([full[:-1]])).logits[0].double()
-        logp = logits.log_softmax(-1)[len(prompt) - 1:, :][torch.arange(len(answer)), answer]
+        logp = logits.log_softmax(-1)[len(prompt) - 1 :, :][torch.arange(len(answer)), answer]
         p = logp.mean().exp()
         p.backward()
         for h in handles:
@@ -80,12 +92,12 @@ def naive_choice(model, tok, examples, groups):
         model.zero_grad(set_to_none=True)
         for opt in ex.options:
             full = tok(text + option_continuation(text, opt), add_special_tokens=False)["input_ids"]
-            cont = full[len(prompt):]
+            cont = full[len(prompt) :]
             captured, handles = _capture(adapter)
             logits = model(input_ids=torch.tensor([full[:-1]])).logits[0].double()
             for h in handles:
                 h.remove()
-            lls.append(logits.log_softmax(-1)[len(prompt) - 1:, :][torch.arange(len(cont)), cont].mean())
+            lls.append(logits.log_softmax(-1)[len(prompt) - 1 :, :][torch.arange(len(cont)), cont].mean())
             runs.append(captured)
         p = torch.softmax(torch.stack(lls), 0)[ex.labels.index(ex.answer)]
         p.backward()
@@ -106,8 +118,12 @@ def naive_choice(model, tok, examples, groups):
 @pytest.mark.parametrize("family", ["llama", "phi3"])
 def test_answer_target_matches_naive(tokenizer, family):
     model = tiny_model(family)
-    examples = [Example(id=f"a{i}", prompt=f"Which country eats {w}?", answer=ans, group=g)
-                for i, (w, ans, g) in enumerate([("sushi", "Japan", "Japan"), ("tacos and rice", "Mexico", "Mexico"), ("paella", "Spain, surely", "Japan")])]
+    examples = [
+        Example(id=f"a{i}", prompt=f"Which country eats {w}?", answer=ans, group=g)
+        for i, (w, ans, g) in enumerate(
+            [("sushi", "Japan", "Japan"), ("tacos and rice", "Mexico", "Mexico"), ("paella", "Spain, surely", "Japan")]
+        )
+    ]
     table = score_examples(model, tokenizer, examples, target="answer", batch_size=3, progress=False)
     assert table.meta["options"]["target"] == "answer"
     assert_close(table, naive_answer(model, tokenizer, examples, ["Japan", "Mexico"]))
@@ -126,8 +142,13 @@ def test_choice_target_matches_naive(tokenizer, family):
 def test_batch_invariance(tokenizer, llama, target, padding_side):
     examples = mcq(6)
     if target == "answer":
-        examples = [Example(id=e.id, prompt=e.prompt, answer=e.options[i % 4] + " indeed" * (i % 2), group=e.group) for i, e in enumerate(examples)]
-    batched = score_examples(llama, tokenizer, examples, target=target, batch_size=4, padding_side=padding_side, progress=False)
+        examples = [
+            Example(id=e.id, prompt=e.prompt, answer=e.options[i % 4] + " indeed" * (i % 2), group=e.group)
+            for i, e in enumerate(examples)
+        ]
+    batched = score_examples(
+        llama, tokenizer, examples, target=target, batch_size=4, padding_side=padding_side, progress=False
+    )
     alone = None
     for ex in examples:
         one = score_examples(llama, tokenizer, [ex], groups=batched.groups, target=target, batch_size=1, progress=False)
@@ -143,7 +164,9 @@ def test_choice_probabilities_sum_to_one_and_match_loglik_scorer(tokenizer, llam
     flat = torch.tensor([v for x in lls for v in x], dtype=torch.float64)
     groups = torch.arange(5).repeat_interleave(4)
     probs = grouped_softmax(flat, groups, 5)
-    assert torch.allclose(torch.zeros(5, dtype=torch.float64).index_add(0, groups, probs), torch.ones(5, dtype=torch.float64))
+    assert torch.allclose(
+        torch.zeros(5, dtype=torch.float64).index_add(0, groups, probs), torch.ones(5, dtype=torch.float64)
+    )
     gold = probs.view(5, 4)[torch.arange(5), torch.tensor(["ABCD".index(e.answer) for e in examples])]
     table = score_examples(llama, tokenizer, examples, target="choice", batch_size=2, progress=False)
     by_group = {g: gold[[i for i, e in enumerate(examples) if e.group == g]].sum() for g in table.groups}
@@ -178,7 +201,9 @@ def test_certain_option_gives_p_near_one(tokenizer):
         head.bias[token] = 10.0
     answer_ex = Example(id="t", prompt=ex.prompt, answer="A", group="Japan")
     for target in ("answer", "label"):
-        assert score_examples(model, tokenizer, [answer_ex], target=target, progress=False).prob_sums.sum().item() > 0.99
+        assert (
+            score_examples(model, tokenizer, [answer_ex], target=target, progress=False).prob_sums.sum().item() > 0.99
+        )
 
 
 def test_choice_needs_options(tokenizer, llama, tmp_path):
@@ -197,7 +222,20 @@ def test_choice_needs_options(tokenizer, llama, tmp_path):
     (tmp_path / "e.jsonl").write_text('{"id": "no-opts", "prompt": "Which?", "answer": "A", "group": "Japan"}\n')
     from culture_neurons.cli import cli
 
-    result = CliRunner().invoke(cli, ["score", "-m", str(model_dir), "-e", str(tmp_path / "e.jsonl"), "-o", str(tmp_path / "s.safetensors"), "--target", "choice"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "score",
+            "-m",
+            str(model_dir),
+            "-e",
+            str(tmp_path / "e.jsonl"),
+            "-o",
+            str(tmp_path / "s.safetensors"),
+            "--target",
+            "choice",
+        ],
+    )
     assert result.exit_code == 2 and "has no options" in result.output and not (tmp_path / "s.safetensors").exists()
 
 
@@ -210,12 +248,21 @@ def test_shared_prefix_loglik_equals_one_row_per_option(family, tokenizer):
     from culture_neurons.selection import NeuronSet
 
     model = tiny_model(family)
-    examples = [Example(id=f"q{i}", prompt=f"Question {i}: " + "which one fits best here? " * (1 + (i % 3)) + "Answer:",
-                        answer="Japan", group="Japan", options=("Japan", "Mexico and Spain in winter", "Iran", "UK"))
-                for i in range(5)]
+    examples = [
+        Example(
+            id=f"q{i}",
+            prompt=f"Question {i}: " + "which one fits best here? " * (1 + (i % 3)) + "Answer:",
+            answer="Japan",
+            group="Japan",
+            options=("Japan", "Mexico and Spain in winter", "Iran", "UK"),
+        )
+        for i in range(5)
+    ]
     adapter = get_adapter(model)
     site = "mlp.gate" if "mlp.gate" in adapter.widths else "mlp.in"
-    neurons = NeuronSet.from_columns([site, site, "attn.v"], [0, 1, 1], [0, 5, 3], num_layers=adapter.num_layers, widths=adapter.widths)
+    neurons = NeuronSet.from_columns(
+        [site, site, "attn.v"], [0, 1, 1], [0, 5, 3], num_layers=adapter.num_layers, widths=adapter.widths
+    )
     for active in (False, True):
         with intervene(model, neurons) if active else contextlib.nullcontext():
             full = option_logliks(model, tokenizer, examples, batch_size=3, shared_prefix=False)

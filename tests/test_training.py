@@ -58,14 +58,18 @@ def general_set(model, sites_layers, seed=0):
             sites.append(site)
             layers.append(layer)
             indices.append(index)
-    return NeuronSet.from_columns(sites, layers, indices, kind="general", num_layers=adapter.num_layers, widths=adapter.widths)
+    return NeuronSet.from_columns(
+        sites, layers, indices, kind="general", num_layers=adapter.num_layers, widths=adapter.widths
+    )
 
 
 def keyword_examples(n=24):
     """A learnable task: the answer is fixed by a keyword in the prompt."""
     words = ["sushi", "tacos", "paella", "tea"]
-    return [Example(id=f"k{i}", prompt=f"Which country eats {words[i % 4]}? Answer:", answer=" " + "ABCD"[i % 4], group="g")
-            for i in range(n)]
+    return [
+        Example(id=f"k{i}", prompt=f"Which country eats {words[i % 4]}? Answer:", answer=" " + "ABCD"[i % 4], group="g")
+        for i in range(n)
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,7 +102,9 @@ def test_module_groups_match_the_layer_projections(family):
 
 def test_rank_counts_neurons_per_module():
     model = tiny_model("llama")
-    ns = general_set(model, [("mlp.gate", 1, 5), ("mlp.up", 1, 2), ("attn.q", 0, 3), ("attn.k", 0, 1), ("attn.v", 1, 1)])
+    ns = general_set(
+        model, [("mlp.gate", 1, 5), ("mlp.up", 1, 2), ("attn.q", 0, 3), ("attn.k", 0, 1), ("attn.v", 1, 1)]
+    )
     ranking = rank_modules(model, ns)
     expect = {}
     for n in ns.neurons:
@@ -127,8 +133,16 @@ def test_rank_refuses_a_set_from_another_model():
 
 def synthetic_ranking():
     # name -> (neurons, params); total 1000 parameters
-    spec = {"mlp.0": (9, 200), "attn.0": (7, 50), "mlp.1": (5, 200), "attn.1": (0, 50), "mlp.2": (0, 200), "attn.2": (3, 50),
-            "mlp.3": (0, 200), "attn.3": (0, 50)}
+    spec = {
+        "mlp.0": (9, 200),
+        "attn.0": (7, 50),
+        "mlp.1": (5, 200),
+        "attn.1": (0, 50),
+        "mlp.2": (0, 200),
+        "attn.2": (3, 50),
+        "mlp.3": (0, 200),
+        "attn.3": (0, 50),
+    }
     modules = [Module(int(n.split(".")[1]), n.split(".")[0], (f"m.{n}",), p, c) for n, (c, p) in spec.items()]
     modules.sort(key=lambda m: (-m.neurons, m.layer, m.kind != "mlp"))
     return ModuleRanking(modules, 1000, "synthetic", "general")
@@ -177,16 +191,23 @@ def test_full_and_explicit_sets():
     assert custom.names == ("mlp.0", "attn.3") and custom.params == 250 and custom.budget_params is None
 
 
-@pytest.mark.parametrize("which, budget, message", [
-    ("", 0.1, "module set is empty"),
-    (" , ", 0.1, "module set is empty"),
-    ([], 0.1, "module set is empty"),
-    ("top", 0, r"budget must be .* in \(0, 1\], got 0"),
-    ("random", -0.1, r"budget must be"),
-    ("bottom", 1.5, r"budget must be"),
-    ("top", 0.01, r"top set is empty: a budget of 0.01 \(10 of 1,000 parameters\) is smaller than the smallest candidate module \(attn.0, 50"),
-    ("mlp.9,attn.0", 0.1, "unknown module.*mlp.9"),
-])
+@pytest.mark.parametrize(
+    "which, budget, message",
+    [
+        ("", 0.1, "module set is empty"),
+        (" , ", 0.1, "module set is empty"),
+        ([], 0.1, "module set is empty"),
+        ("top", 0, r"budget must be .* in \(0, 1\], got 0"),
+        ("random", -0.1, r"budget must be"),
+        ("bottom", 1.5, r"budget must be"),
+        (
+            "top",
+            0.01,
+            r"top set is empty: a budget of 0.01 \(10 of 1,000 parameters\) is smaller than the smallest candidate module \(attn.0, 50",
+        ),
+        ("mlp.9,attn.0", 0.1, "unknown module.*mlp.9"),
+    ],
+)
 def test_bad_module_sets_are_refused(which, budget, message):
     with pytest.raises(InputError, match=message):
         choose_modules(synthetic_ranking(), which, budget)
@@ -217,7 +238,7 @@ def test_labels_cover_the_answer_tokens_only(tokenizer):
         full_ids = tokenizer(prompt + ex.answer, add_special_tokens=add_special)["input_ids"]
         assert list(enc.input_ids) == full_ids
         assert list(enc.labels[: len(prompt_ids)]) == [IGNORE] * len(prompt_ids)
-        assert list(enc.labels[len(prompt_ids):]) == full_ids[len(prompt_ids):] and enc.answer_tokens >= 1
+        assert list(enc.labels[len(prompt_ids) :]) == full_ids[len(prompt_ids) :] and enc.answer_tokens >= 1
 
 
 def test_training_examples_from_names_and_files(tmp_path):
@@ -230,10 +251,16 @@ def test_training_examples_from_names_and_files(tmp_path):
     assert [e.id for e in training_examples(tmp_path / "e.jsonl")] == ["ex0", "ex1", "ex2", "ex3"]
 
 
-@pytest.mark.parametrize("data, message", [
-    ("no-such-benchmark", r"unknown dataset 'no-such-benchmark': not an examples file and not a benchmark; use an NLU benchmark \(.*qnli"),
-    ("missing/e.jsonl", "no such examples file"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (
+            "no-such-benchmark",
+            r"unknown dataset 'no-such-benchmark': not an examples file and not a benchmark; use an NLU benchmark \(.*qnli",
+        ),
+        ("missing/e.jsonl", "no such examples file"),
+    ],
+)
 def test_unknown_training_data_is_refused(data, message):
     with pytest.raises(InputError, match=message):
         training_examples(data)
@@ -257,13 +284,25 @@ def test_only_the_chosen_modules_change(family, which, tmp_path, tokenizer):
     chosen = choose_modules(rank_modules(model, ns), which, 0.3, seed=3)
     before = snapshot(model)
     flags = {n: p.requires_grad for n, p in model.named_parameters()}
-    result = finetune(model, tokenizer, make_examples(8), chosen, tmp_path / "out", TrainConfig(learning_rate=1e-3, **FAST), progress=False)
+    result = finetune(
+        model,
+        tokenizer,
+        make_examples(8),
+        chosen,
+        tmp_path / "out",
+        TrainConfig(learning_rate=1e-3, **FAST),
+        progress=False,
+    )
     names = [n for n, _ in model.named_parameters()]
     weights = {n for n in owned(names, chosen.paths) if n.endswith("weight")}
     diff = changed(before, model)
     assert diff <= owned(names, chosen.paths)  # nothing else moved, bit for bit (buffers included)
     assert weights <= diff  # every chosen weight was updated
-    assert result.trainable_params == chosen.params == sum(model.get_parameter(n).numel() for n in owned(names, chosen.paths))
+    assert (
+        result.trainable_params
+        == chosen.params
+        == sum(model.get_parameter(n).numel() for n in owned(names, chosen.paths))
+    )
     assert {n: p.requires_grad for n, p in model.named_parameters()} == flags and not model.training
     # the folder is a normal model folder holding exactly the trained weights
     from culture_neurons.models.loading import load_model
@@ -280,8 +319,12 @@ def test_loss_decreases_on_a_learnable_task(tmp_path, tokenizer):
     encoded = encode_examples(tokenizer, examples)
     before = answer_loss(model, tokenizer, encoded)
     ranking = rank_modules(model, general_set(model, [("mlp.gate", 1, 6), ("attn.q", 1, 2)]))
-    config = TrainConfig(learning_rate=3e-3, epochs=6, batch_size=8, micro_batch_size=4, save_steps=1000, logging_steps=3)
-    result = finetune(model, tokenizer, examples, choose_modules(ranking, "top", 0.3), tmp_path / "o", config, progress=False)
+    config = TrainConfig(
+        learning_rate=3e-3, epochs=6, batch_size=8, micro_batch_size=4, save_steps=1000, logging_steps=3
+    )
+    result = finetune(
+        model, tokenizer, examples, choose_modules(ranking, "top", 0.3), tmp_path / "o", config, progress=False
+    )
     after = answer_loss(model, tokenizer, encoded)
     assert after < 0.5 * before, (before, after)
     assert result.losses[-1]["loss"] < result.losses[0]["loss"] and result.steps == 18
@@ -290,8 +333,15 @@ def test_loss_decreases_on_a_learnable_task(tmp_path, tokenizer):
 def test_effective_batch_is_the_accumulated_batch(tmp_path, tokenizer):
     model = tiny_model("llama")
     chosen = choose_modules(rank_modules(model), "mlp.1")
-    result = finetune(model, tokenizer, make_examples(20), chosen, tmp_path / "o",
-                      TrainConfig(batch_size=8, micro_batch_size=2, save_steps=1000), progress=False)
+    result = finetune(
+        model,
+        tokenizer,
+        make_examples(20),
+        chosen,
+        tmp_path / "o",
+        TrainConfig(batch_size=8, micro_batch_size=2, save_steps=1000),
+        progress=False,
+    )
     assert result.steps == 3  # ceil(20 / 8) optimizer steps of 4 accumulated micro-batches
     with pytest.raises(InputError, match="not a multiple of micro_batch_size"):
         TrainConfig(batch_size=10, micro_batch_size=4).validate()
@@ -312,8 +362,16 @@ def test_activation_checkpointing_gives_the_same_weights_and_is_turned_off(tmp_p
         model = tiny_model("llama")
         chosen = choose_modules(rank_modules(model), "mlp.1,attn.0")
         seen = Seen()
-        finetune(model, tokenizer, make_examples(8), chosen, tmp_path / str(flag),
-                 TrainConfig(learning_rate=1e-3, gradient_checkpointing=flag, **FAST), callbacks=[seen], progress=False)
+        finetune(
+            model,
+            tokenizer,
+            make_examples(8),
+            chosen,
+            tmp_path / str(flag),
+            TrainConfig(learning_rate=1e-3, gradient_checkpointing=flag, **FAST),
+            callbacks=[seen],
+            progress=False,
+        )
         assert seen.states and set(seen.states) == {flag}  # on during training exactly when asked for
         assert not model.is_activation_checkpointing and not model.training
         results.append(model.state_dict())
@@ -349,12 +407,23 @@ def test_resume_after_a_crash_is_bit_identical(tmp_path, tokenizer):
     assert changed(base, ref)
     model, chosen = fresh()
     with pytest.raises(_Crash):
-        finetune(model, tokenizer, examples, chosen, tmp_path / "run", config, callbacks=[_crash_after_first_save()], progress=False)
+        finetune(
+            model,
+            tokenizer,
+            examples,
+            chosen,
+            tmp_path / "run",
+            config,
+            callbacks=[_crash_after_first_save()],
+            progress=False,
+        )
     ckpt = tmp_path / "run" / "checkpoints" / "checkpoint-2"
     assert (ckpt / "trainable.safetensors").is_file() and not (ckpt / "model.safetensors").exists()
     assert not (tmp_path / "run" / "training.json").exists()
     with pytest.raises(InputError, match="unfinished training run"):
-        finetune(tiny_model("llama"), tokenizer, examples, chosen, tmp_path / "run", config, resume=False, progress=False)
+        finetune(
+            tiny_model("llama"), tokenizer, examples, chosen, tmp_path / "run", config, resume=False, progress=False
+        )
     model, chosen = fresh()  # a new process: the base weights again
     result = finetune(model, tokenizer, examples, chosen, tmp_path / "run", config, progress=False)
     assert result.resumed_from.endswith("checkpoint-2") and result.steps == 4
@@ -368,7 +437,15 @@ def test_resume_after_a_crash_is_bit_identical(tmp_path, tokenizer):
     assert again.skipped and all(torch.equal(v, model.state_dict()[k]) for k, v in ref.state_dict().items())
     assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / ".model-x").exists()
     with pytest.raises(InputError, match=r"other settings \(config.learning_rate differ"):
-        finetune(tiny_model("llama"), tokenizer, examples, chosen, tmp_path / "run", TrainConfig(learning_rate=2e-3, **FAST), progress=False)
+        finetune(
+            tiny_model("llama"),
+            tokenizer,
+            examples,
+            chosen,
+            tmp_path / "run",
+            TrainConfig(learning_rate=2e-3, **FAST),
+            progress=False,
+        )
 
 
 @pytest.mark.skipif(not lora_available(), reason="peft not installed (pip install 'culture-neurons[lora]')")
@@ -392,7 +469,9 @@ def test_lora_touches_only_the_chosen_modules(family, tmp_path, tokenizer):
 
     before = snapshot(model)
     config = TrainConfig(lora=True, learning_rate=1e-2, lora_r=4, **FAST)
-    result = finetune(model, tokenizer, make_examples(8), chosen, tmp_path / "o", config, callbacks=[Spy()], progress=False)
+    result = finetune(
+        model, tokenizer, make_examples(8), chosen, tmp_path / "o", config, callbacks=[Spy()], progress=False
+    )
     assert lora_names and all("lora_" in n for n in lora_names)
     assert all(any(p + "." in n for p in chosen.paths) for n in lora_names)  # adapters sit on the chosen modules only
     touched = {n.split(".lora_")[0].replace("base_model.model.", "", 1) for n in lora_names}
@@ -412,11 +491,25 @@ def test_lora_without_peft_is_a_clear_error(monkeypatch, tmp_path, tokenizer):
     monkeypatch.setattr(train_mod, "lora_available", lambda: False)
     model = tiny_model("llama")
     with pytest.raises(InputError, match=r"LoRA needs the 'peft' package: pip install 'culture-neurons\[lora\]'"):
-        finetune(model, tokenizer, make_examples(4), choose_modules(rank_modules(model), "mlp.0"), tmp_path / "o", TrainConfig(lora=True))
+        finetune(
+            model,
+            tokenizer,
+            make_examples(4),
+            choose_modules(rank_modules(model), "mlp.0"),
+            tmp_path / "o",
+            TrainConfig(lora=True),
+        )
 
 
 def test_refuses_a_folder_with_a_foreign_model(tmp_path, tokenizer):
     model = tiny_model("llama")
     model.save_pretrained(tmp_path / "m")
     with pytest.raises(InputError, match="already holds a model that culture-neurons train did not write"):
-        finetune(model, tokenizer, make_examples(4), choose_modules(rank_modules(model), "mlp.0"), tmp_path / "m", TrainConfig(**FAST))
+        finetune(
+            model,
+            tokenizer,
+            make_examples(4),
+            choose_modules(rank_modules(model), "mlp.0"),
+            tmp_path / "m",
+            TrainConfig(**FAST),
+        )

@@ -28,7 +28,9 @@ def inputs(tmp_path_factory):
     sites = ["mlp.gate"] * 6 + ["attn.q"] * 2
     layers = [1] * 6 + [1, 1]
     indices = rng.sample(range(96), 6) + rng.sample(range(64), 2)
-    NeuronSet.from_columns(sites, layers, indices, kind="general", num_layers=2, widths=adapter.widths).save(root / "general.json")
+    NeuronSet.from_columns(sites, layers, indices, kind="general", num_layers=2, widths=adapter.widths).save(
+        root / "general.json"
+    )
     write_examples(root / "train.jsonl", make_examples(12))
     write_examples(root / "eval.jsonl", make_examples(9, groups=("Japan", "Spain")))
     return root
@@ -40,8 +42,24 @@ def run(*args):
 
 def test_train_three_sets_evaluate_and_resume(inputs, tmp_path):
     out = tmp_path / "ft"
-    args = ["train", "--model", inputs / "model", "--neurons", inputs / "general.json", "--modules", "top,bottom,random",
-            "--data", inputs / "train.jsonl", "--eval-bench", f"culture={inputs / 'eval.jsonl'}", "--budget", 0.3, "--out", out, *FAST]
+    args = [
+        "train",
+        "--model",
+        inputs / "model",
+        "--neurons",
+        inputs / "general.json",
+        "--modules",
+        "top,bottom,random",
+        "--data",
+        inputs / "train.jsonl",
+        "--eval-bench",
+        f"culture={inputs / 'eval.jsonl'}",
+        "--budget",
+        0.3,
+        "--out",
+        out,
+        *FAST,
+    ]
     result = run(*args)
     assert result.exit_code == 0, result.output
     assert "rank module" in result.output and "top: 2 modules (mlp.1, attn.1)" in result.output
@@ -71,14 +89,37 @@ def test_train_three_sets_evaluate_and_resume(inputs, tmp_path):
     # the outputs are ordinary model folders for evaluate and score
     ev = run("evaluate", "--model", out / "top", "--bench", inputs / "eval.jsonl", "--out", tmp_path / "ev", "-q")
     assert ev.exit_code == 0, ev.output
-    sc = run("score", "--model", out / "bottom", "--examples", inputs / "train.jsonl", "--out", tmp_path / "s.safetensors", "-q")
+    sc = run(
+        "score",
+        "--model",
+        out / "bottom",
+        "--examples",
+        inputs / "train.jsonl",
+        "--out",
+        tmp_path / "s.safetensors",
+        "-q",
+    )
     assert sc.exit_code == 0, sc.output
 
 
 def test_one_set_writes_the_model_into_out(inputs, tmp_path):
     out = tmp_path / "top"
-    result = run("train", "-m", inputs / "model", "--neurons", inputs / "general.json", "--data", inputs / "train.jsonl",
-                 "--budget", 0.3, "--max-steps", 1, "--out", out, *FAST)
+    result = run(
+        "train",
+        "-m",
+        inputs / "model",
+        "--neurons",
+        inputs / "general.json",
+        "--data",
+        inputs / "train.jsonl",
+        "--budget",
+        0.3,
+        "--max-steps",
+        1,
+        "--out",
+        out,
+        *FAST,
+    )
     assert result.exit_code == 0, result.output
     assert (out / "config.json").is_file() and (out / "model.safetensors").is_file() and (out / "ranking.csv").is_file()
     assert json.loads((out / "training.json").read_text())["steps"] == 1
@@ -86,23 +127,52 @@ def test_one_set_writes_the_model_into_out(inputs, tmp_path):
 
 
 def test_ranking_only(inputs, tmp_path):
-    result = run("train", "-m", inputs / "model", "--neurons", inputs / "general.json", "--data", inputs / "train.jsonl",
-                 "--modules", "top", "--modules", "random", "--ranking-only", "--budget", 0.3, "--out", tmp_path / "r", *FAST)
+    result = run(
+        "train",
+        "-m",
+        inputs / "model",
+        "--neurons",
+        inputs / "general.json",
+        "--data",
+        inputs / "train.jsonl",
+        "--modules",
+        "top",
+        "--modules",
+        "random",
+        "--ranking-only",
+        "--budget",
+        0.3,
+        "--out",
+        tmp_path / "r",
+        *FAST,
+    )
     assert result.exit_code == 0, result.output
     assert "random:" in result.output and (tmp_path / "r" / "ranking.csv").is_file()
     assert not (tmp_path / "r" / "top").exists()
 
 
-@pytest.mark.parametrize("extra, drop, message", [
-    (["--modules", ""], (), "error: the module set is empty"),
-    (["--modules", " , "], (), "error: the module set is empty"),
-    (["--budget", 0], (), "error: budget must be a fraction of the model's parameters in (0, 1], got 0"),
-    (["--data", "no-such-set"], ("--data",), "error: unknown dataset 'no-such-set': not an examples file and not a benchmark"),
-    (["--modules", "bottom"], ("--neurons",), "error: the top and bottom sets need a culture-general NeuronSet"),
-    (["--lora", "--batch-size", 6], (), "error: batch_size 6 is not a multiple of micro_batch_size 4"),
-])
+@pytest.mark.parametrize(
+    "extra, drop, message",
+    [
+        (["--modules", ""], (), "error: the module set is empty"),
+        (["--modules", " , "], (), "error: the module set is empty"),
+        (["--budget", 0], (), "error: budget must be a fraction of the model's parameters in (0, 1], got 0"),
+        (
+            ["--data", "no-such-set"],
+            ("--data",),
+            "error: unknown dataset 'no-such-set': not an examples file and not a benchmark",
+        ),
+        (["--modules", "bottom"], ("--neurons",), "error: the top and bottom sets need a culture-general NeuronSet"),
+        (["--lora", "--batch-size", 6], (), "error: batch_size 6 is not a multiple of micro_batch_size 4"),
+    ],
+)
 def test_bad_input_is_one_line(inputs, tmp_path, extra, drop, message):
-    base = {"--model": inputs / "model", "--neurons": inputs / "general.json", "--data": inputs / "train.jsonl", "--out": tmp_path / "x"}
+    base = {
+        "--model": inputs / "model",
+        "--neurons": inputs / "general.json",
+        "--data": inputs / "train.jsonl",
+        "--out": tmp_path / "x",
+    }
     args = ["train"] + [a for k, v in base.items() if k not in drop for a in (k, v)] + extra
     result = run(*args, "-q")
     assert result.exit_code == 2, result.output

@@ -23,9 +23,20 @@ from culture_neurons.pipeline import ConfigError, run_pipeline
 
 # Small enough for seconds: no ablation/cross-culture experiments (the train stage still gets the
 # exported evaluation examples), one evaluation example per group, two optimizer steps per set.
-SMALL = {"score": {"max_per_group": 1, "batch_size": 4, "checkpoint_every": 0}, "select": {"specific": {"enabled": False}, "random": {"seeds": 0}},
-         "evaluate": {"experiments": [], "max_per_group": 1}}
-TRAIN = {"budget": 0.3, "max_examples": 8, "batch_size": 4, "micro_batch_size": 2, "lr": 1e-3, "n_boot": 50, "save_steps": 1000}
+SMALL = {
+    "score": {"max_per_group": 1, "batch_size": 4, "checkpoint_every": 0},
+    "select": {"specific": {"enabled": False}, "random": {"seeds": 0}},
+    "evaluate": {"experiments": [], "max_per_group": 1},
+}
+TRAIN = {
+    "budget": 0.3,
+    "max_examples": 8,
+    "batch_size": 4,
+    "micro_batch_size": 2,
+    "lr": 1e-3,
+    "n_boot": 50,
+    "save_steps": 1000,
+}
 ORDER = ("mlp", "attn")
 
 
@@ -68,8 +79,18 @@ def test_train_stage_runs_and_writes_the_comparison(trained):
     status = _status(result)
     assert set(status.values()) == {"ran"} and status["train"] == "ran"
     assert [s.stage for s in result.steps if s.key == "train"] == ["train"]
-    for rel in ("train/finetune.json", "train/ranking.csv", "train/modules.json", "train/eval/summary.json", "train/eval/rows.parquet",
-                *(f"train/{s}/{f}" for s in ("top", "bottom", "random") for f in ("model.safetensors", "config.json", "training.json"))):
+    for rel in (
+        "train/finetune.json",
+        "train/ranking.csv",
+        "train/modules.json",
+        "train/eval/summary.json",
+        "train/eval/rows.parquet",
+        *(
+            f"train/{s}/{f}"
+            for s in ("top", "bottom", "random")
+            for f in ("model.safetensors", "config.json", "training.json")
+        ),
+    ):
         assert (out / rel).is_file(), rel
     assert not list(out.rglob("checkpoints")) and not list(out.rglob("*.tmp"))
     # the step records the small files only: no model weights are hashed on every rerun
@@ -79,9 +100,18 @@ def test_train_stage_runs_and_writes_the_comparison(trained):
 
     # the sets follow the run's culture-general neurons (counted independently here)
     base = tiny_model("llama", device="cpu")
-    paths = {f"{k}.{i}": [f"model.layers.{i}.{p}" for p in (("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj") if k == "mlp" else
-                                                             ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"))]
-             for k in ORDER for i in range(2)}
+    paths = {
+        f"{k}.{i}": [
+            f"model.layers.{i}.{p}"
+            for p in (
+                ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+                if k == "mlp"
+                else ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj")
+            )
+        ]
+        for k in ORDER
+        for i in range(2)
+    }
     params = {m: sum(base.get_parameter(f"{p}.weight").numel() for p in ps) for m, ps in paths.items()}
     total = sum(p.numel() for p in base.parameters())
     top, empty = _oracle_sets(json.loads((out / "neurons/general.json").read_text()), params, total, TRAIN["budget"])
@@ -97,7 +127,11 @@ def test_train_stage_runs_and_writes_the_comparison(trained):
         moved = {k for k in start if not torch.equal(start[k], tuned[k])}
         assert moved == owned, name
         record = json.loads((out / "train" / name / "training.json").read_text())
-        assert record["examples"] == TRAIN["max_examples"] and record["steps"] == 2 and record["config"]["learning_rate"] == TRAIN["lr"]
+        assert (
+            record["examples"] == TRAIN["max_examples"]
+            and record["steps"] == 2
+            and record["config"]["learning_rate"] == TRAIN["lr"]
+        )
 
     # every benchmark is compared on the run's exported evaluation examples
     summary = json.loads((out / "train/eval/summary.json").read_text())["results"]
@@ -149,7 +183,9 @@ def test_rerun_skips_everything(trained):
     again = run_pipeline(config(model_dir, out), progress=False)
     assert set(_status(again).values()) == {"skipped"}
     after = _mtimes(out)
-    assert {k: v for k, v in after.items() if k != "manifest.json"} == {k: v for k, v in before.items() if k != "manifest.json"}
+    assert {k: v for k, v in after.items() if k != "manifest.json"} == {
+        k: v for k, v in before.items() if k != "manifest.json"
+    }
 
 
 def test_changing_lr_reruns_only_train_and_report(trained, tmp_path, monkeypatch):
@@ -158,7 +194,9 @@ def test_changing_lr_reruns_only_train_and_report(trained, tmp_path, monkeypatch
     shutil.copytree(original, out)
     from culture_neurons.attribution import engine
 
-    monkeypatch.setattr(engine.ScoringEngine, "score", lambda *a, **k: pytest.fail("scoring must not rerun when only [train] changed"))
+    monkeypatch.setattr(
+        engine.ScoringEngine, "score", lambda *a, **k: pytest.fail("scoring must not rerun when only [train] changed")
+    )
     changed = config(model_dir, out, lr=5e-3)
     plan = _status(run_pipeline(changed, progress=False, dry_run=True))
     assert {k for k, v in plan.items() if v == "would run"} == {"train", "report"}
@@ -167,23 +205,29 @@ def test_changing_lr_reruns_only_train_and_report(trained, tmp_path, monkeypatch
     assert all(v == "skipped" for k, v in status.items() if k not in ("train", "report"))
     for name in ("top", "bottom", "random"):  # retrained in place (the old folders held another lr)
         assert json.loads((out / "train" / name / "training.json").read_text())["config"]["learning_rate"] == 5e-3
-        old, new = load_file(original / "train" / name / "model.safetensors"), load_file(out / "train" / name / "model.safetensors")
+        old, new = (
+            load_file(original / "train" / name / "model.safetensors"),
+            load_file(out / "train" / name / "model.safetensors"),
+        )
         assert any(not torch.equal(old[k], new[k]) for k in old)
     assert json.loads((out / "train/finetune.json").read_text())["config"]["learning_rate"] == 5e-3
 
 
-@pytest.mark.parametrize(("train", "message"), [
-    ({"learning_rate": 1e-3}, "unknown config key 'train.learning_rate'"),
-    ({"lr": "fast"}, "config key 'train.lr' must be a number, got 'fast'"),
-    ({"batch_size": 2.5}, "config key 'train.batch_size' must be an integer"),
-    ({"modules": []}, "config key 'train.modules' is empty"),
-    ({"modules": " , "}, "config key 'train.modules' is empty"),
-    ({"modules": ["top", "mlp.x"]}, "config key 'train.modules' has 'mlp.x'"),
-    ({"budget": 0}, "config key 'train.budget' must be a fraction of the model's parameters in (0, 1], got 0"),
-    ({"data": "no-such-set"}, "config key 'train.data': unknown dataset 'no-such-set'"),
-    ({"benchmarks": ["blend"]}, "config key 'train.benchmarks[0]': blend is not among evaluate.benchmarks"),
-    ({"batch_size": 5}, "config key 'train.batch_size' (5) must be a multiple of train.micro_batch_size (2)"),
-])
+@pytest.mark.parametrize(
+    ("train", "message"),
+    [
+        ({"learning_rate": 1e-3}, "unknown config key 'train.learning_rate'"),
+        ({"lr": "fast"}, "config key 'train.lr' must be a number, got 'fast'"),
+        ({"batch_size": 2.5}, "config key 'train.batch_size' must be an integer"),
+        ({"modules": []}, "config key 'train.modules' is empty"),
+        ({"modules": " , "}, "config key 'train.modules' is empty"),
+        ({"modules": ["top", "mlp.x"]}, "config key 'train.modules' has 'mlp.x'"),
+        ({"budget": 0}, "config key 'train.budget' must be a fraction of the model's parameters in (0, 1], got 0"),
+        ({"data": "no-such-set"}, "config key 'train.data': unknown dataset 'no-such-set'"),
+        ({"benchmarks": ["blend"]}, "config key 'train.benchmarks[0]': blend is not among evaluate.benchmarks"),
+        ({"batch_size": 5}, "config key 'train.batch_size' (5) must be a multiple of train.micro_batch_size (2)"),
+    ],
+)
 def test_bad_train_key_errors_before_any_work(tmp_path, monkeypatch, train, message):
     from culture_neurons.models import loading
 
@@ -246,10 +290,34 @@ def test_resume_skips_a_checkpoint_half_written_by_a_kill(tmp_path, tokenizer):
 
 def _train_cli(model_dir: Path, data: Path, out: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    args = ["train", "-m", model_dir, "--modules", "mlp.1,attn.0", "--data", data, "--out", out, "--batch-size", 4,
-            "--micro-batch-size", 2, "--lr", 1e-3, "--save-steps", 1, "--device", "cpu", "-q"]
-    return subprocess.Popen([sys.executable, "-m", "culture_neurons", *map(str, args)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    args = [
+        "train",
+        "-m",
+        model_dir,
+        "--modules",
+        "mlp.1,attn.0",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--batch-size",
+        4,
+        "--micro-batch-size",
+        2,
+        "--lr",
+        1e-3,
+        "--save-steps",
+        1,
+        "--device",
+        "cpu",
+        "-q",
+    ]
+    return subprocess.Popen(
+        [sys.executable, "-m", "culture_neurons", *map(str, args)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def _complete_checkpoints(folder: Path) -> list[Path]:

@@ -8,7 +8,16 @@ from .attribution.scoretable import ScoreTable  # noqa: E402
 from .data.example import Example, read_examples  # noqa: E402
 from .errors import CultureNeuronsError  # noqa: E402
 
-__all__ = ["CultureNeuronsError", "Example", "ScoreTable", "__version__", "read_examples", "load_model", "score_examples", "get_adapter"]
+__all__ = [
+    "CultureNeuronsError",
+    "Example",
+    "ScoreTable",
+    "__version__",
+    "read_examples",
+    "load_model",
+    "score_examples",
+    "get_adapter",
+]
 
 
 def __getattr__(name: str):

@@ -77,7 +77,9 @@ def option_continuation(prompt_text: str, option: str) -> str:
 def option_texts(example: Example) -> tuple[str, ...]:
     """The example's option texts; a clear error when it has none."""
     if not example.options:
-        raise InputError(f"example {example.id!r} has no options; the choice target and the loglik scorer need the option texts")
+        raise InputError(
+            f"example {example.id!r} has no options; the choice target and the loglik scorer need the option texts"
+        )
     return example.options
 
 
@@ -94,7 +96,9 @@ def gold_option(example: Example) -> int:
     stripped = [o.strip() for o in options]
     if answer in stripped:
         return stripped.index(answer)
-    raise InputError(f"example {example.id!r}: answer {example.answer!r} is neither one of its labels {list(example.labels or [])} nor one of its options")
+    raise InputError(
+        f"example {example.id!r}: answer {example.answer!r} is neither one of its labels {list(example.labels or [])} nor one of its options"
+    )
 
 
 def encode_rows(
@@ -113,7 +117,9 @@ def encode_rows(
     """
     prompt_ids = tokenizer(list(prompts), add_special_tokens=add_special_tokens)["input_ids"]
     flat = [(i, j, p + c) for i, (p, conts) in enumerate(zip(prompts, continuations)) for j, c in enumerate(conts)]
-    full_ids = tokenizer([text for _, _, text in flat], add_special_tokens=add_special_tokens)["input_ids"] if flat else []
+    full_ids = (
+        tokenizer([text for _, _, text in flat], add_special_tokens=add_special_tokens)["input_ids"] if flat else []
+    )
     out: list[list[Row]] = [[] for _ in prompts]
     for (i, j, _), full in zip(flat, full_ids):
         prompt = list(prompt_ids[i])
@@ -135,7 +141,9 @@ def encode_rows(
     return out
 
 
-def collate_rows(examples: Sequence[int], rows_per_example: Sequence[Sequence[Row]], pad_id: int, padding_side: str = "left") -> RowBatch:
+def collate_rows(
+    examples: Sequence[int], rows_per_example: Sequence[Sequence[Row]], pad_id: int, padding_side: str = "left"
+) -> RowBatch:
     """Pad the rows of several examples into one batch.
 
     Position ids count real tokens only, so padding never shifts a row's positions and the result
@@ -171,7 +179,21 @@ def collate_rows(examples: Sequence[int], rows_per_example: Sequence[Sequence[Ro
         last[i] = start + length - 1
     positions = (mask.long().cumsum(1) - 1).clamp_(min=0)
     keep = k if padding_side == "left" and all(len(r.targets) == k for r in rows) else None
-    return RowBatch(list(examples), rows, ids, mask, positions, prompt_mask, torch.tensor(slots), score_pos, score_tok, score_valid, last_prompt, last, keep)
+    return RowBatch(
+        list(examples),
+        rows,
+        ids,
+        mask,
+        positions,
+        prompt_mask,
+        torch.tensor(slots),
+        score_pos,
+        score_tok,
+        score_valid,
+        last_prompt,
+        last,
+        keep,
+    )
 
 
 def _forward_kwargs(model: Any) -> tuple[bool, bool]:
@@ -186,7 +208,11 @@ def continuation_logprobs(model: Any, batch: RowBatch) -> torch.Tensor:
     vocabularies. Gradients flow when called with grad enabled.
     """
     keep_logits, pass_positions = _forward_kwargs(model)
-    kwargs: dict[str, Any] = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask.long(), "use_cache": False}
+    kwargs: dict[str, Any] = {
+        "input_ids": batch.input_ids,
+        "attention_mask": batch.attention_mask.long(),
+        "use_cache": False,
+    }
     if pass_positions:
         kwargs["position_ids"] = batch.position_ids
     if keep_logits:
@@ -219,7 +245,9 @@ def grouped_softmax(values: torch.Tensor, groups: torch.Tensor, num_groups: int)
     return exp / total[groups]
 
 
-def option_rows(tokenizer: Any, examples: Sequence[Example], prompts: Sequence[str], add_special_tokens: bool) -> list[list[Row]]:
+def option_rows(
+    tokenizer: Any, examples: Sequence[Example], prompts: Sequence[str], add_special_tokens: bool
+) -> list[list[Row]]:
     """One row per option of each example (the ``choice`` target and the ``loglik`` scorer)."""
     continuations = [[option_continuation(p, o) for o in option_texts(ex)] for ex, p in zip(examples, prompts)]
     return encode_rows(tokenizer, prompts, continuations, add_special_tokens, [ex.id for ex in examples])
@@ -250,10 +278,16 @@ def shared_prefix_logprobs(model: Any, rows: Sequence[Row], pad_id: int) -> tupl
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), width), dtype=torch.long)
     for i, (_, prompt) in enumerate(prompts):
-        ids[i, width - len(prompt):] = torch.tensor(prompt)
-        mask[i, width - len(prompt):] = 1
+        ids[i, width - len(prompt) :] = torch.tensor(prompt)
+        mask[i, width - len(prompt) :] = 1
     positions = (mask.cumsum(1) - 1).clamp_(min=0)
-    first = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device), use_cache=True, logits_to_keep=1)
+    first = model(
+        input_ids=ids.to(device),
+        attention_mask=mask.to(device),
+        position_ids=positions.to(device),
+        use_cache=True,
+        logits_to_keep=1,
+    )
     slot = torch.tensor(row_slot)
     k = max(len(r.targets) for r in rows)
     targets = torch.full((len(rows), k), pad_id, dtype=torch.long)
@@ -270,8 +304,13 @@ def shared_prefix_logprobs(model: Any, rows: Sequence[Row], pad_id: int) -> tupl
         rest_mask = valid[:, :-1].long()
         full_mask = torch.cat([mask[slot], rest_mask], dim=1)
         rest_pos = mask.sum(1)[slot][:, None] + torch.arange(k - 1)[None, :]
-        out = model(input_ids=targets[:, :-1].to(device), attention_mask=full_mask.to(device), position_ids=rest_pos.to(device),
-                    use_cache=True, **{cache_arg: cache})
+        out = model(
+            input_ids=targets[:, :-1].to(device),
+            attention_mask=full_mask.to(device),
+            position_ids=rest_pos.to(device),
+            use_cache=True,
+            **{cache_arg: cache},
+        )
         rest = out.logits.float().log_softmax(-1).cpu()
         logp[:, 1:] = rest.gather(2, targets[:, 1:, None]).squeeze(2)
     return logp * valid, valid
@@ -282,8 +321,9 @@ def supports_shared_prefix(model: Any) -> bool:
     return _cache_argument(model) is not None and "position_ids" in inspect.signature(model.forward).parameters
 
 
-def option_loglik_batches(model: Any, rows: Sequence[Sequence[Row]], batch_size: int, pad_id: int,
-                          shared_prefix: bool | None = None) -> Iterator[tuple[list[int], list[Row], torch.Tensor, torch.Tensor]]:
+def option_loglik_batches(
+    model: Any, rows: Sequence[Sequence[Row]], batch_size: int, pad_id: int, shared_prefix: bool | None = None
+) -> Iterator[tuple[list[int], list[Row], torch.Tensor, torch.Tensor]]:
     """Gradient-free option log-likelihoods, batch by batch: ``(example indices, rows, summed log-prob, token count)``.
 
     ``shared_prefix`` (default: when the model supports it) runs each prompt once for all its options.
@@ -325,7 +365,9 @@ def option_logliks(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out: list[list[float]] = [[] for _ in examples]
     batches = option_loglik_batches(model, rows, batch_size, pad_id, shared_prefix)
-    for _, batch_rows, sums, counts in tqdm(batches, desc="option log-likelihoods", unit="batch", disable=not progress, leave=False):
+    for _, batch_rows, sums, counts in tqdm(
+        batches, desc="option log-likelihoods", unit="batch", disable=not progress, leave=False
+    ):
         for row, value in zip(batch_rows, (sums / counts).tolist()):
             out[row.example].append(value)
     return out

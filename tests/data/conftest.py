@@ -98,9 +98,14 @@ def blend_dir(tmp_path) -> Path:
             rec["question"] = rec["en_question"] = f"Question {qid} about {place}?"
             records[qid] = rec
         (root / "annotations" / f"{country}_data.json").write_text(json.dumps(records), encoding="utf-8")
-        write_csv(root / "questions" / f"{country}_questions.csv", ["", "ID", "Topic", "Source", "Question", "Translation"],
-                  [[i, qid, BLEND_TOPICS[qid], "English (US)", f"Question {qid}", f"Question {qid}"]
-                   for i, qid in enumerate(BLEND_ANSWERS)])
+        write_csv(
+            root / "questions" / f"{country}_questions.csv",
+            ["", "ID", "Topic", "Source", "Question", "Translation"],
+            [
+                [i, qid, BLEND_TOPICS[qid], "English (US)", f"Question {qid}", f"Question {qid}"]
+                for i, qid in enumerate(BLEND_ANSWERS)
+            ],
+        )
     return root
 
 
@@ -108,29 +113,84 @@ def blend_dir(tmp_path) -> Path:
 def blend_mcq_file(tmp_path, blend_dir) -> Path:
     """The official multiple-choice file format, with BLEnD's questions/ beside it."""
     rows = []
-    for n, (qid, country, answer) in enumerate([("Q1", "UK", "B"), ("Q1", "UK", "A"), ("Q2", "South_Korea", "C"),
-                                                 ("Q2", "US", "D")]):
-        prompt = (f"What is {qid} in {country}? Without any explanation, choose only one from the given alphabet "
-                  'choices(e.g., A, B, C). Provide as JSON format: {"answer_choice":""}\n\nA. a\nB. b\nC. c\nD. d\n\nAnswer:')
+    for n, (qid, country, answer) in enumerate(
+        [("Q1", "UK", "B"), ("Q1", "UK", "A"), ("Q2", "South_Korea", "C"), ("Q2", "US", "D")]
+    ):
+        prompt = (
+            f"What is {qid} in {country}? Without any explanation, choose only one from the given alphabet "
+            'choices(e.g., A, B, C). Provide as JSON format: {"answer_choice":""}\n\nA. a\nB. b\nC. c\nD. d\n\nAnswer:'
+        )
         choices = json.dumps({"A": f"alpha{n}", "B": f"beta{n}", "C": f"gamma{n}", "D": f"delta{n}"})
         rows.append([f"{qid}_{n}", qid, country, prompt, choices, "{}", answer])
-    path = write_csv(blend_dir / "mc_questions_file.csv",
-                     ["MCQID", "ID", "country", "prompt", "choices", "choice_countries", "answer_idx"], rows)
+    path = write_csv(
+        blend_dir / "mc_questions_file.csv",
+        ["MCQID", "ID", "country", "prompt", "choices", "choice_countries", "answer_idx"],
+        rows,
+    )
     return path
 
 
 @pytest.fixture
 def culturalbench_dir(tmp_path) -> Path:
     root = tmp_path / "culturalbench"
-    header = ["data_idx", "question_idx", "prompt_question", "prompt_option_a", "prompt_option_b",
-              "prompt_option_c", "prompt_option_d", "answer", "country"]
+    header = [
+        "data_idx",
+        "question_idx",
+        "prompt_question",
+        "prompt_option_a",
+        "prompt_option_b",
+        "prompt_option_c",
+        "prompt_option_d",
+        "answer",
+        "country",
+    ]
     rows = [
-        [0, 0, "In Spain, what is eaten at midnight on New Year's Eve?", "grapes", "noodles", "dumplings", "cake", "A", "Spain"],
+        [
+            0,
+            0,
+            "In Spain, what is eaten at midnight on New Year's Eve?",
+            "grapes",
+            "noodles",
+            "dumplings",
+            "cake",
+            "A",
+            "Spain",
+        ],
         [1, 1, "In Spain, when is lunch usually eaten?", "11am", "2pm", "5pm", "8pm", "B", "Spain"],
         [2, 2, "In Spain, which drink is common with tapas?", "beer", "milk", "soda", "", "A", "Spain"],
-        [3, 3, "In China, what do people give at New Year?", "red envelopes", "socks", "flowers", "cards", "A", "China"],
-        [4, 4, "In China, which dish is eaten at New Year in the north?", "pizza", "dumplings", "tacos", "bread", "B", "China"],
-        [5, 5, "In the United States, what is eaten at Thanksgiving?", "turkey", "duck", "goose", "fish", "A", "United States"],
+        [
+            3,
+            3,
+            "In China, what do people give at New Year?",
+            "red envelopes",
+            "socks",
+            "flowers",
+            "cards",
+            "A",
+            "China",
+        ],
+        [
+            4,
+            4,
+            "In China, which dish is eaten at New Year in the north?",
+            "pizza",
+            "dumplings",
+            "tacos",
+            "bread",
+            "B",
+            "China",
+        ],
+        [
+            5,
+            5,
+            "In the United States, what is eaten at Thanksgiving?",
+            "turkey",
+            "duck",
+            "goose",
+            "fish",
+            "A",
+            "United States",
+        ],
     ]
     write_csv(root / "CulturalBench-Easy.csv", header, rows)
     hard_header = ["data_idx", "question_idx", "prompt_question", "prompt_option", "answer", "country"]
@@ -160,12 +220,24 @@ def wvb_dir(tmp_path) -> Path:
     root = tmp_path / "worldvaluesbench"
     root.mkdir()
     meta = {
-        "B_COUNTRY": {"question": "Country?", "category": "Technical", "use_case": "demographic",
-                      "answer_scale_min": "", "answer_scale_max": "", "answer_data_type": "non_ordinal"},
+        "B_COUNTRY": {
+            "question": "Country?",
+            "category": "Technical",
+            "use_case": "demographic",
+            "answer_scale_min": "",
+            "answer_scale_max": "",
+            "answer_data_type": "non_ordinal",
+        },
     }
     for q in range(1, 5):
-        meta[f"Q{q}"] = {"question": f"On a scale of 1 to 4, how much is thing {q}?", "category": "Values",
-                         "use_case": "value", "answer_scale_min": 1, "answer_scale_max": 4, "answer_data_type": "ordinal"}
+        meta[f"Q{q}"] = {
+            "question": f"On a scale of 1 to 4, how much is thing {q}?",
+            "category": "Values",
+            "use_case": "value",
+            "answer_scale_min": 1,
+            "answer_scale_max": 4,
+            "answer_data_type": "ordinal",
+        }
     (root / "question_metadata.json").write_text(json.dumps(meta), encoding="utf-8")
     demo_rows, value_rows = [], []
     # Spain gives the common answers 1, 2, 3, 4; Great Britain differs on Q4, Mexico on Q1.
@@ -190,24 +262,40 @@ def nlu_dir(tmp_path) -> Path:
     root = tmp_path / "nlu"
     csqa = root / "commonsenseqa"
     csqa.mkdir(parents=True)
-    flat = {"id": "c1", "question": "Where is milk kept cold?", "question_concept": "milk",
-            "choices": {"label": list("ABCDE"), "text": ["fridge", "oven", "shelf", "car", "roof"]}, "answerKey": "A"}
-    nested = {"id": "c2", "answerKey": "B", "question": {"stem": "What do bees make?", "question_concept": "bees",
-              "choices": [{"label": l, "text": t} for l, t in zip("ABCDE", ["milk", "honey", "wool", "silk", "glue"])]}}
+    flat = {
+        "id": "c1",
+        "question": "Where is milk kept cold?",
+        "question_concept": "milk",
+        "choices": {"label": list("ABCDE"), "text": ["fridge", "oven", "shelf", "car", "roof"]},
+        "answerKey": "A",
+    }
+    nested = {
+        "id": "c2",
+        "answerKey": "B",
+        "question": {
+            "stem": "What do bees make?",
+            "question_concept": "bees",
+            "choices": [{"label": l, "text": t} for l, t in zip("ABCDE", ["milk", "honey", "wool", "silk", "glue"])],
+        },
+    }
     (csqa / "dev_rand_split.jsonl").write_text(json.dumps(flat) + "\n" + json.dumps(nested) + "\n", encoding="utf-8")
     qnli = root / "qnli"
     qnli.mkdir()
     (qnli / "dev.tsv").write_text(
         "index\tquestion\tsentence\tlabel\n"
         '0\tWhat is "x"?\tThe "x" is a letter.\tentailment\n'
-        "1\tWho ran?\tThe sky is blue.\tnot_entailment\n", encoding="utf-8")
+        "1\tWho ran?\tThe sky is blue.\tnot_entailment\n",
+        encoding="utf-8",
+    )
     mrpc = root / "mrpc"
     mrpc.mkdir()
     head = "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
     (mrpc / "msr_paraphrase_test.txt").write_text(
-        head + '1\t11\t12\tHe said "yes" .\tHe agreed .\n0\t13\t14\tIt rained .\tShe sang .\n', encoding="utf-8")
+        head + '1\t11\t12\tHe said "yes" .\tHe agreed .\n0\t13\t14\tIt rained .\tShe sang .\n', encoding="utf-8"
+    )
     (mrpc / "msr_paraphrase_train.txt").write_text(
-        head + "1\t21\t22\tA .\tB .\n0\t23\t24\tC .\tD .\n1\t25\t26\tE .\tF .\n", encoding="utf-8")
+        head + "1\t21\t22\tA .\tB .\n0\t23\t24\tC .\tD .\n1\t25\t26\tE .\tF .\n", encoding="utf-8"
+    )
     (mrpc / "mrpc_dev_ids.tsv").write_text("23\t24\n", encoding="utf-8")
     return root
 
@@ -222,11 +310,14 @@ def build_tokenizer(tmp_path: Path, vocab_words: list[str], chat: bool = True):
         vocab.setdefault(w, len(vocab))
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", bos_token="<s>", eos_token="</s>",
-                                   pad_token="</s>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", bos_token="<s>", eos_token="</s>", pad_token="</s>"
+    )
     if chat:
-        fast.chat_template = ("{% for m in messages %}<|user|>{{ m['content'] }}\n{% endfor %}"
-                              "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+        fast.chat_template = (
+            "{% for m in messages %}<|user|>{{ m['content'] }}\n{% endfor %}"
+            "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+        )
     fast.save_pretrained(tmp_path)
     return fast
 
@@ -240,5 +331,5 @@ def make_tokenizer():
 @pytest.fixture
 def tiny_chat_tokenizer(tmp_path):
     """A tokenizer that knows the letters and numbers used as labels, with a chat template."""
-    words = list("ABCDEFGH") + list("123456789") + ['{', '}', '"', ':', "answer", "answer_choice", "choice"]
+    words = list("ABCDEFGH") + list("123456789") + ["{", "}", '"', ":", "answer", "answer_choice", "choice"]
     return build_tokenizer(tmp_path / "tok", words)

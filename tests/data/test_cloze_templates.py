@@ -22,7 +22,9 @@ def test_cloze_exports_end_at_the_answer_and_carry_options(bench):
 
 
 def test_control_cloze_lists_options_in_the_question_order():
-    questions = {e.id.split("#")[0]: e for e in build_examples("demo-culture", split="identification", templates="cloze")}
+    questions = {
+        e.id.split("#")[0]: e for e in build_examples("demo-culture", split="identification", templates="cloze")
+    }
     for ctl in build_examples("demo-control", split="identification", templates="cloze"):
         assert ctl.options == questions[ctl.meta["control_of"]].options
         assert ctl.answer == questions[ctl.meta["control_of"]].answer

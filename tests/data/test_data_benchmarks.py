@@ -17,8 +17,14 @@ def test_culturalbench_easy(culturalbench_dir):
     items = load_items("culturalbench-easy", data_dir=culturalbench_dir)
     assert [it.group for it in items] == ["Spain", "Spain", "Spain", "China", "China", "USA"]
     # first half (rounded up) of each country's questions identify neurons
-    assert [it.split for it in items] == ["identification", "identification", "heldout",
-                                          "identification", "heldout", "identification"]
+    assert [it.split for it in items] == [
+        "identification",
+        "identification",
+        "heldout",
+        "identification",
+        "heldout",
+        "identification",
+    ]
     tapas = items[2]
     assert tapas.options == ("beer", "milk", "soda") and tapas.gold == "beer"  # the empty option is dropped
     assert items[1].gold == "2pm"
@@ -98,8 +104,10 @@ def test_worldvaluesbench_metadata_errors(wvb_dir):
 
 def test_commonsenseqa_both_forms(nlu_dir):
     items = load_items("commonsenseqa", data_dir=nlu_dir)
-    assert [(it.gold, it.split, it.group) for it in items] == [("fridge", "heldout", "commonsenseqa"),
-                                                              ("honey", "heldout", "commonsenseqa")]
+    assert [(it.gold, it.split, it.group) for it in items] == [
+        ("fridge", "heldout", "commonsenseqa"),
+        ("honey", "heldout", "commonsenseqa"),
+    ]
     exs = build_examples("commonsenseqa", data_dir=nlu_dir)
     assert exs[0].labels == tuple("ABCDE")
     # --countries does not apply to NLU sets and is ignored
@@ -125,7 +133,9 @@ def test_countryrc_builtin():
     items = load_items("countryrc")
     passages = {it.meta["passage_id"] for it in items}
     assert len(passages) >= 50
-    assert len(items) == len(passages) * 8 and Counter(it.group for it in items) == {c: len(passages) for c in TARGET_COUNTRIES}
+    assert len(items) == len(passages) * 8 and Counter(it.group for it in items) == {
+        c: len(passages) for c in TARGET_COUNTRIES
+    }
     ordered = list(dict.fromkeys(it.meta["passage_id"] for it in items))
     half = (len(ordered) + 1) // 2
     for it in items:
@@ -146,17 +156,32 @@ def test_countryrc_builtin():
 
 def test_countryrc_external_file(tmp_path):
     path = tmp_path / "rc.json"
-    path.write_text(json.dumps([
-        {"id": "a", "context": "Kim moved to {country} for work.", "question": "Where does Kim work?"},
-        {"id": "b", "context": "Lee studied in {country}, not {country_dummy}.", "question": "Where did Lee study?"},
-    ]), encoding="utf-8")
+    path.write_text(
+        json.dumps(
+            [
+                {"id": "a", "context": "Kim moved to {country} for work.", "question": "Where does Kim work?"},
+                {
+                    "id": "b",
+                    "context": "Lee studied in {country}, not {country_dummy}.",
+                    "question": "Where did Lee study?",
+                },
+            ]
+        ),
+        encoding="utf-8",
+    )
     items = load_items("countryrc", data_dir=path, countries=["Greece", "Spain"])
-    assert [it.id for it in items] == ["countryrc/a/Greece", "countryrc/a/Spain", "countryrc/b/Greece", "countryrc/b/Spain"]
+    assert [it.id for it in items] == [
+        "countryrc/a/Greece",
+        "countryrc/a/Spain",
+        "countryrc/b/Greece",
+        "countryrc/b/Spain",
+    ]
     assert [it.split for it in items] == ["identification"] * 2 + ["heldout"] * 2
     path.write_text(json.dumps([{"id": "a", "context": "No placeholder.", "question": "Where?"}]), encoding="utf-8")
     with pytest.raises(InputError, match=r"rc\.json: record 1: 'context' must contain the placeholder \{country\}"):
         load_items("countryrc", data_dir=path)
-    path.write_text(json.dumps([{"id": "a", "context": "In {city} and {country}.", "question": "Where?"}]),
-                    encoding="utf-8")
+    path.write_text(
+        json.dumps([{"id": "a", "context": "In {city} and {country}.", "question": "Where?"}]), encoding="utf-8"
+    )
     with pytest.raises(InputError, match=r"record 1: unknown placeholder \{city\}"):
         load_items("countryrc", data_dir=path)

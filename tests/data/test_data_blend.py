@@ -140,8 +140,14 @@ def test_real_blend_builder(shared_data):
     items = load_items("blend", data_dir=shared_data / "blend")
     counts = Counter((it.group, it.split) for it in items)
     expected = {
-        "China": (141, 149), "Indonesia": (142, 137), "Iran": (139, 134), "Mexico": (145, 130),
-        "South Korea": (145, 145), "Spain": (145, 116), "UK": (138, 131), "USA": (134, 126),
+        "China": (141, 149),
+        "Indonesia": (142, 137),
+        "Iran": (139, 134),
+        "Mexico": (145, 130),
+        "South Korea": (145, 145),
+        "Spain": (145, 116),
+        "UK": (138, 131),
+        "USA": (134, 126),
     }
     for country, (ident, held) in expected.items():
         assert (counts[(country, "identification")], counts[(country, "heldout")]) == (ident, held), country

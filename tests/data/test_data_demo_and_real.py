@@ -78,6 +78,7 @@ def test_demo_sizes_fit_a_small_cpu_run():
 # ---------------------------------------------------------------------------------------------
 # Real data (skipped on a fresh clone).
 
+
 def test_real_commonsenseqa(shared_data):
     items = load_items("commonsenseqa", data_dir=shared_data)
     assert len(items) == 1221 and all(len(it.options) == 5 for it in items)
@@ -109,8 +110,7 @@ def test_real_blend_export_and_labels(shared_data, tmp_path, tiny_chat_tokenizer
     from culture_neurons.data import export_examples, label_problems, read_examples
 
     out = tmp_path / "x.jsonl"
-    summary = export_examples("blend", out, split="identification", countries="targets",
-                              data_dir=shared_data / "blend")
+    summary = export_examples("blend", out, split="identification", countries="targets", data_dir=shared_data / "blend")
     assert summary.n_examples == 141 + 142 + 139 + 145 + 145 + 145 + 138 + 134
     exs = read_examples(out)
     assert {ex.group for ex in exs} == set(TARGET_COUNTRIES)

@@ -25,9 +25,22 @@ from culture_neurons.data.countries import TARGET_COUNTRIES, resolve_countries
 from culture_neurons.data.templates import Item, Template, render_item, shuffled_order
 from culture_neurons.errors import InputError
 
-EXPECTED = {"blend", "blend-control", "blend-saq", "culturalbench-easy", "culturalbench-hard", "normad",
-            "worldvaluesbench", "countryrc", "commonsenseqa", "qnli", "mrpc", "demo-culture", "demo-control",
-            "demo-nlu"}
+EXPECTED = {
+    "blend",
+    "blend-control",
+    "blend-saq",
+    "culturalbench-easy",
+    "culturalbench-hard",
+    "normad",
+    "worldvaluesbench",
+    "countryrc",
+    "commonsenseqa",
+    "qnli",
+    "mrpc",
+    "demo-culture",
+    "demo-control",
+    "demo-nlu",
+}
 
 
 def test_registry_has_every_benchmark():
@@ -40,11 +53,19 @@ def test_registry_has_every_benchmark():
         get_benchmark("nope")
 
 
-@pytest.mark.parametrize("spelling, bench, key", [
-    ("US", "blend", "USA"), ("South_Korea", "blend", "South Korea"), ("United States", "culturalbench", "USA"),
-    ("united_states_of_america", "normad", "USA"), ("Great Britain", "worldvaluesbench", "UK"),
-    ("UK", None, "UK"), ("Czechia", None, "Czech Republic"), ("hong kong sar", None, "Hong Kong"),
-])
+@pytest.mark.parametrize(
+    "spelling, bench, key",
+    [
+        ("US", "blend", "USA"),
+        ("South_Korea", "blend", "South Korea"),
+        ("United States", "culturalbench", "USA"),
+        ("united_states_of_america", "normad", "USA"),
+        ("Great Britain", "worldvaluesbench", "UK"),
+        ("UK", None, "UK"),
+        ("Czechia", None, "Czech Republic"),
+        ("hong kong sar", None, "Hong Kong"),
+    ],
+)
 def test_country_aliases(spelling, bench, key):
     assert resolve_country(spelling, bench) == key
 
@@ -63,8 +84,9 @@ def test_shuffle_is_a_stable_permutation():
 
 
 def test_render_letters_numbers_and_gold():
-    item = Item(id="x", group="Spain", split="heldout", question="Q?", options=("right", "w1", "w2", "w3"),
-                answer_index=0)
+    item = Item(
+        id="x", group="Spain", split="heldout", question="Q?", options=("right", "w1", "w2", "w3"), answer_index=0
+    )
     t = Template("t", "{question} [{country}] {label_list}\n{options}", answer_prefix='{"a":"', slot=0)
     for style in ("letters", "numbers"):
         ex = render_item(item, t, "bench", style)
@@ -85,7 +107,11 @@ def test_label_check_catches_bad_tokenizers(tmp_path, make_tokenizer):
     exs = build_examples("demo-culture", countries="Spain")
     no_letters = make_tokenizer(tmp_path / "a", ["answer", "{", "}"])  # every label becomes [UNK]
     problems = label_problems(exs, no_letters)
-    assert problems and "do not all start with different tokens" in problems[0] and problems[0].startswith("example demo-culture/")
+    assert (
+        problems
+        and "do not all start with different tokens" in problems[0]
+        and problems[0].startswith("example demo-culture/")
+    )
     # a prompt ending in a space lets the label merge with it in a BPE-style tokenizer
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
@@ -119,8 +145,10 @@ def test_export_does_not_depend_on_the_hash_seed(tmp_path):
     for seed in ("1", "2"):
         out = tmp_path / f"rc{seed}.jsonl"
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        code = ("from culture_neurons.data import export_examples as e; "
-                f"e('countryrc', {str(out)!r}, templates='all'); e('demo-culture', {str(out)!r} + '.2', templates='all')")
+        code = (
+            "from culture_neurons.data import export_examples as e; "
+            f"e('countryrc', {str(out)!r}, templates='all'); e('demo-culture', {str(out)!r} + '.2', templates='all')"
+        )
         subprocess.run([sys.executable, "-c", code], check=True, env=env)
         outs.append(out.read_bytes() + (tmp_path / f"rc{seed}.jsonl.2").read_bytes())
     assert outs[0] == outs[1]
@@ -133,13 +161,26 @@ def test_cli_list_and_export(tmp_path, blend_dir):
     for name in EXPECTED:
         assert name in result.output
     out = tmp_path / "x.jsonl"
-    result = runner.invoke(cli, ["data", "export", "demo-culture", "--split", "heldout", "--countries", "Spain,UK",
-                                 "--out", str(out)])
+    result = runner.invoke(
+        cli, ["data", "export", "demo-culture", "--split", "heldout", "--countries", "Spain,UK", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert "Spain" in result.output and "heldout" in result.output and "wrote 37 examples" in result.output
     assert {ex.group for ex in read_examples(out)} == {"Spain", "UK"}
-    result = runner.invoke(cli, ["data", "export", "blend-control", "--data-dir", str(blend_dir), "--option",
-                                 "max_variants=1", "--out", str(out)])
+    result = runner.invoke(
+        cli,
+        [
+            "data",
+            "export",
+            "blend-control",
+            "--data-dir",
+            str(blend_dir),
+            "--option",
+            "max_variants=1",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0 and "wrote 10 examples" in result.output, result.output
     result = runner.invoke(cli, ["data", "countries"])
     assert result.exit_code == 0 and "united_states_of_america" in result.output
@@ -147,8 +188,22 @@ def test_cli_list_and_export(tmp_path, blend_dir):
 
 def test_cli_export_with_model_applies_chat_template(tmp_path, tiny_chat_tokenizer):
     out = tmp_path / "x.jsonl"
-    result = CliRunner().invoke(cli, ["data", "export", "countryrc", "--split", "identification", "--countries", "Iran",
-                                      "--model", str(tmp_path / "tok"), "--out", str(out)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "data",
+            "export",
+            "countryrc",
+            "--split",
+            "identification",
+            "--countries",
+            "Iran",
+            "--model",
+            str(tmp_path / "tok"),
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "chat template applied" in result.output
     exs = read_examples(out)
@@ -159,10 +214,13 @@ def test_cli_errors_are_one_line(tmp_path):
     runner = CliRunner()
     result = runner.invoke(cli, ["data", "export", "nope", "--out", str(tmp_path / "x.jsonl")])
     assert result.exit_code != 0 and result.output.strip().startswith("error: unknown benchmark")
-    result = runner.invoke(cli, ["data", "export", "demo-culture", "--templates", "zzz", "--out", str(tmp_path / "x.jsonl")])
+    result = runner.invoke(
+        cli, ["data", "export", "demo-culture", "--templates", "zzz", "--out", str(tmp_path / "x.jsonl")]
+    )
     assert result.exit_code != 0 and "unknown template 'zzz'" in result.output
-    result = runner.invoke(cli, ["data", "export", "demo-culture", "--option", "max_variants=2",
-                                 "--out", str(tmp_path / "x.jsonl")])
+    result = runner.invoke(
+        cli, ["data", "export", "demo-culture", "--option", "max_variants=2", "--out", str(tmp_path / "x.jsonl")]
+    )
     assert result.exit_code != 0 and "unknown option 'max_variants' (its options: none)" in result.output
     assert not (tmp_path / "x.jsonl").exists()
 
@@ -178,8 +236,15 @@ def test_hub_is_the_fallback_and_says_how_to_point_at_files(monkeypatch, tmp_pat
 
     def fake(hub_id, config, split):
         calls.append((hub_id, config, split))
-        return [{"id": "h1", "question": "Q?", "question_concept": "c",
-                 "choices": {"label": ["A", "B"], "text": ["yes", "no"]}, "answerKey": "B"}]
+        return [
+            {
+                "id": "h1",
+                "question": "Q?",
+                "question_concept": "c",
+                "choices": {"label": ["A", "B"], "text": ["yes", "no"]},
+                "answerKey": "B",
+            }
+        ]
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.delenv("HF_DATASETS_OFFLINE")
@@ -200,8 +265,18 @@ def test_hub_blend_uses_topics_config(monkeypatch):
     def fake(hub_id, config, split):
         assert hub_id == "nayeon212/BLEnD" and split is None
         if config == "multiple-choice-questions":
-            return {"test": [{"MCQID": "Q1_0", "ID": "Q1", "country": "UK", "prompt": "What? Without any explanation...",
-                              "choices": json.dumps({"A": "a", "B": "b", "C": "c", "D": "d"}), "answer_idx": "C"}]}
+            return {
+                "test": [
+                    {
+                        "MCQID": "Q1_0",
+                        "ID": "Q1",
+                        "country": "UK",
+                        "prompt": "What? Without any explanation...",
+                        "choices": json.dumps({"A": "a", "B": "b", "C": "c", "D": "d"}),
+                        "answer_idx": "C",
+                    }
+                ]
+            }
         assert config == "short-answer-questions"
         return {"GB": [{"ID": "Q1", "Topic": "Sport"}]}
 
@@ -220,6 +295,7 @@ def test_data_root_layout(tmp_path, culturalbench_dir, normad_file):
 
 # ---------------------------------------------------------------------------------------------
 # Bad input: each names the file and the row.
+
 
 def test_missing_column(culturalbench_dir):
     path = culturalbench_dir / "CulturalBench-Easy.csv"

@@ -37,7 +37,12 @@ def setup(tmp_path_factory):
 
 def run_cli(*args, wait=True):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "culture_neurons", *map(str, args)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "culture_neurons", *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     if wait:
         out, _ = proc.communicate(timeout=600)
         assert proc.returncode == 0, out.decode()[-2000:]
@@ -62,11 +67,37 @@ def no_temp_files(folder: Path) -> None:
 
 
 def score_args(setup, out):
-    return ["score", "-m", setup / "model", "-e", setup / "e.jsonl", "-o", out, "--batch-size", 2, "--checkpoint-every", 1, "-q"]
+    return [
+        "score",
+        "-m",
+        setup / "model",
+        "-e",
+        setup / "e.jsonl",
+        "-o",
+        out,
+        "--batch-size",
+        2,
+        "--checkpoint-every",
+        1,
+        "-q",
+    ]
 
 
 def eval_args(setup, out):
-    return ["evaluate", "-m", setup / "model", "-b", setup / "e.jsonl", "-o", out, "--scorer", "choice", "--n-boot", 20, "-q"]
+    return [
+        "evaluate",
+        "-m",
+        setup / "model",
+        "-b",
+        setup / "e.jsonl",
+        "-o",
+        out,
+        "--scorer",
+        "choice",
+        "--n-boot",
+        20,
+        "-q",
+    ]
 
 
 def _scoring_trial(setup, tmp: Path, delay: float, reference: ScoreTable) -> bool:
@@ -96,7 +127,9 @@ def _evaluation_trial(setup, tmp: Path, delay: float, reference: dict) -> bool:
 @pytest.fixture(scope="module")
 def references(setup, tmp_path_factory):
     root = tmp_path_factory.mktemp("refs")
-    run_cli("score", "-m", setup / "model", "-e", setup / "e.jsonl", "-o", root / "s.safetensors", "--batch-size", 2, "-q")
+    run_cli(
+        "score", "-m", setup / "model", "-e", setup / "e.jsonl", "-o", root / "s.safetensors", "--batch-size", 2, "-q"
+    )
     run_cli(*eval_args(setup, root / "eval"))
     return ScoreTable.load(root / "s.safetensors"), json.loads((root / "eval" / "summary.json").read_text())["metrics"]
 
@@ -122,8 +155,28 @@ def test_kill_evaluation_at_random_points(setup, references, tmp_path, trial):
 
 
 def train_args(setup, out):
-    return ["train", "-m", setup / "model", "--modules", "mlp.1,attn.0", "--data", setup / "train.jsonl", "--out", out,
-            "--batch-size", 4, "--micro-batch-size", 2, "--lr", 1e-3, "--save-steps", 1, "--device", "cpu", "-q"]
+    return [
+        "train",
+        "-m",
+        setup / "model",
+        "--modules",
+        "mlp.1,attn.0",
+        "--data",
+        setup / "train.jsonl",
+        "--out",
+        out,
+        "--batch-size",
+        4,
+        "--micro-batch-size",
+        2,
+        "--lr",
+        1e-3,
+        "--save-steps",
+        1,
+        "--device",
+        "cpu",
+        "-q",
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,18 @@ def table(seed: int, ids: list[str], control: bool = False, dataset: str = "d", 
         scores = {s: t.abs() for s, t in scores.items()}
     counts = torch.randint(1, 5, (len(GROUPS),), generator=g)
     probs = torch.rand(len(GROUPS), generator=g, dtype=torch.float64) * counts
-    meta = {"model": MODEL, "options": {"target": "label", "aggregation": "max", "control": control, "reference_compat": False, "dtype": "float32"},
-            "dataset": dataset, "example_ids": ids}
+    meta = {
+        "model": MODEL,
+        "options": {
+            "target": "label",
+            "aggregation": "max",
+            "control": control,
+            "reference_compat": False,
+            "dtype": "float32",
+        },
+        "dataset": dataset,
+        "example_ids": ids,
+    }
     return ScoreTable(scores, counts, probs, GROUPS, meta)
 
 
@@ -54,7 +64,7 @@ def test_sharded_sums_equal_the_whole(seeds):
     first, second = parts[0], parts[cut]
     for p in parts[1:cut]:
         first = first + p
-    for p in parts[cut + 1:]:
+    for p in parts[cut + 1 :]:
         second = second + p
     total = first + second
     for s in WIDTHS:
@@ -69,10 +79,16 @@ def _flat(t: ScoreTable, sites, fn) -> torch.Tensor:
 @FAST
 @given(st.integers(0, 10_000), st.sampled_from([0.05, 0.1, 0.25, 0.5]), st.sampled_from([0.0, 0.1, 0.3]))
 def test_general_selection_rules(seed, t, r):
-    ds, ctl, crc = table(seed, ["d1"]), table(seed + 1, ["c1"], control=True, dataset="c"), table(seed + 2, ["r1"], dataset="crc")
+    ds, ctl, crc = (
+        table(seed, ["d1"]),
+        table(seed + 1, ["c1"], control=True, dataset="c"),
+        table(seed + 2, ["r1"], dataset="crc"),
+    )
     chosen = select_general([ds], [ctl], crc, t_mlp=t, t_attn=t, r=r)
     for pool in (("mlp.gate",), ("attn.q", "attn.k", "attn.v")):
-        general = _flat(ds, pool, lambda tb, s: tb.dataset_score(s).double()) - _flat(ctl, pool, lambda tb, s: tb.dataset_score(s).double())
+        general = _flat(ds, pool, lambda tb, s: tb.dataset_score(s).double()) - _flat(
+            ctl, pool, lambda tb, s: tb.dataset_score(s).double()
+        )
         rc = _flat(crc, pool, lambda tb, s: tb.scores[s].sum(-1).double())
         n = general.numel()
         k, k_rc = math.floor(t * n), math.floor(r * n)
@@ -93,11 +109,18 @@ def test_general_selection_rules(seed, t, r):
 @FAST
 @given(st.integers(0, 10_000), st.sampled_from(GROUPS), st.sampled_from([0.0, 0.5, 1.0]))
 def test_specific_selection_respects_z(seed, country, z):
-    ds, ctl, crc = table(seed, ["d1"]), table(seed + 1, ["c1"], control=True, dataset="c"), table(seed + 2, ["r1"], dataset="crc")
+    ds, ctl, crc = (
+        table(seed, ["d1"]),
+        table(seed + 1, ["c1"], control=True, dataset="c"),
+        table(seed + 2, ["r1"], dataset="crc"),
+    )
     chosen = select_specific([ds], [ctl], crc, country=country, t=0.2, r=0.05, z=z, sites=("mlp.gate", "attn.q"))
     n_ds, n_c = ds.num_examples, ctl.num_examples
     for neuron in chosen.neurons:
-        per_country = ds.scores[neuron.site][neuron.layer, neuron.index].double() / n_ds - ctl.scores[neuron.site][neuron.layer, neuron.index].double() / n_c
+        per_country = (
+            ds.scores[neuron.site][neuron.layer, neuron.index].double() / n_ds
+            - ctl.scores[neuron.site][neuron.layer, neuron.index].double() / n_c
+        )
         mine = per_country[GROUPS.index(country)]
         std = per_country.std(unbiased=False)
         zscore = 0.0 if std == 0 else (mine - per_country.mean()) / std

@@ -15,7 +15,14 @@ import pandas as pd
 from ..errors import CultureNeuronsError
 from .stats import stars
 
-SITE_COLOURS = {"mlp.gate": "#1b6ca8", "mlp.up": "#6aa6d8", "mlp.in": "#1b6ca8", "attn.q": "#e07b39", "attn.k": "#f2b134", "attn.v": "#8f5aa8"}
+SITE_COLOURS = {
+    "mlp.gate": "#1b6ca8",
+    "mlp.up": "#6aa6d8",
+    "mlp.in": "#1b6ca8",
+    "attn.q": "#e07b39",
+    "attn.k": "#f2b134",
+    "attn.v": "#8f5aa8",
+}
 BAR_COLOURS = {"original": "#7f8c8d", "target": "#c0392b", "random": "#2e86c1"}
 DPI = 110
 
@@ -64,7 +71,9 @@ def layer_figure(general: pd.DataFrame | None, specific: Mapping[str, pd.DataFra
         countries = list(specific)
         grid = np.stack([specific[c].sum(axis=1).to_numpy() for c in countries])
         im = ax.imshow(grid, aspect="auto", cmap="Greens", interpolation="nearest")
-        ax.set_yticks(range(len(countries)), [f"{c} ({int(grid[j].sum())})" for j, c in enumerate(countries)], fontsize=8)
+        ax.set_yticks(
+            range(len(countries)), [f"{c} ({int(grid[j].sum())})" for j, c in enumerate(countries)], fontsize=8
+        )
         ax.set_xlabel("layer")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title("Culture-specific neurons per layer (all sites)")
@@ -78,28 +87,49 @@ def overlap_figure(matrix: pd.DataFrame) -> bytes:
     fig = _figure(max(5.0, 0.75 * n + 2.5), max(4.0, 0.6 * n + 1.5))
     ax = fig.subplots()
     values = matrix.to_numpy(dtype=float)
-    im = ax.imshow(values, cmap="viridis", vmin=0, vmax=max(0.05, float(np.nanmax(np.where(np.eye(n, dtype=bool), np.nan, values))) if n > 1 else 1.0))
+    im = ax.imshow(
+        values,
+        cmap="viridis",
+        vmin=0,
+        vmax=max(0.05, float(np.nanmax(np.where(np.eye(n, dtype=bool), np.nan, values))) if n > 1 else 1.0),
+    )
     ax.set_xticks(range(n), matrix.columns, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(n), matrix.index, fontsize=8)
     for a in range(n):
         for b in range(n):
             v = values[a, b]
-            ax.text(b, a, "1" if a == b else f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.5 * im.norm.vmax else "black")
+            ax.text(
+                b,
+                a,
+                "1" if a == b else f"{v:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if v < 0.5 * im.norm.vmax else "black",
+            )
     ax.set_title("Overlap between neuron sets (Jaccard)")
     fig.colorbar(im, ax=ax, shrink=0.85)
     return _png(fig)
 
 
-def experiment_figure(bars: pd.DataFrame, title: str, target_label: str, chance: Mapping[str, float | None] | None = None,
-                      two_sided: bool = False) -> bytes:
+def experiment_figure(
+    bars: pd.DataFrame,
+    title: str,
+    target_label: str,
+    chance: Mapping[str, float | None] | None = None,
+    two_sided: bool = False,
+) -> bytes:
     """Grouped bars per benchmark: original, intervened and random (mean ± 95% CI), with significance marks."""
     n = len(bars)
     fig = _figure(max(5.5, 2.4 * n + 2), 4.2)
     ax = fig.subplots()
     x = np.arange(n)
     w = 0.26
-    specs = [("original", "original", BAR_COLOURS["original"]), ("target", target_label, BAR_COLOURS["target"]),
-             ("random", "random (mean of seeds)", BAR_COLOURS["random"])]
+    specs = [
+        ("original", "original", BAR_COLOURS["original"]),
+        ("target", target_label, BAR_COLOURS["target"]),
+        ("random", "random (mean of seeds)", BAR_COLOURS["random"]),
+    ]
     for j, (col, label, colour) in enumerate(specs):
         vals = bars[col].astype(float).to_numpy()
         lo = bars[f"{col}_lo"].astype(float).to_numpy()
@@ -119,8 +149,15 @@ def experiment_figure(bars: pd.DataFrame, title: str, target_label: str, chance:
     for k, bench in enumerate(bars["benchmark"]):
         c = (chance or {}).get(bench)
         if c is not None:
-            ax.hlines(c, x[k] - 1.6 * w, x[k] + 1.6 * w, colors="black", linestyles="dashed", linewidth=1,
-                      label="chance" if k == 0 else None)
+            ax.hlines(
+                c,
+                x[k] - 1.6 * w,
+                x[k] + 1.6 * w,
+                colors="black",
+                linestyles="dashed",
+                linewidth=1,
+                label="chance" if k == 0 else None,
+            )
     ax.set_xticks(x, [f"{b}\n({s}, n={m})" for b, s, m in zip(bars["benchmark"], bars["split"], bars["n"])], fontsize=9)
     ax.set_ylabel(f"{bars['metric'].iloc[0] if n else 'accuracy'} (%)")
     ax.set_ylim(0, 110)
@@ -145,7 +182,16 @@ def cross_culture_figure(matrix: pd.DataFrame) -> bytes:
         for b in range(cols):
             v = values[a, b]
             weight = "bold" if matrix.index[a] == matrix.columns[b] else "normal"
-            ax.text(b, a, f"{v:+.1f}", ha="center", va="center", fontsize=7, fontweight=weight, color="white" if abs(v) > 0.6 * lim else "black")
+            ax.text(
+                b,
+                a,
+                f"{v:+.1f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                fontweight=weight,
+                color="white" if abs(v) > 0.6 * lim else "black",
+            )
     ax.set_title("Cross-culture suppression: change in accuracy (points)")
     fig.colorbar(im, ax=ax, shrink=0.85, label="points")
     return _png(fig)
@@ -175,8 +221,16 @@ def finetune_figure(changes: pd.DataFrame, title: str = "Selective fine-tuning: 
         lo = np.array([np.nan if r is None or r["ci_low"] is None else float(r["ci_low"]) for r in rows])
         hi = np.array([np.nan if r is None or r["ci_high"] is None else float(r["ci_high"]) for r in rows])
         err = np.vstack([np.nan_to_num(vals - lo), np.nan_to_num(hi - vals)])
-        ax.bar(x + (j - (len(sets) - 1) / 2) * w, np.nan_to_num(vals), w, yerr=err, capsize=3, error_kw={"linewidth": 1},
-               color=FINETUNE_COLOURS.get(name), label=name)
+        ax.bar(
+            x + (j - (len(sets) - 1) / 2) * w,
+            np.nan_to_num(vals),
+            w,
+            yerr=err,
+            capsize=3,
+            error_kw={"linewidth": 1},
+            color=FINETUNE_COLOURS.get(name),
+            label=name,
+        )
     ax.axhline(0, color="black", linewidth=0.8)
     n_of = changes.drop_duplicates("benchmark").set_index("benchmark")["n"]
     ax.set_xticks(x, [f"{b}\n(n={n_of[b]})" for b in benches], fontsize=9)

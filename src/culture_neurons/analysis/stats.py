@@ -103,16 +103,27 @@ def experiment_bars(summary: Mapping[str, Any], split: str = "heldout") -> pd.Da
         rnd = block.get("random_mean")
         rc = block.get("random_change") or {}
         diff = block.get("difference") or {}
-        rows.append({
-            "benchmark": bench, "split": part, "n": block["original"]["n"], "metric": entry.get("metric", "accuracy"),
-            "original": block["original"]["value"], "original_lo": block["original"]["ci_low"], "original_hi": block["original"]["ci_high"],
-            "target": block["target"]["value"], "target_lo": block["target"]["ci_low"], "target_hi": block["target"]["ci_high"],
-            "random": rnd,
-            "random_lo": None if rnd is None or rc.get("ci_low") is None else rnd + rc["ci_low"] - rc["value"],
-            "random_hi": None if rnd is None or rc.get("ci_high") is None else rnd + rc["ci_high"] - rc["value"],
-            "random_seeds": list((block.get("random") or {}).values()),
-            "difference": diff.get("value"), "p_one_sided": diff.get("p_one_sided"), "p_two_sided": diff.get("p_two_sided"),
-        })
+        rows.append(
+            {
+                "benchmark": bench,
+                "split": part,
+                "n": block["original"]["n"],
+                "metric": entry.get("metric", "accuracy"),
+                "original": block["original"]["value"],
+                "original_lo": block["original"]["ci_low"],
+                "original_hi": block["original"]["ci_high"],
+                "target": block["target"]["value"],
+                "target_lo": block["target"]["ci_low"],
+                "target_hi": block["target"]["ci_high"],
+                "random": rnd,
+                "random_lo": None if rnd is None or rc.get("ci_low") is None else rnd + rc["ci_low"] - rc["value"],
+                "random_hi": None if rnd is None or rc.get("ci_high") is None else rnd + rc["ci_high"] - rc["value"],
+                "random_seeds": list((block.get("random") or {}).values()),
+                "difference": diff.get("value"),
+                "p_one_sided": diff.get("p_one_sided"),
+                "p_two_sided": diff.get("p_two_sided"),
+            }
+        )
     return pd.DataFrame(rows)
 
 

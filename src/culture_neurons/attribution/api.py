@@ -48,10 +48,21 @@ def score_file(
     init_from_env(device)
     device = local_device(device)
     start = time.perf_counter()
-    loaded, tokenizer = load_model(model, dtype=dtype, device=device, device_map=device_map, max_memory=max_memory, progress=progress)
+    loaded, tokenizer = load_model(
+        model, dtype=dtype, device=device, device_map=device_map, max_memory=max_memory, progress=progress
+    )
     log.info("loaded %s in %.1f s", model, time.perf_counter() - start)
     checkpoint = Path(f"{out}.ckpt") if checkpoint_every > 0 else None
-    table = score_examples(loaded, tokenizer, exs, opts, site_map=site_map, progress=progress, checkpoint=checkpoint, checkpoint_every=max(checkpoint_every, 1))
+    table = score_examples(
+        loaded,
+        tokenizer,
+        exs,
+        opts,
+        site_map=site_map,
+        progress=progress,
+        checkpoint=checkpoint,
+        checkpoint_every=max(checkpoint_every, 1),
+    )
     if is_main():
         table.save(Path(out))
     return table

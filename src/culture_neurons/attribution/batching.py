@@ -26,7 +26,9 @@ def prompt_texts(tokenizer: Any, examples: Sequence[Example], use_chat_template:
     return texts, not templated[0] if templated else True
 
 
-def target_rows(tokenizer: Any, examples: Sequence[Example], target: str, use_chat_template: bool = True) -> list[list[Row]]:
+def target_rows(
+    tokenizer: Any, examples: Sequence[Example], target: str, use_chat_template: bool = True
+) -> list[list[Row]]:
     """The rows each example contributes under ``target`` (``label``, ``answer`` or ``choice``).
 
     ``label``: the first token the tokenizer produces for the answer right after the prompt.
@@ -36,7 +38,9 @@ def target_rows(tokenizer: Any, examples: Sequence[Example], target: str, use_ch
     if target == "choice":
         return option_rows(tokenizer, examples, prompts, add_special)
     ids = [ex.id for ex in examples]
-    return encode_rows(tokenizer, prompts, [[ex.answer] for ex in examples], add_special, ids, first_token_only=target == "label")
+    return encode_rows(
+        tokenizer, prompts, [[ex.answer] for ex in examples], add_special, ids, first_token_only=target == "label"
+    )
 
 
 def length_batches(rows: Sequence[Sequence[Row]], batch_size: int) -> list[list[int]]:

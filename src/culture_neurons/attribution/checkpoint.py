@@ -50,7 +50,9 @@ class ScoringCheckpoint:
         sums = {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith("sums/")}
         return int(meta["batches_done"]), sums, tensors["counts"], tensors["prob_sums"]
 
-    def save(self, batches_done: int, sums: dict[str, torch.Tensor], counts: torch.Tensor, prob_sums: torch.Tensor) -> None:
+    def save(
+        self, batches_done: int, sums: dict[str, torch.Tensor], counts: torch.Tensor, prob_sums: torch.Tensor
+    ) -> None:
         from safetensors.torch import save_file
 
         tensors = {f"sums/{k}": v.contiguous() for k, v in sums.items()}

@@ -81,7 +81,9 @@ class ScoringOptions:
         if self.padding_side not in ("left", "right"):
             raise ScoringError(f"padding side must be 'left' or 'right', got {self.padding_side!r}")
         if self.reference_compat and self.target != "label":
-            raise ScoringError("reference_compat reproduces the reference code's label target only; use it with target='label'")
+            raise ScoringError(
+                "reference_compat reproduces the reference code's label target only; use it with target='label'"
+            )
 
 
 class _Accumulators:
@@ -110,7 +112,11 @@ class _Accumulators:
 
     def tensors(self) -> list[torch.Tensor]:
         """Every accumulator, in a fixed order (the same on every rank, for all-reduce)."""
-        return [self.get(name, layer, torch.device("cpu")) if t is None else t for name, ts in self.sums.items() for layer, t in enumerate(ts)]
+        return [
+            self.get(name, layer, torch.device("cpu")) if t is None else t
+            for name, ts in self.sums.items()
+            for layer, t in enumerate(ts)
+        ]
 
     def raw(self) -> dict[str, torch.Tensor]:
         """``{site: [layers, groups, channels]}`` on the CPU, the internal layout (for checkpoints)."""
@@ -173,7 +179,9 @@ class _BatchState:
 class ScoringEngine:
     """Scores examples against one model; reusable across calls with the same options."""
 
-    def __init__(self, model: Any, tokenizer: Any, options: ScoringOptions | None = None, adapter: ModelAdapter | None = None) -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any, options: ScoringOptions | None = None, adapter: ModelAdapter | None = None
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.options = options or ScoringOptions()
@@ -190,7 +198,9 @@ class ScoringEngine:
         def hook(_module, _inputs, output):
             out = output[0] if isinstance(output, tuple) else output
             if not out.requires_grad:
-                raise ScoringError(f"{point.path}: output does not require grad; is the module detached from the input?")
+                raise ScoringError(
+                    f"{point.path}: output does not require grad; is the module detached from the input?"
+                )
             activation = out.detach()
             out.register_hook(lambda grad: self._reduce(point, activation, grad))
 
@@ -222,9 +232,9 @@ class ScoringEngine:
             if agg == "last":
                 return shared[torch.arange(n, device=device), state.get("last", device)]
             if agg == "sum":
-                return shared.masked_fill_(~prompt[..., None], 0.0).sum(1) + prod.new_zeros(n, prod.shape[2]).index_add_(
-                    0, rows, prod.masked_fill(~own[..., None], 0.0).sum(1)
-                )
+                return shared.masked_fill_(~prompt[..., None], 0.0).sum(1) + prod.new_zeros(
+                    n, prod.shape[2]
+                ).index_add_(0, rows, prod.masked_fill(~own[..., None], 0.0).sum(1))
             best = shared.masked_fill_(~prompt[..., None], float("-inf")).amax(1)
             per_row = prod.masked_fill_(~own[..., None], float("-inf")).amax(1)
             return best.scatter_reduce_(0, rows[:, None].expand_as(per_row), per_row, reduce="amax")
@@ -278,7 +288,14 @@ class ScoringEngine:
             raise ScoringError(f"example group(s) {missing} not in the table's groups {groups}")
         rows = target_rows(self.tokenizer, examples, self.options.target, self.options.chat_template)
         choice = self.options.target == "choice"
-        gold_rows = [next(i for i, r in enumerate(rows[e]) if r.option == gold_option(examples[e])) for e in range(len(examples))] if choice else None
+        gold_rows = (
+            [
+                next(i for i, r in enumerate(rows[e]) if r.option == gold_option(examples[e]))
+                for e in range(len(examples))
+            ]
+            if choice
+            else None
+        )
         example_groups = torch.tensor([gidx[ex.group] for ex in examples])
         rank, world_size = world()
         mine = shard(range(len(examples)), rank, world_size)
@@ -291,8 +308,16 @@ class ScoringEngine:
         done = 0
         if checkpoint is not None:
             path = Path(f"{checkpoint}.rank{rank}") if world_size > 1 else Path(checkpoint)
-            fingerprint = {"model": model_identity(self.model), "options": asdict(self.options), "ids": hash_ids(ids), "groups": groups,
-                           "sites": self.site_order, "rank": rank, "world": world_size, "version": __version__}
+            fingerprint = {
+                "model": model_identity(self.model),
+                "options": asdict(self.options),
+                "ids": hash_ids(ids),
+                "groups": groups,
+                "sites": self.site_order,
+                "rank": rank,
+                "world": world_size,
+                "version": __version__,
+            }
             saver = ScoringCheckpoint(path, fingerprint)
             if (state := saver.load()) is not None:
                 done, raw, saved_counts, saved_probs = state
@@ -304,7 +329,13 @@ class ScoringEngine:
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         padding = "right" if choice else self.options.padding_side
         hooks = [(point.module, self._forward_hook(point)) for point in self.points]
-        bar = tqdm(total=len(mine), unit="ex", desc=f"scoring ({self.options.target})", disable=not progress or rank != 0, leave=False)
+        bar = tqdm(
+            total=len(mine),
+            unit="ex",
+            desc=f"scoring ({self.options.target})",
+            disable=not progress or rank != 0,
+            leave=False,
+        )
         bar.update(sum(len(b) for b in batches[:done]))
         try:
             with frozen_for_attribution(self.model), forward_hooks(hooks), torch.enable_grad():
@@ -322,7 +353,9 @@ class ScoringEngine:
                     self._state = _BatchState(batch, p, g, shared_prompt=choice)
                     p.sum().backward()
                     if torch.stack([t.to(p.device) for t in self._state.nonfinite]).any():
-                        raise ScoringError(f"NaN or inf in neuron scores in the batch with examples {batch_ids}; nothing was written")
+                        raise ScoringError(
+                            f"NaN or inf in neuron scores in the batch with examples {batch_ids}; nothing was written"
+                        )
                     counts.index_add_(0, g, torch.ones_like(g))
                     prob_sums.index_add_(0, g, p.detach().double().cpu())
                     bar.update(len(idx))
@@ -338,7 +371,10 @@ class ScoringEngine:
             "split": split or _common(ex.split for ex in examples),
             "example_ids": ids,
             "example_ids_sha256": hash_ids(ids),
-            "options": {**asdict(self.options), "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch.")},
+            "options": {
+                **asdict(self.options),
+                "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch."),
+            },
             "package_version": __version__,
         }
         table = ScoreTable(self._accs.stacked(), counts, prob_sums, groups, meta)
@@ -376,4 +412,6 @@ def score_examples(
     options = replace(options or ScoringOptions(), **overrides)
     if adapter is None:
         adapter = get_adapter(model, site_map)
-    return ScoringEngine(model, tokenizer, options, adapter).score(examples, groups, progress, dataset, split, checkpoint, checkpoint_every)
+    return ScoringEngine(model, tokenizer, options, adapter).score(
+        examples, groups, progress, dataset, split, checkpoint, checkpoint_every
+    )

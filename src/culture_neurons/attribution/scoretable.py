@@ -100,12 +100,18 @@ class ScoreTable:
         try:
             return self.groups.index(group)
         except ValueError:
-            raise TableError(f"group {group!r} not in this table (dataset {self.meta.get('dataset')!r}); it has {', '.join(self.groups)}") from None
+            raise TableError(
+                f"group {group!r} not in this table (dataset {self.meta.get('dataset')!r}); it has {', '.join(self.groups)}"
+            ) from None
 
     def content_hash(self) -> str:
         """SHA-256 over the tensors, groups and model identity: stable provenance for NeuronSets."""
         h = hashlib.sha256()
-        h.update(json.dumps({"groups": self.groups, "model": self.model_id, "options": self.options}, sort_keys=True).encode())
+        h.update(
+            json.dumps(
+                {"groups": self.groups, "model": self.model_id, "options": self.options}, sort_keys=True
+            ).encode()
+        )
         for site in sorted(self.scores):
             h.update(site.encode())
             h.update(self.scores[site].numpy().tobytes())
@@ -141,7 +147,9 @@ class ScoreTable:
             raise TableError(f"tables have different sites or widths ({self.widths} vs {other.widths})")
         for key in MATH_OPTIONS:
             if self.options.get(key) != other.options.get(key):
-                raise TableError(f"tables were scored with different {key!r} ({self.options.get(key)!r} vs {other.options.get(key)!r})")
+                raise TableError(
+                    f"tables were scored with different {key!r} ({self.options.get(key)!r} vs {other.options.get(key)!r})"
+                )
 
     def __add__(self, other: ScoreTable) -> ScoreTable:
         """Sum two tables of the same model and options (shards, resumed runs). Groups are unioned."""
@@ -152,7 +160,9 @@ class ScoreTable:
         if ids_a is not None and ids_b is not None:
             overlap = set(ids_a) & set(ids_b)
             if overlap:
-                raise TableError(f"tables share {len(overlap)} example id(s), e.g. {sorted(overlap)[0]!r}; an example would count twice")
+                raise TableError(
+                    f"tables share {len(overlap)} example id(s), e.g. {sorted(overlap)[0]!r}; an example would count twice"
+                )
         groups = self.groups + [g for g in other.groups if g not in self.groups]
         pos_b = torch.tensor([groups.index(g) for g in other.groups])
 
@@ -186,7 +196,13 @@ class ScoreTable:
         for site, t in self.scores.items():
             if not torch.isfinite(t).all():
                 raise TableError(f"refusing to write {path}: scores/{site} contains NaN or inf")
-        meta = {**self.meta, "format": FORMAT, "format_version": FORMAT_VERSION, "groups": self.groups, "sites": self.sites}
+        meta = {
+            **self.meta,
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "groups": self.groups,
+            "sites": self.sites,
+        }
         tensors = {f"scores/{s}": t for s, t in self.scores.items()}
         tensors["counts"] = self.counts
         tensors["prob_sums"] = self.prob_sums
@@ -210,7 +226,9 @@ class ScoreTable:
         except Exception as exc:  # safetensors raises its own error types for truncated/corrupt files
             raise TableError(f"{path} is not a readable safetensors file (truncated or corrupt?): {exc}") from exc
         if _META_KEY not in header:
-            raise TableError(f"{path} is a safetensors file but not a culture-neurons score table (no '{_META_KEY}' metadata)")
+            raise TableError(
+                f"{path} is a safetensors file but not a culture-neurons score table (no '{_META_KEY}' metadata)"
+            )
         try:
             meta = json.loads(header[_META_KEY])
         except json.JSONDecodeError as exc:

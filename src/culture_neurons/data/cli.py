@@ -65,31 +65,77 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, object]:
 
 @data.command("export")
 @click.argument("benchmark")
-@click.option("--split", type=click.Choice(SPLIT_CHOICES), default="all", show_default=True,
-              help="Which part of the benchmark to export.")
-@click.option("--countries", multiple=True,
-              help="Keep only these countries (repeat or comma-separate; 'targets' = the paper's 8).")
-@click.option("--data-dir", type=click.Path(path_type=str), default=None,
-              help="Local benchmark files (a folder, a file, or a root with one sub-folder per benchmark). "
-                   "Without it: built-in data, or the Hugging Face hub.")
-@click.option("--model", default=None,
-              help="Apply this model's chat template and check its label tokens (hub id, folder, GGUF or alias).")
-@click.option("--templates", default=None,
-              help="Template ids (comma-separated) or 'all'; default: the benchmark's first template.")
-@click.option("--labels", type=click.Choice(["letters", "numbers"]), default=None,
-              help="Option labels (default: the benchmark's own).")
+@click.option(
+    "--split",
+    type=click.Choice(SPLIT_CHOICES),
+    default="all",
+    show_default=True,
+    help="Which part of the benchmark to export.",
+)
+@click.option(
+    "--countries",
+    multiple=True,
+    help="Keep only these countries (repeat or comma-separate; 'targets' = the paper's 8).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=str),
+    default=None,
+    help="Local benchmark files (a folder, a file, or a root with one sub-folder per benchmark). "
+    "Without it: built-in data, or the Hugging Face hub.",
+)
+@click.option(
+    "--model",
+    default=None,
+    help="Apply this model's chat template and check its label tokens (hub id, folder, GGUF or alias).",
+)
+@click.option(
+    "--templates",
+    default=None,
+    help="Template ids (comma-separated) or 'all'; default: the benchmark's first template.",
+)
+@click.option(
+    "--labels",
+    type=click.Choice(["letters", "numbers"]),
+    default=None,
+    help="Option labels (default: the benchmark's own).",
+)
 @click.option("--part", default=None, help="Source part where a benchmark has several (e.g. train).")
-@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
-              help="Benchmark option, e.g. max_variants=5 or filter_scope=country for blend.")
+@click.option(
+    "--option",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Benchmark option, e.g. max_variants=5 or filter_scope=country for blend.",
+)
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=str), help="Output JSONL file.")
-def export_cmd(benchmark: str, split: str, countries: tuple[str, ...], data_dir: str | None, model: str | None,
-               templates: str | None, labels: str | None, part: str | None, options: tuple[str, ...],
-               out: str) -> None:
+def export_cmd(
+    benchmark: str,
+    split: str,
+    countries: tuple[str, ...],
+    data_dir: str | None,
+    model: str | None,
+    templates: str | None,
+    labels: str | None,
+    part: str | None,
+    options: tuple[str, ...],
+    out: str,
+) -> None:
     """Render BENCHMARK into the examples JSONL that `culture-neurons score` reads."""
-    summary = export_examples(benchmark, out, split=split, countries=list(countries) or None, data_dir=data_dir,
-                              model=model, templates=templates, labels=labels, part=part,
-                              **_parse_options(options))
+    summary = export_examples(
+        benchmark,
+        out,
+        split=split,
+        countries=list(countries) or None,
+        data_dir=data_dir,
+        model=model,
+        templates=templates,
+        labels=labels,
+        part=part,
+        **_parse_options(options),
+    )
     click.echo(summary.table())
     chat = "chat template applied" if summary.chat_template_applied else "no chat template"
-    click.echo(f"wrote {summary.n_examples} examples to {summary.path} "
-               f"(templates: {', '.join(summary.templates)}; {chat})")
+    click.echo(
+        f"wrote {summary.n_examples} examples to {summary.path} (templates: {', '.join(summary.templates)}; {chat})"
+    )

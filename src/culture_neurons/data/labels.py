@@ -61,8 +61,10 @@ def label_problems(examples: Sequence[Example], tokenizer: Any, limit: int = 20)
             issue = f"label(s) {bad} tokenise to nothing after the prompt"
         elif any(f == "merged" for f in firsts):
             bad = [l for l, f in zip(ex.labels, firsts) if f == "merged"]
-            issue = (f"label(s) {bad} merge with the end of the prompt into one token; "
-                     "end the prompt so that the label starts a new token")
+            issue = (
+                f"label(s) {bad} merge with the end of the prompt into one token; "
+                "end the prompt so that the label starts a new token"
+            )
         elif len(set(firsts)) != len(firsts):
             issue = f"labels {list(ex.labels)} do not all start with different tokens"
         if issue:
@@ -79,6 +81,7 @@ def assert_labels_ok(examples: Sequence[Example], tokenizer: Any, benchmark: str
         more = " (and maybe more)" if len(problems) >= 4 else ""
         raise InputError(
             f"{benchmark}: labels are not usable as single-token targets for this tokenizer: "
-            + "; ".join(problems[:3]) + more
+            + "; ".join(problems[:3])
+            + more
             + ". Try --labels numbers/letters or another template"
         )

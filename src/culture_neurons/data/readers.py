@@ -64,8 +64,9 @@ def _check_columns(path: Path, columns: Sequence[str], required: Iterable[str]) 
         )
 
 
-def read_delimited(path: str | os.PathLike, required: Iterable[str] = (), delimiter: str = ",",
-                   quoting: int = csv.QUOTE_MINIMAL) -> list[Row]:
+def read_delimited(
+    path: str | os.PathLike, required: Iterable[str] = (), delimiter: str = ",", quoting: int = csv.QUOTE_MINIMAL
+) -> list[Row]:
     """Rows of a CSV/TSV file with a header line. ``Row.where`` is ``file:line``."""
     path = Path(path)
     text = read_text(path)
@@ -91,10 +92,9 @@ def read_delimited(path: str | os.PathLike, required: Iterable[str] = (), delimi
         start = reader.line_num + 1
         if not values or all(not v.strip() for v in values):
             continue
-        if len(values) > len(header) and any(v.strip() for v in values[len(header):]):
+        if len(values) > len(header) and any(v.strip() for v in values[len(header) :]):
             raise InputError(
-                f"{path}:{line}: {len(values)} fields but the header has {len(header)}; "
-                "check the delimiter and quoting"
+                f"{path}:{line}: {len(values)} fields but the header has {len(header)}; check the delimiter and quoting"
             )
         values = values + [""] * (len(header) - len(values))
         rows.append(Row.make(dict(zip(header, values)), f"{path}:{line}"))
@@ -178,8 +178,12 @@ def read_parquet(path: str | os.PathLike, required: Iterable[str] = ()) -> list[
     return [Row.make(r, f"{path}: row {i}") for i, r in enumerate(records, start=1)]
 
 
-def read_records(path: str | os.PathLike, required: Iterable[str] = (), delimiter: str | None = None,
-                 quoting: int = csv.QUOTE_MINIMAL) -> list[Row]:
+def read_records(
+    path: str | os.PathLike,
+    required: Iterable[str] = (),
+    delimiter: str | None = None,
+    quoting: int = csv.QUOTE_MINIMAL,
+) -> list[Row]:
     """Rows of any supported table file, chosen by its suffix.
 
     ``.csv`` (comma), ``.tsv``/``.txt`` (tab unless ``delimiter`` says otherwise), ``.jsonl``,

@@ -135,8 +135,13 @@ def _hub_message(benchmark: Benchmark, reason: str) -> str:
     )
 
 
-def load_items(name: str, data_dir: str | Path | None = None, countries: Sequence[str] | str | None = None,
-               part: str | None = None, **options: Any) -> list[Item]:
+def load_items(
+    name: str,
+    data_dir: str | Path | None = None,
+    countries: Sequence[str] | str | None = None,
+    part: str | None = None,
+    **options: Any,
+) -> list[Item]:
     """Load a benchmark's items (all splits, all its countries unless ``countries`` narrows them).
 
     With ``data_dir`` the local files are read. Without it, built-in data is used where the
@@ -187,16 +192,21 @@ def select_templates(benchmark: Benchmark, templates: str | Sequence[str] | None
     known = {t.id: t for t in benchmark.templates + benchmark.extra_templates}
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise InputError(
-            f"{benchmark.name}: unknown template {unknown[0]!r}; choose from {', '.join(known)} or 'all'"
-        )
+        raise InputError(f"{benchmark.name}: unknown template {unknown[0]!r}; choose from {', '.join(known)} or 'all'")
     return tuple(known[n] for n in dict.fromkeys(names))
 
 
-def build_examples(name: str, split: str = "all", countries: Sequence[str] | str | None = None,
-                   data_dir: str | Path | None = None, tokenizer: Any = None,
-                   templates: str | Sequence[str] | None = None, labels: str | None = None,
-                   part: str | None = None, **options: Any) -> list[Example]:
+def build_examples(
+    name: str,
+    split: str = "all",
+    countries: Sequence[str] | str | None = None,
+    data_dir: str | Path | None = None,
+    tokenizer: Any = None,
+    templates: str | Sequence[str] | None = None,
+    labels: str | None = None,
+    part: str | None = None,
+    **options: Any,
+) -> list[Example]:
     """Render a benchmark into examples: one per (item, template), items in source order.
 
     Args:
@@ -223,7 +233,9 @@ def build_examples(name: str, split: str = "all", countries: Sequence[str] | str
         items = [it for it in items if it.split == split]
     if not items:
         have = ", ".join(f"{s}: {n}" for s, n in sorted(available.items())) or "none"
-        raise InputError(f"{benchmark.name}: no examples for split {split!r} and the chosen countries (available: {have})")
+        raise InputError(
+            f"{benchmark.name}: no examples for split {split!r} and the chosen countries (available: {have})"
+        )
     return [render_item(it, t, benchmark.name, style, tokenizer) for it in items for t in chosen]
 
 
@@ -260,10 +272,19 @@ class ExportSummary:
         return "\n".join(lines)
 
 
-def export_examples(name: str, out: str | Path, split: str = "all", countries: Sequence[str] | str | None = None,
-                    data_dir: str | Path | None = None, model: str | None = None,
-                    templates: str | Sequence[str] | None = None, labels: str | None = None,
-                    part: str | None = None, check_labels: bool = True, **options: Any) -> ExportSummary:
+def export_examples(
+    name: str,
+    out: str | Path,
+    split: str = "all",
+    countries: Sequence[str] | str | None = None,
+    data_dir: str | Path | None = None,
+    model: str | None = None,
+    templates: str | Sequence[str] | None = None,
+    labels: str | None = None,
+    part: str | None = None,
+    check_labels: bool = True,
+    **options: Any,
+) -> ExportSummary:
     """Render a benchmark and write the examples JSONL that ``culture-neurons score`` reads.
 
     With ``model`` (a hub id, local folder, GGUF file or alias), its tokenizer's chat template is
@@ -278,8 +299,17 @@ def export_examples(name: str, out: str | Path, split: str = "all", countries: S
         from ..models.loading import load_tokenizer
 
         tokenizer = load_tokenizer(model)
-    examples = build_examples(name, split=split, countries=countries, data_dir=data_dir, tokenizer=tokenizer,
-                              templates=templates, labels=labels, part=part, **options)
+    examples = build_examples(
+        name,
+        split=split,
+        countries=countries,
+        data_dir=data_dir,
+        tokenizer=tokenizer,
+        templates=templates,
+        labels=labels,
+        part=part,
+        **options,
+    )
     if tokenizer is not None and check_labels:
         from .labels import assert_labels_ok
 

@@ -47,7 +47,9 @@ def first_half_split(keys: Sequence[Hashable]) -> dict[Hashable, str]:
     return {k: (IDENTIFICATION if i < cut else HELDOUT) for i, k in enumerate(distinct)}
 
 
-def half_split_by(items: Iterable[T], stratum: Callable[[T], Hashable], key: Callable[[T], Hashable]) -> dict[Hashable, str]:
+def half_split_by(
+    items: Iterable[T], stratum: Callable[[T], Hashable], key: Callable[[T], Hashable]
+) -> dict[Hashable, str]:
     """Within each stratum (e.g. country, or (country, label)), split its distinct keys in half.
 
     Order of first appearance decides, so the split follows the file's order.

@@ -120,7 +120,9 @@ def _label_list(labels: tuple[str, ...]) -> str:
     return ", ".join(labels[:-1]) + " or " + labels[-1]
 
 
-def render_body(item: Item, template: Template, label_style: str) -> tuple[str, tuple[str, ...], tuple[str, ...], str | None]:
+def render_body(
+    item: Item, template: Template, label_style: str
+) -> tuple[str, tuple[str, ...], tuple[str, ...], str | None]:
     """Fill a template. Returns (instruction text, option texts, labels, gold label or None)."""
     options: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
@@ -168,8 +170,9 @@ def compose_prompt(body: str, answer_prefix: str, tokenizer: Any = None) -> tupl
     return body, False
 
 
-def render_item(item: Item, template: Template, dataset: str, label_style: str = "letters",
-                tokenizer: Any = None) -> Example:
+def render_item(
+    item: Item, template: Template, dataset: str, label_style: str = "letters", tokenizer: Any = None
+) -> Example:
     """Render one item with one template into an :class:`Example`."""
     body, options, labels, gold = render_body(item, template, label_style)
     prompt, applied = compose_prompt(body, template.answer_prefix, tokenizer)

@@ -61,7 +61,9 @@ def load_benchmarks(specs: Sequence[str | os.PathLike]) -> dict[str, list[Exampl
         name, path = text.split("=", 1) if "=" in text and not Path(text).exists() else (None, text)
         path = Path(path)
         if not path.is_file():
-            raise InputError(f"benchmark file {path} does not exist (expected an examples JSONL, e.g. from `culture-neurons data export`)")
+            raise InputError(
+                f"benchmark file {path} does not exist (expected an examples JSONL, e.g. from `culture-neurons data export`)"
+            )
         examples = read_examples(path)
         if name is None:
             datasets = {ex.dataset for ex in examples if ex.dataset}
@@ -72,9 +74,19 @@ def load_benchmarks(specs: Sequence[str | os.PathLike]) -> dict[str, list[Exampl
     return out
 
 
-def evaluate_rows(model: Any, tokenizer: Any, benchmarks: Benchmarks | Sequence[Example], neurons: NeuronSet | Sequence[NeuronSet] | None = None,
-                  op: str = "suppress", factor: float = 2.0, condition: str | None = None, options: EvalOptions | None = None,
-                  progress: bool = False, site_map: Any = None, **overrides: Any) -> pd.DataFrame:
+def evaluate_rows(
+    model: Any,
+    tokenizer: Any,
+    benchmarks: Benchmarks | Sequence[Example],
+    neurons: NeuronSet | Sequence[NeuronSet] | None = None,
+    op: str = "suppress",
+    factor: float = 2.0,
+    condition: str | None = None,
+    options: EvalOptions | None = None,
+    progress: bool = False,
+    site_map: Any = None,
+    **overrides: Any,
+) -> pd.DataFrame:
     """Per-example rows of every benchmark under one condition (an intervention, or none)."""
     from ..intervention import intervene
 
@@ -114,7 +126,11 @@ def summarise(rows: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict[str
         if has_norm:
             entry["acc_norm"] = mean_ci(frame["correct_norm"].fillna(False).astype(float).to_numpy(), n_boot, seed)
         for key, column in (("by_country", "country"), ("by_split", "split"), ("by_template", "template")):
-            groups = {str(k): mean_ci(g["score"].to_numpy(), n_boot, seed) for k, g in frame.groupby(column, sort=True) if str(k)}
+            groups = {
+                str(k): mean_ci(g["score"].to_numpy(), n_boot, seed)
+                for k, g in frame.groupby(column, sort=True)
+                if str(k)
+            }
             if groups:
                 entry[key] = groups
         out[str(bench)] = entry
@@ -134,7 +150,9 @@ class EvalResult:
         folder = Path(out)
         rows_path = write_rows(self.rows, folder / rows_name)
         summary_path = folder / "summary.json"
-        write_json_atomic(summary_path, {"config": self.config, "package_version": __version__, "metrics": self.summary})
+        write_json_atomic(
+            summary_path, {"config": self.config, "package_version": __version__, "metrics": self.summary}
+        )
         return rows_path, summary_path
 
 
@@ -145,7 +163,10 @@ def write_rows(rows: pd.DataFrame, path: str | os.PathLike) -> Path:
         frame = rows.copy()
         for col in ("option_probs", "options"):
             if col in frame:
-                frame[col] = [None if v is None or (isinstance(v, float) and np.isnan(v)) else json.dumps(list(v)) for v in frame[col]]
+                frame[col] = [
+                    None if v is None or (isinstance(v, float) and np.isnan(v)) else json.dumps(list(v))
+                    for v in frame[col]
+                ]
         with atomic_path(path, suffix=".csv") as tmp:
             frame.to_csv(tmp, index=False)
     else:
@@ -168,9 +189,21 @@ def read_rows(path: str | os.PathLike) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def evaluate(model: Any, tokenizer: Any, benchmarks: Benchmarks | Sequence[Example], neurons: NeuronSet | Sequence[NeuronSet] | None = None,
-             op: str = "suppress", factor: float = 2.0, *, options: EvalOptions | None = None, n_boot: int = 1000, seed: int = 0,
-             progress: bool = False, site_map: Any = None, **overrides: Any) -> EvalResult:
+def evaluate(
+    model: Any,
+    tokenizer: Any,
+    benchmarks: Benchmarks | Sequence[Example],
+    neurons: NeuronSet | Sequence[NeuronSet] | None = None,
+    op: str = "suppress",
+    factor: float = 2.0,
+    *,
+    options: EvalOptions | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    progress: bool = False,
+    site_map: Any = None,
+    **overrides: Any,
+) -> EvalResult:
     """Evaluate ``model`` on ``benchmarks`` (``{name: examples}`` or a list), optionally with ``neurons``
     suppressed or enhanced, and summarise with bootstrap CIs.
 
@@ -180,16 +213,37 @@ def evaluate(model: Any, tokenizer: Any, benchmarks: Benchmarks | Sequence[Examp
 
     opts = replace(options or EvalOptions(), **overrides)
     opts.validate()
-    rows = evaluate_rows(model, tokenizer, benchmarks, neurons, op, factor, options=opts, progress=progress, site_map=site_map)
-    config = {"options": opts.to_dict(), "n_boot": n_boot, "seed": seed, "condition": rows["condition"].iloc[0],
-              "neurons": None if neurons is None else {"kind": _kind(neurons), "op": op, "factor": factor}}
+    rows = evaluate_rows(
+        model, tokenizer, benchmarks, neurons, op, factor, options=opts, progress=progress, site_map=site_map
+    )
+    config = {
+        "options": opts.to_dict(),
+        "n_boot": n_boot,
+        "seed": seed,
+        "condition": rows["condition"].iloc[0],
+        "neurons": None if neurons is None else {"kind": _kind(neurons), "op": op, "factor": factor},
+    }
     return EvalResult(rows, summarise(rows, n_boot, seed), config)
 
 
-def evaluate_files(model: str | os.PathLike, benches: Sequence[str | os.PathLike], out: str | os.PathLike, neurons: Sequence[str | os.PathLike] = (),
-                   op: str = "suppress", factor: float = 2.0, *, dtype: str | None = None, device: str | None = None,
-                   device_map: str | None = None, site_map: str | None = None, rows_format: str = "parquet", n_boot: int = 1000,
-                   seed: int = 0, progress: bool = True, **overrides: Any) -> EvalResult:
+def evaluate_files(
+    model: str | os.PathLike,
+    benches: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    neurons: Sequence[str | os.PathLike] = (),
+    op: str = "suppress",
+    factor: float = 2.0,
+    *,
+    dtype: str | None = None,
+    device: str | None = None,
+    device_map: str | None = None,
+    site_map: str | None = None,
+    rows_format: str = "parquet",
+    n_boot: int = 1000,
+    seed: int = 0,
+    progress: bool = True,
+    **overrides: Any,
+) -> EvalResult:
     """File-level :func:`evaluate` (what ``culture-neurons evaluate`` calls): inputs are checked
     before the model loads; rows and ``summary.json`` are written into the folder ``out``."""
     from ..distributed import init_from_env, is_main, local_device
@@ -204,7 +258,9 @@ def evaluate_files(model: str | os.PathLike, benches: Sequence[str | os.PathLike
     opts = EvalOptions(**overrides)
     opts.validate()
     init_from_env(device)
-    loaded, tokenizer = load_model(model, dtype=dtype, device=local_device(device), device_map=device_map, progress=progress)
+    loaded, tokenizer = load_model(
+        model, dtype=dtype, device=local_device(device), device_map=device_map, progress=progress
+    )
     if sets:
         from ..intervention import check_fits
         from ..models.adapters import get_adapter
@@ -212,9 +268,22 @@ def evaluate_files(model: str | os.PathLike, benches: Sequence[str | os.PathLike
         adapter = get_adapter(loaded, site_map)
         for ns in sets:
             check_fits(ns, adapter, loaded)
-    result = evaluate(loaded, tokenizer, benchmarks, sets or None, op, factor, options=opts, n_boot=n_boot, seed=seed, progress=progress,
-                      site_map=site_map)
-    result.config.update({"model": str(model), "benchmarks": [str(b) for b in benches], "neuron_files": [str(p) for p in neurons]})
+    result = evaluate(
+        loaded,
+        tokenizer,
+        benchmarks,
+        sets or None,
+        op,
+        factor,
+        options=opts,
+        n_boot=n_boot,
+        seed=seed,
+        progress=progress,
+        site_map=site_map,
+    )
+    result.config.update(
+        {"model": str(model), "benchmarks": [str(b) for b in benches], "neuron_files": [str(p) for p in neurons]}
+    )
     if is_main():
         result.save(out, "rows.csv" if rows_format == "csv" else "rows.parquet")
     return result

@@ -49,7 +49,9 @@ class ExperimentResult:
 
             write_text_atomic(folder / "matrix.csv", self.matrix.to_csv())
         summary_path = folder / "summary.json"
-        write_json_atomic(summary_path, {"config": self.config, "package_version": __version__, "results": self.summary})
+        write_json_atomic(
+            summary_path, {"config": self.config, "package_version": __version__, "results": self.summary}
+        )
         return rows_path, summary_path
 
 
@@ -63,12 +65,16 @@ def condition_table(rows: pd.DataFrame, conditions: Sequence[str]) -> pd.DataFra
     table = rows.pivot_table(index=["benchmark", "id"], columns="condition", values="score", sort=False)
     missing = [c for c in conditions if c not in table.columns]
     if missing or table[conditions].isna().any().any():
-        raise InputError(f"the conditions {', '.join(conditions)} were not evaluated on the same examples"
-                         + (f" ({', '.join(missing)} missing)" if missing else ""))
+        raise InputError(
+            f"the conditions {', '.join(conditions)} were not evaluated on the same examples"
+            + (f" ({', '.join(missing)} missing)" if missing else "")
+        )
     return table[conditions]
 
 
-def _random_sets(neuron_set: NeuronSet, seeds: int | Sequence[int], layer_matched: bool, random_sets: Sequence[NeuronSet] | None) -> list[NeuronSet]:
+def _random_sets(
+    neuron_set: NeuronSet, seeds: int | Sequence[int], layer_matched: bool, random_sets: Sequence[NeuronSet] | None
+) -> list[NeuronSet]:
     if random_sets is not None:
         sets = list(random_sets)
         bad = [s.kind for s in sets if len(s) != len(neuron_set)]
@@ -79,7 +85,9 @@ def _random_sets(neuron_set: NeuronSet, seeds: int | Sequence[int], layer_matche
     return [select_random(neuron_set, s, layer_matched=layer_matched) for s in seed_list]
 
 
-def split_parts(table: pd.DataFrame, info: pd.DataFrame, bench: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.Index]]:
+def split_parts(
+    table: pd.DataFrame, info: pd.DataFrame, bench: str
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.Index]]:
     """One benchmark's rows of a (benchmark, id) x condition ``table``, their metadata from ``info``,
     and the example index of ``all`` and of each non-empty split (sorted), the parts every summary reports."""
     block = table.loc[bench]
@@ -90,8 +98,14 @@ def split_parts(table: pd.DataFrame, info: pd.DataFrame, bench: str) -> tuple[pd
     return block, meta, parts
 
 
-def ablation_summary(rows: pd.DataFrame, benches: Sequence[str], target: str, random_labels: Sequence[str],
-                     n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+def ablation_summary(
+    rows: pd.DataFrame,
+    benches: Sequence[str],
+    target: str,
+    random_labels: Sequence[str],
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
     """The summary of :func:`run_ablation` from its rows (conditions ``original``, ``target`` and ``random_labels``).
 
     Public so that a caller who evaluates the conditions itself (the pipeline, which caches each
@@ -158,19 +172,41 @@ def run_ablation(
     labels = [c for c, _ in conditions]
     if len(set(labels)) != len(labels):
         raise InputError(f"two conditions share a name ({labels}); give the random sets distinct seeds")
-    frames = [evaluate_rows(model, tokenizer, benches, ns, op, factor, condition=label, options=opts, progress=progress, site_map=site_map)
-              for label, ns in conditions]
+    frames = [
+        evaluate_rows(
+            model,
+            tokenizer,
+            benches,
+            ns,
+            op,
+            factor,
+            condition=label,
+            options=opts,
+            progress=progress,
+            site_map=site_map,
+        )
+        for label, ns in conditions
+    ]
     rows = pd.concat(frames, ignore_index=True)
     summary = ablation_summary(rows, list(benches), target, labels[2:], n_boot, seed)
-    config = {"experiment": "enhancement" if op == "enhance" else "ablation", "op": op, "factor": factor,
-              "neuron_set": {"kind": neuron_set.kind, "count": len(neuron_set), "sha256": neuron_set.content_hash()},
-              "random_sets": [r.kind for r in randoms], "layer_matched": layer_matched, "options": opts.to_dict(),
-              "n_boot": n_boot, "seed": seed, "benchmarks": list(benches)}
+    config = {
+        "experiment": "enhancement" if op == "enhance" else "ablation",
+        "op": op,
+        "factor": factor,
+        "neuron_set": {"kind": neuron_set.kind, "count": len(neuron_set), "sha256": neuron_set.content_hash()},
+        "random_sets": [r.kind for r in randoms],
+        "layer_matched": layer_matched,
+        "options": opts.to_dict(),
+        "n_boot": n_boot,
+        "seed": seed,
+        "benchmarks": list(benches),
+    }
     return ExperimentResult(rows, summary, config)
 
 
-def cross_culture_summary(rows: pd.DataFrame, countries: Sequence[str], op: str = "suppress", n_boot: int = 1000,
-                          seed: int = 0) -> tuple[dict[str, Any], pd.DataFrame]:
+def cross_culture_summary(
+    rows: pd.DataFrame, countries: Sequence[str], op: str = "suppress", n_boot: int = 1000, seed: int = 0
+) -> tuple[dict[str, Any], pd.DataFrame]:
     """The summary and change matrix of :func:`run_cross_culture` from its rows (conditions
     ``original`` and ``<op>:<country>`` for each country)."""
     sets = list(countries)
@@ -184,7 +220,9 @@ def cross_culture_summary(rows: pd.DataFrame, countries: Sequence[str], op: str 
         cells[c] = {}
         for e in eval_countries:
             mask = info["country"].to_numpy() == e
-            change = paired_change(scores["original"].to_numpy()[mask], scores[f"{op}:{c}"].to_numpy()[mask], n_boot, seed)
+            change = paired_change(
+                scores["original"].to_numpy()[mask], scores[f"{op}:{c}"].to_numpy()[mask], n_boot, seed
+            )
             cells[c][e] = change
             matrix.loc[c, e] = change["value"]
     rows_summary = {}
@@ -198,11 +236,18 @@ def cross_culture_summary(rows: pd.DataFrame, countries: Sequence[str], op: str 
         }
     diag = [matrix.loc[c, c] for c in sets if c in matrix.columns]
     summary = {
-        "set_countries": list(sets), "eval_countries": eval_countries, "original": {e: mean_ci(
-            scores["original"].to_numpy()[info["country"].to_numpy() == e], n_boot, seed) for e in eval_countries},
-        "change": cells, "rows": rows_summary,
+        "set_countries": list(sets),
+        "eval_countries": eval_countries,
+        "original": {
+            e: mean_ci(scores["original"].to_numpy()[info["country"].to_numpy() == e], n_boot, seed)
+            for e in eval_countries
+        },
+        "change": cells,
+        "rows": rows_summary,
         "diagonal_mean": float(np.mean(diag)) if diag else None,
-        "off_diagonal_mean": float(np.nanmean([matrix.loc[c, e] for c in sets for e in eval_countries if e != c])) if len(eval_countries) > 1 else None,
+        "off_diagonal_mean": float(np.nanmean([matrix.loc[c, e] for c in sets for e in eval_countries if e != c]))
+        if len(eval_countries) > 1
+        else None,
     }
     return summary, matrix
 
@@ -251,10 +296,32 @@ def run_cross_culture(
         if not benches:
             raise InputError(f"no examples of split {split!r} in the benchmarks")
     conditions = [("original", None)] + [(f"{op}:{c}", ns) for c, ns in sets.items()]
-    frames = [evaluate_rows(model, tokenizer, benches, ns, op, factor, condition=label, options=opts, progress=progress, site_map=site_map)
-              for label, ns in conditions]
+    frames = [
+        evaluate_rows(
+            model,
+            tokenizer,
+            benches,
+            ns,
+            op,
+            factor,
+            condition=label,
+            options=opts,
+            progress=progress,
+            site_map=site_map,
+        )
+        for label, ns in conditions
+    ]
     rows = pd.concat(frames, ignore_index=True)
     summary, matrix = cross_culture_summary(rows, list(sets), op, n_boot, seed)
-    config = {"experiment": "cross-culture", "op": op, "factor": factor, "split": split, "options": opts.to_dict(), "n_boot": n_boot,
-              "seed": seed, "benchmarks": list(benches), "sets": {c: {"count": len(ns), "sha256": ns.content_hash()} for c, ns in sets.items()}}
+    config = {
+        "experiment": "cross-culture",
+        "op": op,
+        "factor": factor,
+        "split": split,
+        "options": opts.to_dict(),
+        "n_boot": n_boot,
+        "seed": seed,
+        "benchmarks": list(benches),
+        "sets": {c: {"count": len(ns), "sha256": ns.content_hash()} for c, ns in sets.items()},
+    }
     return ExperimentResult(rows, summary, config, matrix)

@@ -39,7 +39,9 @@ def _interval(boot: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def mean_ci(values: Sequence[float] | np.ndarray, n_boot: int = 1000, seed: int = 0, scale: float = 100.0) -> dict[str, Any]:
+def mean_ci(
+    values: Sequence[float] | np.ndarray, n_boot: int = 1000, seed: int = 0, scale: float = 100.0
+) -> dict[str, Any]:
     """``{value, ci_low, ci_high, n}`` for the mean of ``values`` (times ``scale``)."""
     v = np.asarray(values, dtype=np.float64)
     if v.size == 0:
@@ -48,13 +50,21 @@ def mean_ci(values: Sequence[float] | np.ndarray, n_boot: int = 1000, seed: int 
     return {"value": float(v.mean()) * scale, "ci_low": lo * scale, "ci_high": hi * scale, "n": int(v.size)}
 
 
-def paired_change(before: np.ndarray, after: np.ndarray, n_boot: int = 1000, seed: int = 0, scale: float = 100.0) -> dict[str, Any]:
+def paired_change(
+    before: np.ndarray, after: np.ndarray, n_boot: int = 1000, seed: int = 0, scale: float = 100.0
+) -> dict[str, Any]:
     """Mean of ``after - before`` over paired examples, with a bootstrap CI (times ``scale``)."""
     return mean_ci(np.asarray(after, np.float64) - np.asarray(before, np.float64), n_boot, seed, scale)
 
 
-def compare_to_random(original: np.ndarray, target: np.ndarray, randoms: np.ndarray, n_boot: int = 1000, seed: int = 0,
-                      scale: float = 100.0) -> dict[str, Any]:
+def compare_to_random(
+    original: np.ndarray,
+    target: np.ndarray,
+    randoms: np.ndarray,
+    n_boot: int = 1000,
+    seed: int = 0,
+    scale: float = 100.0,
+) -> dict[str, Any]:
     """Targeted intervention vs random ones on the same examples.
 
     Args:

@@ -136,7 +136,11 @@ def _pad_id(tokenizer: Any) -> int:
 def _last_logits(model: Any, batch: Any) -> torch.Tensor:
     """Logits at the last (prompt) position of a left-padded batch, ``[B, V]`` float32."""
     params = inspect.signature(model.forward).parameters
-    kwargs: dict[str, Any] = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask.long(), "use_cache": False}
+    kwargs: dict[str, Any] = {
+        "input_ids": batch.input_ids,
+        "attention_mask": batch.attention_mask.long(),
+        "use_cache": False,
+    }
     if "position_ids" in params:
         kwargs["position_ids"] = batch.position_ids
     if "logits_to_keep" in params:
@@ -149,7 +153,9 @@ def _label_continuations(ex: Example) -> tuple[list[str], int]:
     """Each option label written the way the gold answer is (same surrounding whitespace), and the gold index."""
     labels = list(ex.labels or [])
     if not labels:
-        raise InputError(f"example {ex.id!r} has options but no labels; the generate and choice scorers need labels (use --scorer loglik)")
+        raise InputError(
+            f"example {ex.id!r} has options but no labels; the generate and choice scorers need labels (use --scorer loglik)"
+        )
     answer = ex.answer
     gold = answer.strip()
     stripped = [label.strip() for label in labels]
@@ -160,14 +166,17 @@ def _label_continuations(ex: Example) -> tuple[list[str], int]:
     return [lead + s + trail for s in stripped], stripped.index(gold)
 
 
-def _first_token_rows(model: Any, tokenizer: Any, examples: Sequence[Example], prompts: list[str], add_special: bool,
-                      opts: EvalOptions) -> list[dict[str, Any]]:
+def _first_token_rows(
+    model: Any, tokenizer: Any, examples: Sequence[Example], prompts: list[str], add_special: bool, opts: EvalOptions
+) -> list[dict[str, Any]]:
     conts, golds = zip(*(_label_continuations(ex) for ex in examples))
     rows = encode_rows(tokenizer, prompts, conts, add_special, [ex.id for ex in examples], first_token_only=True)
     label_tokens = [[r.targets[0] for r in rs] for rs in rows]
     for ex, toks in zip(examples, label_tokens):
         if len(set(toks)) != len(toks):
-            raise InputError(f"example {ex.id!r}: two option labels start with the same token, so label probabilities are ambiguous")
+            raise InputError(
+                f"example {ex.id!r}: two option labels start with the same token, so label probabilities are ambiguous"
+            )
     device, pad = _device(model), _pad_id(tokenizer)
     out: list[dict[str, Any]] = [{} for _ in examples]
     with torch.no_grad():
@@ -176,7 +185,10 @@ def _first_token_rows(model: Any, tokenizer: Any, examples: Sequence[Example], p
             logits = _last_logits(model, batch)
             top = logits.argmax(-1).tolist()
             width = max(len(label_tokens[i]) for i in idx)
-            tok = torch.tensor([label_tokens[i] + [label_tokens[i][0]] * (width - len(label_tokens[i])) for i in idx], device=logits.device)
+            tok = torch.tensor(
+                [label_tokens[i] + [label_tokens[i][0]] * (width - len(label_tokens[i])) for i in idx],
+                device=logits.device,
+            )
             valid = torch.tensor([[j < len(label_tokens[i]) for j in range(width)] for i in idx], device=logits.device)
             picked = logits.gather(1, tok).masked_fill(~valid, float("-inf"))
             probs = picked.softmax(-1).cpu()
@@ -189,11 +201,19 @@ def _first_token_rows(model: Any, tokenizer: Any, examples: Sequence[Example], p
                 else:
                     pred = clean_label(tokenizer.decode([top[slot]], skip_special_tokens=True))
                 gold = labels[golds[i]]
-                out[i] = {"prediction": pred, "gold": gold, "correct": pred == gold, "option_probs": p, "options": labels}
+                out[i] = {
+                    "prediction": pred,
+                    "gold": gold,
+                    "correct": pred == gold,
+                    "option_probs": p,
+                    "options": labels,
+                }
     return out
 
 
-def _generate(model: Any, tokenizer: Any, prompts: list[str], add_special: bool, max_new_tokens: int, batch_size: int) -> list[str]:
+def _generate(
+    model: Any, tokenizer: Any, prompts: list[str], add_special: bool, max_new_tokens: int, batch_size: int
+) -> list[str]:
     """Greedy continuations (decoded, special tokens dropped), batched with left padding."""
     ids = tokenizer(prompts, add_special_tokens=add_special)["input_ids"]
     for i, seq in enumerate(ids):
@@ -211,15 +231,22 @@ def _generate(model: Any, tokenizer: Any, prompts: list[str], add_special: bool,
             for row, i in enumerate(idx):
                 input_ids[row, width - len(ids[i]) :] = torch.tensor(ids[i])
                 mask[row, width - len(ids[i]) :] = 1
-            gen = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
-                                 do_sample=False, pad_token_id=pad, num_beams=1)
+            gen = model.generate(
+                input_ids=input_ids.to(device),
+                attention_mask=mask.to(device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=pad,
+                num_beams=1,
+            )
             for row, i in enumerate(idx):
                 out[i] = tokenizer.decode(gen[row, width:].tolist(), skip_special_tokens=True)
     return out
 
 
-def _loglik_rows(model: Any, tokenizer: Any, examples: Sequence[Example], prompts: list[str], add_special: bool,
-                 opts: EvalOptions) -> list[dict[str, Any]]:
+def _loglik_rows(
+    model: Any, tokenizer: Any, examples: Sequence[Example], prompts: list[str], add_special: bool, opts: EvalOptions
+) -> list[dict[str, Any]]:
     rows = option_rows(tokenizer, examples, prompts, add_special)
     golds = [gold_option(ex) for ex in examples]
     out: list[dict[str, Any]] = [{} for _ in examples]
@@ -240,13 +267,25 @@ def _loglik_rows(model: Any, tokenizer: Any, examples: Sequence[Example], prompt
             pick = max(range(len(total)), key=lambda j: (total[j], -j))
             pick_norm = max(range(len(normed)), key=lambda j: (normed[j], -j))
             names = [s.strip() for s in ex.labels] if ex.labels else [o.strip() for o in options]
-            out[i] = {"prediction": names[pick], "gold": names[golds[i]], "correct": pick == golds[i],
-                      "correct_norm": pick_norm == golds[i], "option_probs": [p for _, p in per[i]], "options": names}
+            out[i] = {
+                "prediction": names[pick],
+                "gold": names[golds[i]],
+                "correct": pick == golds[i],
+                "correct_norm": pick_norm == golds[i],
+                "option_probs": [p for _, p in per[i]],
+                "options": names,
+            }
     return out
 
 
-def evaluate_examples(model: Any, tokenizer: Any, examples: Sequence[Example], options: EvalOptions | None = None,
-                      progress: bool = False, **overrides: Any) -> list[dict[str, Any]]:
+def evaluate_examples(
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[Example],
+    options: EvalOptions | None = None,
+    progress: bool = False,
+    **overrides: Any,
+) -> list[dict[str, Any]]:
     """Score ``examples`` and return one row per example, in input order.
 
     Row keys: ``id, benchmark, country, split, template, kind, scorer, prediction, gold, correct,
@@ -266,7 +305,9 @@ def evaluate_examples(model: Any, tokenizer: Any, examples: Sequence[Example], o
     return gather_in_order(list(zip(mine, local)), len(examples), "evaluation rows")
 
 
-def _evaluate_local(model: Any, tokenizer: Any, examples: Sequence[Example], opts: EvalOptions, progress: bool) -> list[dict[str, Any]]:
+def _evaluate_local(
+    model: Any, tokenizer: Any, examples: Sequence[Example], opts: EvalOptions, progress: bool
+) -> list[dict[str, Any]]:
     prompts, add_special = prompt_texts(tokenizer, examples, opts.chat_template)
     kinds = [example_kind(ex) for ex in examples]
     results: list[dict[str, Any]] = [{} for _ in examples]
@@ -288,7 +329,11 @@ def _evaluate_local(model: Any, tokenizer: Any, examples: Sequence[Example], opt
                     g["correct"] = g["prediction"] == g["gold"]
         for i, g in zip(mcq, got):
             results[i] = {**g, "score": float(g["correct"])}
-    for kind, n_tokens in (("scale", opts.scale_max_new_tokens), ("saq", opts.saq_max_new_tokens), ("open", opts.max_new_tokens)):
+    for kind, n_tokens in (
+        ("scale", opts.scale_max_new_tokens),
+        ("saq", opts.saq_max_new_tokens),
+        ("open", opts.max_new_tokens),
+    ):
         idx = part(kind)
         if not idx:
             continue
@@ -302,22 +347,48 @@ def _evaluate_local(model: Any, tokenizer: Any, examples: Sequence[Example], opt
                 except ValueError:
                     raise InputError(f"example {ex.id!r}: scale answer {ex.answer!r} is not a number") from None
                 value = alignment(pred, gold, float(ex.scale_min), float(ex.scale_max))
-                results[i] = {"prediction": text.strip(), "parsed": pred, "gold": ex.answer.strip(), "correct": pred is not None and pred == gold,
-                              "score": value / 100.0}
+                results[i] = {
+                    "prediction": text.strip(),
+                    "parsed": pred,
+                    "gold": ex.answer.strip(),
+                    "correct": pred is not None and pred == gold,
+                    "score": value / 100.0,
+                }
             elif kind == "saq":
                 hit = saq_match(text, [str(a) for a in ex.meta["answers"]])
-                results[i] = {"prediction": text.strip(), "gold": ex.answer, "matched": hit, "correct": hit is not None, "score": float(hit is not None)}
+                results[i] = {
+                    "prediction": text.strip(),
+                    "gold": ex.answer,
+                    "matched": hit,
+                    "correct": hit is not None,
+                    "score": float(hit is not None),
+                }
             else:
                 pred = clean_label(text)
-                results[i] = {"prediction": pred, "gold": clean_label(ex.answer), "correct": pred == clean_label(ex.answer),
-                              "score": float(pred == clean_label(ex.answer))}
+                results[i] = {
+                    "prediction": pred,
+                    "gold": clean_label(ex.answer),
+                    "correct": pred == clean_label(ex.answer),
+                    "score": float(pred == clean_label(ex.answer)),
+                }
     rows = []
     for ex, kind, res in zip(examples, kinds, results):
-        rows.append({
-            "id": ex.id, "benchmark": ex.dataset or "", "country": ex.group, "split": ex.split or "", "template": ex.template_id or "",
-            "kind": kind, "scorer": opts.scorer if kind == "mcq" else "generate",
-            "prediction": res["prediction"], "gold": res["gold"], "correct": bool(res["correct"]),
-            "correct_norm": res.get("correct_norm"), "score": float(res["score"]),
-            "option_probs": res.get("option_probs"), "options": res.get("options"),
-        })
+        rows.append(
+            {
+                "id": ex.id,
+                "benchmark": ex.dataset or "",
+                "country": ex.group,
+                "split": ex.split or "",
+                "template": ex.template_id or "",
+                "kind": kind,
+                "scorer": opts.scorer if kind == "mcq" else "generate",
+                "prediction": res["prediction"],
+                "gold": res["gold"],
+                "correct": bool(res["correct"]),
+                "correct_norm": res.get("correct_norm"),
+                "score": float(res["score"]),
+                "option_probs": res.get("option_probs"),
+                "options": res.get("options"),
+            }
+        )
     return rows

@@ -62,13 +62,19 @@ def check_fits(neuron_set: NeuronSet, adapter: ModelAdapter, model: Any = None) 
             f"this {adapter.family} model has {adapter.num_layers}"
         )
     if neuron_set.widths:
-        clash = {s: (w, adapter.widths[s]) for s, w in neuron_set.widths.items() if s in adapter.widths and adapter.widths[s] != w}
+        clash = {
+            s: (w, adapter.widths[s])
+            for s, w in neuron_set.widths.items()
+            if s in adapter.widths and adapter.widths[s] != w
+        }
         if clash:
             detail = ", ".join(f"{s} {a} vs {b}" for s, (a, b) in clash.items())
             raise InputError(f"{name} comes from a different model: site widths differ ({detail}; set vs model)")
     missing = [s for s in neuron_set.sites if s not in adapter.sites]
     if missing:
-        raise InputError(f"{name} uses site(s) {', '.join(missing)}, which this {adapter.family} model lacks (it has {', '.join(adapter.sites)})")
+        raise InputError(
+            f"{name} uses site(s) {', '.join(missing)}, which this {adapter.family} model lacks (it has {', '.join(adapter.sites)})"
+        )
     for site, (layers, indices) in neuron_set.by_site().items():
         width = adapter.sites[site].width
         bad = (layers >= adapter.num_layers) | (indices >= width)
@@ -84,8 +90,11 @@ def check_fits(neuron_set: NeuronSet, adapter: ModelAdapter, model: Any = None) 
 
         theirs = model_identity(model)["config_sha256"]
         if theirs != mine:
-            log.warning("%s was selected on %r, whose config differs from this model's; check that it is the same model",
-                        name, neuron_set.model.get("name_or_path"))
+            log.warning(
+                "%s was selected on %r, whose config differs from this model's; check that it is the same model",
+                name,
+                neuron_set.model.get("name_or_path"),
+            )
 
 
 def _module_device(module: nn.Module) -> torch.device:

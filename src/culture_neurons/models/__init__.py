@@ -2,7 +2,17 @@
 
 from .adapters import FAMILIES, Family, ModelAdapter, SiteSpec, Split, get_adapter, load_site_map
 
-__all__ = ["FAMILIES", "Family", "ModelAdapter", "SiteSpec", "Split", "get_adapter", "load_site_map", "load_model", "load_tokenizer"]
+__all__ = [
+    "FAMILIES",
+    "Family",
+    "ModelAdapter",
+    "SiteSpec",
+    "Split",
+    "get_adapter",
+    "load_site_map",
+    "load_model",
+    "load_tokenizer",
+]
 
 
 def __getattr__(name: str):

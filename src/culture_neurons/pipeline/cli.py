@@ -54,8 +54,12 @@ def _print_summary(result, wall: float) -> None:
         counts = [s for s in result.steps if s.stage in ("export", "score") and s.info.get("n") is not None]
         if counts:
             click.echo("")
-            click.echo(format_table(["step", "examples", "status"], [[s.label if s.stage == "export" else s.key, str(s.info["n"]), s.status]
-                                                                      for s in counts]))
+            click.echo(
+                format_table(
+                    ["step", "examples", "status"],
+                    [[s.label if s.stage == "export" else s.key, str(s.info["n"]), s.status] for s in counts],
+                )
+            )
         click.echo(f"\ndry run: nothing was written ({result.run_dir})")
         return
     if result.baseline:
@@ -87,8 +91,20 @@ def _echo(quiet: bool):
 
 @click.command()
 @click.argument("config")
-@click.option("--out", "-o", type=click.Path(file_okay=False), default=None, help="Run directory (default: [run] out in the config).")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. --set select.general.t_mlp=0.02 (repeatable).")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Run directory (default: [run] out in the config).",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config key, e.g. --set select.general.t_mlp=0.02 (repeatable).",
+)
 @click.option("--dry-run", is_flag=True, help="Show which steps would run and the example counts; write nothing.")
 @click.option("--print-config", is_flag=True, help="Print the full, checked config as TOML and exit.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-stage lines; only the summary.")
@@ -112,8 +128,21 @@ def run(config: str, out: str | None, sets: tuple[str, ...], dry_run: bool, prin
 
 @click.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", "-o", type=click.Path(dir_okay=False), default=None, help="HTML file to write (default: RUN_DIR/report.html).")
-@click.option("--top", "top_neurons", type=click.IntRange(min=0), default=25, show_default=True, help="Rows in the top-neuron table.")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="HTML file to write (default: RUN_DIR/report.html).",
+)
+@click.option(
+    "--top",
+    "top_neurons",
+    type=click.IntRange(min=0),
+    default=25,
+    show_default=True,
+    help="Rows in the top-neuron table.",
+)
 def report(run_dir: str, out: str | None, top_neurons: int) -> None:
     """Write the self-contained HTML report of a run directory."""
     from ..analysis.report import write_report
@@ -124,9 +153,19 @@ def report(run_dir: str, out: str | None, top_neurons: int) -> None:
 
 @click.command()
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None, help="Run directory (default: runs/demo).")
-@click.option("--data-dir", type=click.Path(exists=True), default=None,
-              help="Use the real BLEnD and CommonsenseQA files under this folder (e.g. ../shared/data) instead of the built-in demo sets.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a demo config key, e.g. --set evaluate.n_boot=200.")
+@click.option(
+    "--data-dir",
+    type=click.Path(exists=True),
+    default=None,
+    help="Use the real BLEnD and CommonsenseQA files under this folder (e.g. ../shared/data) instead of the built-in demo sets.",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a demo config key, e.g. --set evaluate.n_boot=200.",
+)
 @click.option("--dry-run", is_flag=True, help="Show which steps would run and the example counts; write nothing.")
 @click.option("--quiet", "-q", is_flag=True)
 def demo(out: str | None, data_dir: str | None, sets: tuple[str, ...], dry_run: bool, quiet: bool) -> None:
@@ -136,8 +175,11 @@ def demo(out: str | None, data_dir: str | None, sets: tuple[str, ...], dry_run: 
 
     cfg = demo_config(data_dir, out, **_overrides(sets))
     if not quiet:
-        click.echo(f"culture-neurons demo: {cfg.model.name}, scoring target '{cfg.score.target}', scorer '{cfg.evaluate.scorer}', "
-                   f"run directory {cfg.run.out}", err=True)
+        click.echo(
+            f"culture-neurons demo: {cfg.model.name}, scoring target '{cfg.score.target}', scorer '{cfg.evaluate.scorer}', "
+            f"run directory {cfg.run.out}",
+            err=True,
+        )
     start = time.perf_counter()
     result = run_pipeline(cfg, cfg.run.out, dry_run=dry_run, progress=not quiet, echo=_echo(quiet))
     _print_summary(result, time.perf_counter() - start)

@@ -198,8 +198,14 @@ def _type_name(tp: Any) -> str:
         return f"a list of {_type_name(typing.get_args(tp)[0])}s"
     if origin is dict:
         return "a table"
-    return {str: "a string", int: "an integer", float: "a number", bool: "true/false", type(None): "absent",
-            Any: "any value"}.get(tp, getattr(tp, "__name__", str(tp)))
+    return {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true/false",
+        type(None): "absent",
+        Any: "any value",
+    }.get(tp, getattr(tp, "__name__", str(tp)))
 
 
 def _matches(value: Any, tp: Any) -> bool:
@@ -263,7 +269,9 @@ def config_from_dict(data: dict[str, Any], where: str = "config") -> PipelineCon
     return config
 
 
-def load_config(source: str | os.PathLike | dict | PipelineConfig, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+def load_config(
+    source: str | os.PathLike | dict | PipelineConfig, overrides: dict[str, Any] | None = None
+) -> PipelineConfig:
     """A checked config from a TOML path, a dict or a :class:`PipelineConfig`.
 
     ``overrides`` maps dotted keys to values (``{"select.general.t_mlp": 0.02}``) and is applied
@@ -332,7 +340,9 @@ def _benchmark(key: str, name: str, kinds: tuple[str, ...] | None = None) -> Non
     except CultureNeuronsError as exc:
         raise ConfigError(f"config key '{key}': {exc}") from None
     if kinds is not None and bench.kind not in kinds:
-        raise ConfigError(f"config key '{key}': {name} is a {bench.kind} benchmark; expected one of the kinds {', '.join(kinds)}")
+        raise ConfigError(
+            f"config key '{key}': {name} is a {bench.kind} benchmark; expected one of the kinds {', '.join(kinds)}"
+        )
 
 
 def _caps(key: str, value: int | dict[str, int], benchmarks: list[str]) -> None:
@@ -340,7 +350,9 @@ def _caps(key: str, value: int | dict[str, int], benchmarks: list[str]) -> None:
     for bench, n in items:
         where = f"{key}.{bench}" if bench else key
         if bench and bench not in benchmarks:
-            raise ConfigError(f"config key '{where}': {bench} is not among this stage's benchmarks ({', '.join(benchmarks)})")
+            raise ConfigError(
+                f"config key '{where}': {bench} is not among this stage's benchmarks ({', '.join(benchmarks)})"
+            )
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise ConfigError(f"config key '{where}' must be an integer, 0 or more (0 = every example), got {n!r}")
 
@@ -356,11 +368,15 @@ def validate(config: PipelineConfig) -> None:
     from ..data.templates import LABEL_STYLES
 
     if not config.model.name.strip():
-        raise ConfigError("config key 'model.name' is required (a hub id, a local folder, a .gguf file or an alias such as smollm2-135m-instruct)")
+        raise ConfigError(
+            "config key 'model.name' is required (a hub id, a local folder, a .gguf file or an alias such as smollm2-135m-instruct)"
+        )
     if config.model.dtype not in (None, "float32", "bfloat16", "float16"):
         raise ConfigError(f"config key 'model.dtype' must be float32, bfloat16 or float16, got {config.model.dtype!r}")
     if config.data.labels is not None and config.data.labels not in LABEL_STYLES:
-        raise ConfigError(f"config key 'data.labels' must be one of {', '.join(LABEL_STYLES)}, got {config.data.labels!r}")
+        raise ConfigError(
+            f"config key 'data.labels' must be one of {', '.join(LABEL_STYLES)}, got {config.data.labels!r}"
+        )
     if config.data.data_dir is not None and not Path(config.data.data_dir).expanduser().exists():
         raise ConfigError(f"config key 'data.data_dir': {config.data.data_dir} does not exist")
     for bench, opts in config.data.options.items():
@@ -375,7 +391,9 @@ def validate(config: PipelineConfig) -> None:
     for i, name in enumerate(s.controls):
         _benchmark(f"score.controls[{i}]", name, ("control",))
     if len(s.controls) not in (1, len(s.datasets)):
-        raise ConfigError(f"config key 'score.controls' must hold one control benchmark, or one per dataset ({len(s.datasets)}); got {len(s.controls)}")
+        raise ConfigError(
+            f"config key 'score.controls' must hold one control benchmark, or one per dataset ({len(s.datasets)}); got {len(s.controls)}"
+        )
     if s.countryrc:
         _benchmark("score.countryrc", s.countryrc, ("countryrc",))
     if s.split not in SPLIT_CHOICES:
@@ -401,11 +419,15 @@ def validate(config: PipelineConfig) -> None:
         raise ConfigError(f"config key 'evaluate.split' must be one of {', '.join(SPLIT_CHOICES)}, got {e.split!r}")
     bad = [x for x in e.experiments if x not in EXPERIMENTS]
     if bad:
-        raise ConfigError(f"config key 'evaluate.experiments': unknown experiment {bad[0]!r}; choose from {', '.join(EXPERIMENTS)}")
+        raise ConfigError(
+            f"config key 'evaluate.experiments': unknown experiment {bad[0]!r}; choose from {', '.join(EXPERIMENTS)}"
+        )
     if e.experiments and not e.benchmarks:
         raise ConfigError("config key 'evaluate.benchmarks' is empty but experiments are requested")
     if {"ablation", "enhancement"} & set(e.experiments) and not g.enabled:
-        raise ConfigError("config key 'evaluate.experiments': ablation and enhancement need select.general.enabled = true")
+        raise ConfigError(
+            "config key 'evaluate.experiments': ablation and enhancement need select.general.enabled = true"
+        )
     if "cross-culture" in e.experiments and not sp.enabled:
         raise ConfigError("config key 'evaluate.experiments': cross-culture needs select.specific.enabled = true")
     _caps("evaluate.max_per_group", e.max_per_group, e.benchmarks)
@@ -427,17 +449,30 @@ def scoring_options(config: PipelineConfig, control: bool = False) -> Any:
     from ..attribution.engine import ScoringOptions
 
     s = config.score
-    return ScoringOptions(target=s.target, aggregation=s.aggregation, control=control, reference_compat=s.reference_compat,
-                          batch_size=s.batch_size, padding_side=s.padding_side, chat_template=config.data.chat_template,
-                          sites=tuple(s.sites) if s.sites else None)
+    return ScoringOptions(
+        target=s.target,
+        aggregation=s.aggregation,
+        control=control,
+        reference_compat=s.reference_compat,
+        batch_size=s.batch_size,
+        padding_side=s.padding_side,
+        chat_template=config.data.chat_template,
+        sites=tuple(s.sites) if s.sites else None,
+    )
 
 
 def eval_options(config: PipelineConfig) -> Any:
     from ..evaluation.scorers import EvalOptions
 
     e = config.evaluate
-    return EvalOptions(scorer=e.scorer, batch_size=e.batch_size, chat_template=config.data.chat_template, max_new_tokens=e.max_new_tokens,
-                       scale_max_new_tokens=e.scale_max_new_tokens, saq_max_new_tokens=e.saq_max_new_tokens)
+    return EvalOptions(
+        scorer=e.scorer,
+        batch_size=e.batch_size,
+        chat_template=config.data.chat_template,
+        max_new_tokens=e.max_new_tokens,
+        scale_max_new_tokens=e.scale_max_new_tokens,
+        saq_max_new_tokens=e.saq_max_new_tokens,
+    )
 
 
 def to_toml(config: PipelineConfig) -> str:

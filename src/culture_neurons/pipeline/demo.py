@@ -13,7 +13,9 @@ from .run import RunResult, run_pipeline
 REAL_DATA = {"demo-culture": "blend", "demo-control": "blend-control", "demo-nlu": "commonsenseqa"}
 
 
-def demo_config(data_dir: str | os.PathLike | None = None, out: str | os.PathLike | None = None, **overrides: Any) -> PipelineConfig:
+def demo_config(
+    data_dir: str | os.PathLike | None = None, out: str | os.PathLike | None = None, **overrides: Any
+) -> PipelineConfig:
     """The demo's config; with ``data_dir``, BLEnD and CommonsenseQA from that folder replace the demo sets.
 
     ``overrides`` are dotted config keys (``{"score.max_per_group": 8}``).
@@ -34,8 +36,14 @@ def demo_config(data_dir: str | os.PathLike | None = None, out: str | os.PathLik
     return load_config(data, {k.replace("__", "."): v for k, v in overrides.items()})
 
 
-def run_demo(data_dir: str | os.PathLike | None = None, out: str | os.PathLike | None = None, *, dry_run: bool = False,
-             progress: bool = True, **overrides: Any) -> RunResult:
+def run_demo(
+    data_dir: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    *,
+    dry_run: bool = False,
+    progress: bool = True,
+    **overrides: Any,
+) -> RunResult:
     """Run the demo pipeline (see :func:`demo_config`) and return its :class:`RunResult`."""
     config = demo_config(data_dir, out, **overrides)
     return run_pipeline(config, Path(config.run.out), dry_run=dry_run, progress=progress)

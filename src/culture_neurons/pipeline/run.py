@@ -84,7 +84,10 @@ def _data_signature(path: Path | None) -> list[Any]:
     """Cheap identity of local data files (relative path, size, mtime): a change re-exports."""
     if path is None:
         return ["built-in or hub"]
-    return [[p.relative_to(path).as_posix() if p != path else p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in _data_files(path)]
+    return [
+        [p.relative_to(path).as_posix() if p != path else p.name, p.stat().st_size, p.stat().st_mtime_ns]
+        for p in _data_files(path)
+    ]
 
 
 def _file_hashes(path: Path | None, limit: int = 200) -> dict[str, str]:
@@ -100,7 +103,11 @@ def data_dir_for(benchmark: Any, data_dir: str | None) -> str | None:
     if data_dir is None or not benchmark.builtin:
         return data_dir
     root = Path(data_dir).expanduser()
-    if root.is_file() or any((root / m).exists() for m in benchmark.markers) or (benchmark.folder and (root / benchmark.folder).exists()):
+    if (
+        root.is_file()
+        or any((root / m).exists() for m in benchmark.markers)
+        or (benchmark.folder and (root / benchmark.folder).exists())
+    ):
         return data_dir
     return None
 
@@ -155,9 +162,24 @@ class RunResult:
     def results_table(self) -> str:
         rows = []
         for h in self.headline:
-            rows.append([h["experiment"], h["benchmark"], h["split"], str(h["n"]), _pct(h.get("chance")), _pct(h["original"]),
-                         _pct(h["target"]), _pct(h["random"]), _signed(h["difference"]), _p(h.get("p"))])
-        return format_table(["experiment", "benchmark", "split", "n", "chance", "original", "intervened", "random", "Δ vs random", "p"], rows)
+            rows.append(
+                [
+                    h["experiment"],
+                    h["benchmark"],
+                    h["split"],
+                    str(h["n"]),
+                    _pct(h.get("chance")),
+                    _pct(h["original"]),
+                    _pct(h["target"]),
+                    _pct(h["random"]),
+                    _signed(h["difference"]),
+                    _p(h.get("p")),
+                ]
+            )
+        return format_table(
+            ["experiment", "benchmark", "split", "n", "chance", "original", "intervened", "random", "Δ vs random", "p"],
+            rows,
+        )
 
 
 def _pct(v: float | None) -> str:
@@ -175,8 +197,10 @@ def _p(v: float | None) -> str:
 def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A plain aligned text table (first column left-aligned, the rest right-aligned)."""
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
+
     def line(cells: Sequence[str]) -> str:
         return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
     sep = "  ".join("-" * w for w in widths)
     return "\n".join([line(header), sep, *(line(r) for r in rows)])
 
@@ -186,7 +210,9 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 class _Runner:
-    def __init__(self, config: PipelineConfig, run_dir: Path, *, dry_run: bool, progress: bool, echo: Callable[[str], None]) -> None:
+    def __init__(
+        self, config: PipelineConfig, run_dir: Path, *, dry_run: bool, progress: bool, echo: Callable[[str], None]
+    ) -> None:
         from ..distributed import broadcast_object, init_from_env, is_main
 
         # Join the process group first: which rank is the writer must be known before the first step.
@@ -218,8 +244,14 @@ class _Runner:
             m = self.config.model
             init_from_env(m.device)
             start = time.perf_counter()
-            model, tokenizer = load_model(m.name, dtype=m.dtype, device=local_device(m.device), device_map=m.device_map,
-                                          max_memory=m.max_memory, progress=self.progress)
+            model, tokenizer = load_model(
+                m.name,
+                dtype=m.dtype,
+                device=local_device(m.device),
+                device_map=m.device_map,
+                max_memory=m.max_memory,
+                progress=self.progress,
+            )
             self._model = (model, tokenizer)
             self.manifest.set(model={"config": asdict(m), "identity": model_identity(model)})
             self.echo(f"[model] loaded {m.name} in {time.perf_counter() - start:.1f} s")
@@ -240,8 +272,17 @@ class _Runner:
         """The recorded output hashes of the steps ``keys`` (part of a downstream step's inputs)."""
         return {k: self.manifest.output_hashes(k) for k in keys}
 
-    def step(self, key: str, stage: str, label: str, inputs: dict[str, Any], fn: Callable[[], tuple[list[Path], dict[str, Any]]],
-             depends: Sequence[str] = (), all_ranks: bool = False, unknown_inputs: bool = False) -> StepResult:
+    def step(
+        self,
+        key: str,
+        stage: str,
+        label: str,
+        inputs: dict[str, Any],
+        fn: Callable[[], tuple[list[Path], dict[str, Any]]],
+        depends: Sequence[str] = (),
+        all_ranks: bool = False,
+        unknown_inputs: bool = False,
+    ) -> StepResult:
         """Run ``fn`` unless the step is fresh. ``fn`` returns (outputs, info).
 
         ``depends`` are upstream steps whose output hashes are part of the inputs; ``unknown_inputs``
@@ -292,13 +333,22 @@ class _Runner:
             would = sum(s.status == "would run" for s in steps)
             self.echo(f"[{stage}] {would} of {len(steps)} step(s) would run{'; ' + detail if detail else ''}")
         else:
-            self.echo(f"[{stage}] {len(ran)} of {len(steps)} step(s) ran, {len(steps) - len(ran)} up to date, {secs:.1f} s"
-                      + (f"; {detail}" if detail else ""))
+            self.echo(
+                f"[{stage}] {len(ran)} of {len(steps)} step(s) ran, {len(steps) - len(ran)} up to date, {secs:.1f} s"
+                + (f"; {detail}" if detail else "")
+            )
 
     def bar(self, total: int, desc: str, unit: str = "ex") -> Any:
         from tqdm.auto import tqdm
 
-        return tqdm(total=total, desc=desc, unit=unit, disable=not self.progress or not self.main or self.dry_run, leave=False, dynamic_ncols=True)
+        return tqdm(
+            total=total,
+            desc=desc,
+            unit=unit,
+            disable=not self.progress or not self.main or self.dry_run,
+            leave=False,
+            dynamic_ncols=True,
+        )
 
     # -- helpers for files ----------------------------------------------------------------------
 
@@ -339,29 +389,62 @@ def _export(r: _Runner) -> dict[str, dict[str, Any]]:
         data_dir = data_dir_for(benchmark, c.data.data_dir)
         located = locate_data(benchmark, data_dir) if data_dir else None
         options = c.data.options.get(bench, {})
-        inputs = {"bench": bench, "role": role, "split": split, "cap": cap, "countries": c.data.countries, "templates": c.data.templates,
-                  "labels": c.data.labels, "options": options, "chat_template": c.data.chat_template,
-                  "tokenizer": c.model.name if c.data.chat_template else None, "data": _data_signature(located)}
+        inputs = {
+            "bench": bench,
+            "role": role,
+            "split": split,
+            "cap": cap,
+            "countries": c.data.countries,
+            "templates": c.data.templates,
+            "labels": c.data.labels,
+            "options": options,
+            "chat_template": c.data.chat_template,
+            "tokenizer": c.model.name if c.data.chat_template else None,
+            "data": _data_signature(located),
+        }
         key = f"export:{name}"
 
-        def make(bench=bench, split=split, cap=cap, rel=rel, located=located, options=options, role=role,
-                 data_dir=data_dir) -> tuple[list[Path], dict[str, Any]]:
+        def make(
+            bench=bench, split=split, cap=cap, rel=rel, located=located, options=options, role=role, data_dir=data_dir
+        ) -> tuple[list[Path], dict[str, Any]]:
             tok = r.tokenizer() if c.data.chat_template else None
-            examples = build_examples(bench, split=split, countries=c.data.countries, data_dir=data_dir, tokenizer=tok,
-                                      templates=c.data.templates, labels=c.data.labels, **options)
+            examples = build_examples(
+                bench,
+                split=split,
+                countries=c.data.countries,
+                data_dir=data_dir,
+                tokenizer=tok,
+                templates=c.data.templates,
+                labels=c.data.labels,
+                **options,
+            )
             examples = cap_per_group(examples, cap)
             if tok is not None and c.score.target == "label" and role != "eval" and any(ex.labels for ex in examples):
                 from ..data.labels import assert_labels_ok
 
                 assert_labels_ok(examples, tok, benchmark=bench)
             write_examples(r.run_dir / rel, examples)
-            return [r.run_dir / rel], {"n": len(examples), "counts": count_by_group_split(examples), "chance": chance_level(examples),
-                                       "input_files": _file_hashes(located)}
+            return [r.run_dir / rel], {
+                "n": len(examples),
+                "counts": count_by_group_split(examples),
+                "chance": chance_level(examples),
+                "input_files": _file_hashes(located),
+            }
 
         if r.dry_run and not r.manifest.steps.get(key):
             # Count what would be exported (no model or tokenizer needed for counting).
-            exs = cap_per_group(build_examples(bench, split=split, countries=c.data.countries, data_dir=data_dir,
-                                               templates=c.data.templates, labels=c.data.labels, **options), cap)
+            exs = cap_per_group(
+                build_examples(
+                    bench,
+                    split=split,
+                    countries=c.data.countries,
+                    data_dir=data_dir,
+                    templates=c.data.templates,
+                    labels=c.data.labels,
+                    **options,
+                ),
+                cap,
+            )
             res = r.step(key, "export", f"{bench} ({split})", inputs, make)
             res.info.update(n=len(exs), chance=chance_level(exs))
         else:
@@ -369,7 +452,10 @@ def _export(r: _Runner) -> dict[str, dict[str, Any]]:
         files[name] = {"key": key, "rel": rel, "bench": bench, "role": role}
         bar.update(1)
     bar.close()
-    r.log_stage("export", ", ".join(f"{n}: {s.info.get('n', '?')}" for n, s in zip(files, [x for x in r.results if x.stage == "export"])))
+    r.log_stage(
+        "export",
+        ", ".join(f"{n}: {s.info.get('n', '?')}" for n, s in zip(files, [x for x in r.results if x.stage == "export"])),
+    )
     return files
 
 
@@ -399,16 +485,31 @@ def _score(r: _Runner, files: dict[str, dict[str, Any]]) -> dict[str, dict[str, 
                         stale.unlink(missing_ok=True)
                 _barrier()
             start = time.perf_counter()
-            table = score_examples(model, tokenizer, examples, opts, site_map=c.model.site_map, progress=r.progress,
-                                   checkpoint=ckpt, checkpoint_every=max(c.score.checkpoint_every, 1))
+            table = score_examples(
+                model,
+                tokenizer,
+                examples,
+                opts,
+                site_map=c.model.site_map,
+                progress=r.progress,
+                checkpoint=ckpt,
+                checkpoint_every=max(c.score.checkpoint_every, 1),
+            )
             seconds = time.perf_counter() - start
             if r.main:
                 table.save(out)
             probs = table.mean_prob()
             mean_p = float(table.prob_sums.sum() / max(table.num_examples, 1))
-            r.echo(f"[score] {name}: {table.num_examples} examples, mean p {mean_p:.3f}, {seconds:.1f} s "
-                   f"({table.num_examples / max(seconds, 1e-9):.2f} ex/s)")
-            return [out], {"n": table.num_examples, "mean_p": mean_p, "mean_p_by_group": probs, "examples_per_s": table.num_examples / max(seconds, 1e-9)}
+            r.echo(
+                f"[score] {name}: {table.num_examples} examples, mean p {mean_p:.3f}, {seconds:.1f} s "
+                f"({table.num_examples / max(seconds, 1e-9):.2f} ex/s)"
+            )
+            return [out], {
+                "n": table.num_examples,
+                "mean_p": mean_p,
+                "mean_p_by_group": probs,
+                "examples_per_s": table.num_examples / max(seconds, 1e-9),
+            }
 
         res = r.step(key, "score", name, inputs, make, depends=[f["key"]], all_ranks=True)
         if r.dry_run and "n" not in res.info:
@@ -440,7 +541,16 @@ def _select(r: _Runner, tables: dict[str, dict[str, Any]]) -> None:
         info: dict[str, Any] = {}
         if sel.general.enabled:
             g = sel.general
-            general = select_general(datasets, controls, crc, t_mlp=g.t_mlp, t_attn=g.t_attn, r=g.r, mlp_sites=g.mlp_sites, attn_sites=g.attn_sites)
+            general = select_general(
+                datasets,
+                controls,
+                crc,
+                t_mlp=g.t_mlp,
+                t_attn=g.t_attn,
+                r=g.r,
+                mlp_sites=g.mlp_sites,
+                attn_sites=g.attn_sites,
+            )
             outputs.append(general.save(folder / "general.json"))
             info["general"] = {"count": len(general), "by_site": general.site_counts()}
             for seed in range(sel.random.seeds):
@@ -456,8 +566,12 @@ def _select(r: _Runner, tables: dict[str, dict[str, Any]]) -> None:
             for country, ns in sets.items():
                 outputs.append(ns.save(folder / f"specific-{slug(country)}.json"))
                 info["specific"][country] = len(ns)
-        r.echo("[select] general: " + (str(info["general"]["count"]) if "general" in info else "off") + "; specific: "
-               + (", ".join(f"{k} {v}" for k, v in info.get("specific", {}).items()) or "off"))
+        r.echo(
+            "[select] general: "
+            + (str(info["general"]["count"]) if "general" in info else "off")
+            + "; specific: "
+            + (", ".join(f"{k} {v}" for k, v in info.get("specific", {}).items()) or "off")
+        )
         return outputs, info
 
     r.step(key, "select", "neuron sets", inputs, make, depends=depends)
@@ -480,12 +594,17 @@ def _evaluate(r: _Runner, files: dict[str, dict[str, Any]]) -> list[str]:
     if not e.experiments:
         return []
     evals = {f["bench"]: f for f in files.values() if f["role"] == "eval"}
-    culture = [b for b in evals if get_benchmark(b).by_country and get_benchmark(b).kind not in ("countryrc", "control")]
+    culture = [
+        b for b in evals if get_benchmark(b).by_country and get_benchmark(b).kind not in ("countryrc", "control")
+    ]
     planned = r.dry_run and "select" in r.pending
     if planned and not r.manifest.steps.get("select", {}).get("outputs"):
         # The neuron sets do not exist yet: plan with the configured names.
         sets = (["general"] + [f"random-{s}" for s in range(c.select.random.seeds)]) if c.select.general.enabled else []
-        sets += [f"specific-{slug(x)}" for x in (c.select.specific.countries if isinstance(c.select.specific.countries, list) else [])]
+        sets += [
+            f"specific-{slug(x)}"
+            for x in (c.select.specific.countries if isinstance(c.select.specific.countries, list) else [])
+        ]
         neuron_paths = {n: None for n in sets}
     else:
         neuron_paths = _neuron_files(r)
@@ -497,11 +616,15 @@ def _evaluate(r: _Runner, files: dict[str, dict[str, Any]]) -> list[str]:
     if "ablation" in e.experiments and "general" in neuron_paths:
         conditions += [("suppress:general", "general", "suppress", list(evals))]
         conditions += [(f"suppress:random:{n.split('-')[1]}", n, "suppress", list(evals)) for n in randoms]
-        experiments.append(("ablation", "suppress:general", [f"suppress:random:{n.split('-')[1]}" for n in randoms], list(evals)))
+        experiments.append(
+            ("ablation", "suppress:general", [f"suppress:random:{n.split('-')[1]}" for n in randoms], list(evals))
+        )
     if "enhancement" in e.experiments and "general" in neuron_paths:
         conditions += [("enhance:general", "general", "enhance", list(evals))]
         conditions += [(f"enhance:random:{n.split('-')[1]}", n, "enhance", list(evals)) for n in randoms]
-        experiments.append(("enhancement", "enhance:general", [f"enhance:random:{n.split('-')[1]}" for n in randoms], list(evals)))
+        experiments.append(
+            ("enhancement", "enhance:general", [f"enhance:random:{n.split('-')[1]}" for n in randoms], list(evals))
+        )
     skipped_sets: list[str] = []
     if "cross-culture" in e.experiments and culture and specifics:
         country_of = {}  # file stem -> country, for the non-empty sets
@@ -519,11 +642,16 @@ def _evaluate(r: _Runner, files: dict[str, dict[str, Any]]) -> list[str]:
         if usable:
             experiments.append(("cross-culture", "", [f"suppress:{country_of[n]}" for n in usable], culture))
     if skipped_sets:
-        r.echo(f"[evaluate] cross-culture leaves out {', '.join(skipped_sets)}: no culture-specific neurons were selected")
+        r.echo(
+            f"[evaluate] cross-culture leaves out {', '.join(skipped_sets)}: no culture-specific neurons were selected"
+        )
 
     opts = eval_options(c)
-    total = sum(len(r.read(evals[b]["rel"])) if not r.dry_run or (r.run_dir / evals[b]["rel"]).exists() else 0
-                for _, _, _, benches in conditions for b in benches)
+    total = sum(
+        len(r.read(evals[b]["rel"])) if not r.dry_run or (r.run_dir / evals[b]["rel"]).exists() else 0
+        for _, _, _, benches in conditions
+        for b in benches
+    )
     bar = r.bar(total, "evaluate")
     cond_keys: dict[tuple[str, str], str] = {}
     cond_rel: dict[tuple[str, str], str] = {}
@@ -534,29 +662,58 @@ def _evaluate(r: _Runner, files: dict[str, dict[str, Any]]) -> list[str]:
             key = f"evaluate:{bench}:{label}"
             # A condition depends on its own neuron file's hash, not on the whole selection: changing the
             # general threshold leaves the culture-specific conditions untouched.
-            inputs = {"label": label, "op": op, "factor": e.factor if op == "enhance" else None, "options": opts.to_dict(),
-                      "neurons": stem, "neurons_sha256": (r.manifest.output_hashes("select").get(f"neurons/{stem}.json") if stem else None),
-                      "model": _model_fingerprint(c)}
+            inputs = {
+                "label": label,
+                "op": op,
+                "factor": e.factor if op == "enhance" else None,
+                "options": opts.to_dict(),
+                "neurons": stem,
+                "neurons_sha256": (r.manifest.output_hashes("select").get(f"neurons/{stem}.json") if stem else None),
+                "model": _model_fingerprint(c),
+            }
 
             def make(bench=bench, f=f, rel=rel, stem=stem, op=op, label=label) -> tuple[list[Path], dict[str, Any]]:
                 model, tokenizer = r.model()
                 examples = r.read(f["rel"])
                 ns = NeuronSet.load(neuron_paths[stem]) if stem else None
-                rows = evaluate_rows(model, tokenizer, {bench: examples}, ns, op, e.factor, condition=label, options=opts,
-                                     site_map=c.model.site_map)
+                rows = evaluate_rows(
+                    model,
+                    tokenizer,
+                    {bench: examples},
+                    ns,
+                    op,
+                    e.factor,
+                    condition=label,
+                    options=opts,
+                    site_map=c.model.site_map,
+                )
                 if r.main:
                     write_rows(rows, r.run_dir / rel)
                 acc = float(rows["score"].mean()) * 100
                 bar.update(len(examples))
                 return [r.run_dir / rel], {"n": len(examples), "value": acc}
 
-            res = r.step(key, "evaluate", f"{bench} · {label}", inputs, make, depends=[f["key"]], all_ranks=True,
-                         unknown_inputs=planned and stem is not None)
+            res = r.step(
+                key,
+                "evaluate",
+                f"{bench} · {label}",
+                inputs,
+                make,
+                depends=[f["key"]],
+                all_ranks=True,
+                unknown_inputs=planned and stem is not None,
+            )
             if res.status != "ran":
                 bar.update(len(r.read(f["rel"])) if (r.run_dir / f["rel"]).exists() else 0)
             if label == "original":
-                r.baseline.append({"benchmark": bench, "n": res.info.get("n"), "accuracy": res.info.get("value"),
-                                   "chance": next((s.info.get("chance") for s in r.results if s.key == f["key"]), None)})
+                r.baseline.append(
+                    {
+                        "benchmark": bench,
+                        "n": res.info.get("n"),
+                        "accuracy": res.info.get("value"),
+                        "chance": next((s.info.get("chance") for s in r.results if s.key == f["key"]), None),
+                    }
+                )
             cond_keys[(bench, label)] = key
             cond_rel[(bench, label)] = rel
     bar.close()
@@ -572,10 +729,21 @@ def _evaluate(r: _Runner, files: dict[str, dict[str, Any]]) -> list[str]:
         keys = [cond_keys[(b, lab)] for b in benches for lab in labels]
         folder = r.run_dir / "eval" / name
 
-        def make(name=name, target=target, random_labels=random_labels, benches=benches, labels=labels, folder=folder) -> tuple[list[Path], dict[str, Any]]:
-            rows = pd.concat([read_rows(r.run_dir / cond_rel[(b, lab)]) for lab in labels for b in benches], ignore_index=True)
-            config = {"experiment": name, "options": opts.to_dict(), "n_boot": e.n_boot, "seed": e.seed, "benchmarks": benches,
-                      "factor": e.factor if name == "enhancement" else None, "conditions": labels}
+        def make(
+            name=name, target=target, random_labels=random_labels, benches=benches, labels=labels, folder=folder
+        ) -> tuple[list[Path], dict[str, Any]]:
+            rows = pd.concat(
+                [read_rows(r.run_dir / cond_rel[(b, lab)]) for lab in labels for b in benches], ignore_index=True
+            )
+            config = {
+                "experiment": name,
+                "options": opts.to_dict(),
+                "n_boot": e.n_boot,
+                "seed": e.seed,
+                "benchmarks": benches,
+                "factor": e.factor if name == "enhancement" else None,
+                "conditions": labels,
+            }
             if name == "cross-culture":
                 countries = [lab.split(":", 1)[1] for lab in random_labels]
                 summary, matrix = cross_culture_summary(rows, countries, "suppress", e.n_boot, e.seed)
@@ -651,10 +819,20 @@ def headline_rows(run_dir: Path, manifest: dict[str, Any] | None = None) -> list
                 if not isinstance(block, dict) or "original" not in block:
                     continue
                 diff = block.get("difference") or {}
-                rows.append({"experiment": name, "benchmark": bench, "split": part, "n": block["original"]["n"],
-                             "chance": chance.get(bench), "original": block["original"]["value"],
-                             "target": block["target"]["value"], "random": block.get("random_mean"), "difference": diff.get("value"),
-                             "p": diff.get("p_one_sided") if name == "ablation" else diff.get("p_two_sided")})
+                rows.append(
+                    {
+                        "experiment": name,
+                        "benchmark": bench,
+                        "split": part,
+                        "n": block["original"]["n"],
+                        "chance": chance.get(bench),
+                        "original": block["original"]["value"],
+                        "target": block["target"]["value"],
+                        "random": block.get("random_mean"),
+                        "difference": diff.get("value"),
+                        "p": diff.get("p_one_sided") if name == "ablation" else diff.get("p_two_sided"),
+                    }
+                )
     return rows
 
 
@@ -693,10 +871,17 @@ def run_pipeline(
     start = time.perf_counter()
     m = runner.manifest
     previous = m.data.get("config")
-    m.set(config=cfg.to_dict(), config_toml=to_toml(cfg), config_sha256=sha256_json(cfg.to_dict()), versions=library_versions(),
-          package_version=__version__)
+    m.set(
+        config=cfg.to_dict(),
+        config_toml=to_toml(cfg),
+        config_sha256=sha256_json(cfg.to_dict()),
+        versions=library_versions(),
+        package_version=__version__,
+    )
     if previous is not None and previous != cfg.to_dict():
-        m.data.setdefault("history", []).append({"config_sha256": sha256_json(previous), "replaced": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        m.data.setdefault("history", []).append(
+            {"config_sha256": sha256_json(previous), "replaced": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        )
     m.save()
     files = _export(runner)
     tables = _score(runner, files)
@@ -705,6 +890,13 @@ def run_pipeline(
     _train(runner)
     report = _report(runner)
     runner.manifest.save()
-    result = RunResult(run_dir, runner.results, time.perf_counter() - start, dry_run, report if report and report.exists() else None,
-                       [] if dry_run else headline_rows(run_dir, runner.manifest.data), runner.baseline)
+    result = RunResult(
+        run_dir,
+        runner.results,
+        time.perf_counter() - start,
+        dry_run,
+        report if report and report.exists() else None,
+        [] if dry_run else headline_rows(run_dir, runner.manifest.data),
+        runner.baseline,
+    )
     return result

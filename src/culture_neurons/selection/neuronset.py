@@ -150,7 +150,11 @@ class NeuronSet:
         """Build a set from :class:`Neuron` records."""
         neurons = list(neurons)
         return cls.from_columns(
-            [n.site for n in neurons], [n.layer for n in neurons], [n.index for n in neurons], [n.score for n in neurons], **kwargs
+            [n.site for n in neurons],
+            [n.layer for n in neurons],
+            [n.index for n in neurons],
+            [n.score for n in neurons],
+            **kwargs,
         )
 
     def _validate(self, where: str) -> None:
@@ -168,7 +172,9 @@ class NeuronSet:
             used = set(self.site_ids.unique().tolist())
             unknown = [s for i, s in enumerate(self.site_names) if s not in self.widths and i in used]
             if unknown:
-                raise InputError(f"{where}: NeuronSet with site(s) {unknown} that its model does not have (sites: {', '.join(self.widths)})")
+                raise InputError(
+                    f"{where}: NeuronSet with site(s) {unknown} that its model does not have (sites: {', '.join(self.widths)})"
+                )
             width = torch.tensor([self.widths.get(s, 0) for s in self.site_names], dtype=torch.int64)[self.site_ids]
             bad |= self.indices >= width
         if bool(bad.any()):
@@ -226,7 +232,11 @@ class NeuronSet:
 
     def layer_counts(self, site: str) -> torch.Tensor:
         """Number of neurons of ``site`` per layer (int64 ``[num_layers]``, or up to the highest layer used)."""
-        mask = self.site_ids == self.site_names.index(site) if site in self.site_names else torch.zeros_like(self.site_ids, dtype=torch.bool)
+        mask = (
+            self.site_ids == self.site_names.index(site)
+            if site in self.site_names
+            else torch.zeros_like(self.site_ids, dtype=torch.bool)
+        )
         size = self.num_layers or (int(self.layers.max()) + 1 if len(self) else 0)
         return torch.bincount(self.layers[mask], minlength=size)
 
@@ -243,16 +253,32 @@ class NeuronSet:
         """SHA-256 of the kind and the neurons (order-independent)."""
         order = torch.argsort(self._keys()) if len(self) else torch.zeros(0, dtype=torch.int64)
         names = [self.site_names[i] for i in self.site_ids[order].tolist()]
-        return sha256_json({"kind": self.kind, "sites": names, "layers": self.layers[order].tolist(), "indices": self.indices[order].tolist()})
+        return sha256_json(
+            {
+                "kind": self.kind,
+                "sites": names,
+                "layers": self.layers[order].tolist(),
+                "indices": self.indices[order].tolist(),
+            }
+        )
 
     def sorted(self) -> NeuronSet:
         """A copy ordered by (site, layer, index)."""
         return self._take(torch.argsort(self._keys()), kind=self.kind)
 
     def _take(self, order: torch.Tensor, **overrides: Any) -> NeuronSet:
-        kwargs = dict(kind=self.kind, num_layers=self.num_layers, widths=self.widths, model=self.model, params=self.params, sources=self.sources)
+        kwargs = dict(
+            kind=self.kind,
+            num_layers=self.num_layers,
+            widths=self.widths,
+            model=self.model,
+            params=self.params,
+            sources=self.sources,
+        )
         kwargs.update(overrides)
-        return NeuronSet(self.site_names, self.site_ids[order], self.layers[order], self.indices[order], self.scores[order], **kwargs)
+        return NeuronSet(
+            self.site_names, self.site_ids[order], self.layers[order], self.indices[order], self.scores[order], **kwargs
+        )
 
     # -- combining ------------------------------------------------------------------------------
 
@@ -276,9 +302,17 @@ class NeuronSet:
         keep = first.sort().values
         shaped = next((ns for ns in sets if ns.widths is not None), self)
         return NeuronSet(
-            names, site_ids[keep], layers[keep], indices[keep], scores[keep],
-            kind="+".join(ns.kind for ns in sets), num_layers=shaped.num_layers, widths=shaped.widths, model=shaped.model,
-            params={"union_of": [ns.kind for ns in sets]}, sources={"union_of": [ns.content_hash() for ns in sets]},
+            names,
+            site_ids[keep],
+            layers[keep],
+            indices[keep],
+            scores[keep],
+            kind="+".join(ns.kind for ns in sets),
+            num_layers=shaped.num_layers,
+            widths=shaped.widths,
+            model=shaped.model,
+            params={"union_of": [ns.kind for ns in sets]},
+            sources={"union_of": [ns.content_hash() for ns in sets]},
         )
 
     def __or__(self, other: NeuronSet) -> NeuronSet:
@@ -292,7 +326,10 @@ class NeuronSet:
         """The JSON form (see the module docstring)."""
         scores = [None if math.isnan(s) else s for s in self.scores.tolist()]
         names = [self.site_names[i] for i in self.site_ids.tolist()]
-        neurons = [{"site": s, "layer": la, "index": ix, "score": sc} for s, la, ix, sc in zip(names, self.layers.tolist(), self.indices.tolist(), scores)]
+        neurons = [
+            {"site": s, "layer": la, "index": ix, "score": sc}
+            for s, la, ix, sc in zip(names, self.layers.tolist(), self.indices.tolist(), scores)
+        ]
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -321,9 +358,13 @@ class NeuronSet:
         if "top_neurons" in data and "neurons" not in data:
             return cls._from_reference_dict(data, where)
         if data.get("format") != FORMAT:
-            raise InputError(f"{where}: not a culture-neurons neuron set (format {data.get('format')!r}; expected {FORMAT!r} or the reference 'top_neurons' JSON)")
+            raise InputError(
+                f"{where}: not a culture-neurons neuron set (format {data.get('format')!r}; expected {FORMAT!r} or the reference 'top_neurons' JSON)"
+            )
         if int(data.get("format_version", 0)) > FORMAT_VERSION:
-            raise InputError(f"{where}: neuron-set format v{data.get('format_version')} is newer than this package supports (v{FORMAT_VERSION})")
+            raise InputError(
+                f"{where}: neuron-set format v{data.get('format_version')} is newer than this package supports (v{FORMAT_VERSION})"
+            )
         rows = data.get("neurons")
         if not isinstance(rows, list):
             raise InputError(f"{where}: key 'neurons' (a list) is missing")
@@ -338,9 +379,17 @@ class NeuronSet:
         if "count" in data and int(data["count"]) != len(rows):
             raise InputError(f"{where}: says count={data['count']} but lists {len(rows)} neurons (truncated file?)")
         return cls.from_columns(
-            sites, torch.tensor(layers, dtype=torch.int64), torch.tensor(indices, dtype=torch.int64), scores,
-            kind=str(data.get("kind", "custom")), num_layers=data.get("num_layers"), widths=data.get("widths"),
-            model=data.get("model"), params=data.get("params"), sources=data.get("sources"), where=where,
+            sites,
+            torch.tensor(layers, dtype=torch.int64),
+            torch.tensor(indices, dtype=torch.int64),
+            scores,
+            kind=str(data.get("kind", "custom")),
+            num_layers=data.get("num_layers"),
+            widths=data.get("widths"),
+            model=data.get("model"),
+            params=data.get("params"),
+            sources=data.get("sources"),
+            where=where,
         )
 
     @classmethod
@@ -370,7 +419,9 @@ class NeuronSet:
         sites, layers, indices, scores = [], [], [], []
         for i, r in enumerate(rows):
             if not _row_ok(r, ("module_name", "layer_idx", "neuron_idx")):
-                raise InputError(f"{where}: top_neurons[{i}] needs module_name, layer_idx and neuron_idx (integers): {r!r}")
+                raise InputError(
+                    f"{where}: top_neurons[{i}] needs module_name, layer_idx and neuron_idx (integers): {r!r}"
+                )
             sites.append(reference_site(str(r["module_name"]), f"{where}: top_neurons[{i}]"))
             layers.append(_int(r["layer_idx"]))
             indices.append(_int(r["neuron_idx"]))
@@ -382,16 +433,28 @@ class NeuronSet:
             model = {**shape.model_id, **model}
         sources = {"reference_file": Path(where).name, "dataset_ids": data.get("dataset_ids")}
         return cls.from_columns(
-            sites, torch.tensor(layers, dtype=torch.int64), torch.tensor(indices, dtype=torch.int64), scores,
-            kind=kind, num_layers=num_layers, widths=widths, model=model, params={"imported_from": "reference"},
-            sources=sources, where=where,
+            sites,
+            torch.tensor(layers, dtype=torch.int64),
+            torch.tensor(indices, dtype=torch.int64),
+            scores,
+            kind=kind,
+            num_layers=num_layers,
+            widths=widths,
+            model=model,
+            params={"imported_from": "reference"},
+            sources=sources,
+            where=where,
         )
 
-    def to_reference_dict(self, model_name: str | None = None, dataset_ids: Sequence[str] | None = None) -> dict[str, Any]:
+    def to_reference_dict(
+        self, model_name: str | None = None, dataset_ids: Sequence[str] | None = None
+    ) -> dict[str, Any]:
         """The reference code's JSON form (``top_neurons`` with ``module_name``, ...)."""
         unsupported = [s for s in self.sites if s not in _EXPORT_NAMES]
         if unsupported:
-            raise InputError(f"the reference format has no module name for site(s) {unsupported}; it knows {', '.join(_EXPORT_NAMES)}")
+            raise InputError(
+                f"the reference format has no module name for site(s) {unsupported}; it knows {', '.join(_EXPORT_NAMES)}"
+            )
         scores = [None if math.isnan(s) else s for s in self.scores.tolist()]
         names = [_EXPORT_NAMES[self.site_names[i]] for i in self.site_ids.tolist()]
         rows = [
@@ -408,7 +471,9 @@ class NeuronSet:
             "top_neurons": rows,
         }
 
-    def to_reference(self, path: str | os.PathLike, model_name: str | None = None, dataset_ids: Sequence[str] | None = None) -> Path:
+    def to_reference(
+        self, path: str | os.PathLike, model_name: str | None = None, dataset_ids: Sequence[str] | None = None
+    ) -> Path:
         """Write the reference code's JSON form, atomically."""
         path = Path(path)
         write_json_atomic(path, self.to_reference_dict(model_name, dataset_ids))
@@ -477,11 +542,17 @@ def _shape_of(shape: Any) -> tuple[int | None, dict[str, int] | None]:
 
 def _check_same_shape(a: NeuronSet, b: NeuronSet) -> None:
     if a.num_layers is not None and b.num_layers is not None and a.num_layers != b.num_layers:
-        raise InputError(f"cannot combine NeuronSets of different models: {a.kind!r} has {a.num_layers} layers, {b.kind!r} has {b.num_layers}")
+        raise InputError(
+            f"cannot combine NeuronSets of different models: {a.kind!r} has {a.num_layers} layers, {b.kind!r} has {b.num_layers}"
+        )
     if a.widths is not None and b.widths is not None:
         clash = {s: (a.widths[s], b.widths[s]) for s in set(a.widths) & set(b.widths) if a.widths[s] != b.widths[s]}
         if clash:
-            raise InputError(f"cannot combine NeuronSets of different models: widths differ {clash} ({a.kind!r} vs {b.kind!r})")
+            raise InputError(
+                f"cannot combine NeuronSets of different models: widths differ {clash} ({a.kind!r} vs {b.kind!r})"
+            )
     ha, hb = a.model.get("config_sha256"), b.model.get("config_sha256")
     if ha and hb and ha != hb:
-        raise InputError(f"cannot combine NeuronSets of different models ({a.model.get('name_or_path')!r} vs {b.model.get('name_or_path')!r})")
+        raise InputError(
+            f"cannot combine NeuronSets of different models ({a.model.get('name_or_path')!r} vs {b.model.get('name_or_path')!r})"
+        )

@@ -29,7 +29,13 @@ from ..attribution.scoretable import ScoreTable
 from ..errors import InputError, TableError
 from .neuronset import NeuronSet, _shape_of, ordered_sites
 
-GENERAL_DEFAULTS = {"t_mlp": 0.01, "t_attn": 0.002, "r": 0.01, "mlp_sites": ("mlp.gate",), "attn_sites": ("attn.q", "attn.k", "attn.v")}
+GENERAL_DEFAULTS = {
+    "t_mlp": 0.01,
+    "t_attn": 0.002,
+    "r": 0.01,
+    "mlp_sites": ("mlp.gate",),
+    "attn_sites": ("attn.q", "attn.k", "attn.v"),
+}
 SPECIFIC_DEFAULTS = {"t": 0.003, "r": 0.01, "z": 0.5, "sites": ("mlp.gate", "attn.q", "attn.k", "attn.v")}
 
 
@@ -61,7 +67,9 @@ class Pool:
 
     def flatten(self, per_site: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Concatenate ``{site: [L, W, ...]}`` into ``[size, ...]`` in pool order."""
-        parts = [per_site[s].reshape(self.num_layers * w, *per_site[s].shape[2:]) for s, w in zip(self.sites, self.widths)]
+        parts = [
+            per_site[s].reshape(self.num_layers * w, *per_site[s].shape[2:]) for s, w in zip(self.sites, self.widths)
+        ]
         return torch.cat(parts) if len(parts) > 1 else parts[0]
 
     def locate(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -136,7 +144,12 @@ class _Inputs:
         def describe(t: ScoreTable) -> dict[str, Any]:
             if id(t) not in hashes:
                 hashes[id(t)] = t.content_hash()
-            return {"dataset": t.meta.get("dataset"), "split": t.meta.get("split"), "examples": t.num_examples, "sha256": hashes[id(t)]}
+            return {
+                "dataset": t.meta.get("dataset"),
+                "split": t.meta.get("split"),
+                "examples": t.num_examples,
+                "sha256": hashes[id(t)],
+            }
 
         return {
             "dataset_tables": [describe(t) for _, t in self.datasets],
@@ -145,7 +158,12 @@ class _Inputs:
         }
 
 
-def _inputs(dataset_tables: Sequence[ScoreTable], control_tables: Sequence[ScoreTable], countryrc_table: ScoreTable | None, sites: Sequence[str]) -> _Inputs:
+def _inputs(
+    dataset_tables: Sequence[ScoreTable],
+    control_tables: Sequence[ScoreTable],
+    countryrc_table: ScoreTable | None,
+    sites: Sequence[str],
+) -> _Inputs:
     if isinstance(dataset_tables, ScoreTable) or isinstance(control_tables, ScoreTable):
         raise InputError("dataset_tables and control_tables must be lists of ScoreTables (wrap a single table in [ ])")
     dataset_tables, control_tables = list(dataset_tables), list(control_tables)
@@ -168,7 +186,9 @@ def _inputs(dataset_tables: Sequence[ScoreTable], control_tables: Sequence[Score
             raise InputError(f"{name} was scored as a control set (clamped at 0); pass it in control_tables")
     for name, t in controls:
         if t.options.get("control") is False:
-            raise InputError(f"{name} was not scored as a control set (score it with --control); pass it in dataset_tables")
+            raise InputError(
+                f"{name} was not scored as a control set (score it with --control); pass it in dataset_tables"
+            )
     crc = (_name(countryrc_table, "countryrc_table"), countryrc_table) if countryrc_table is not None else None
     first_name, first = datasets[0]
     want = ordered_sites(sites)
@@ -177,7 +197,9 @@ def _inputs(dataset_tables: Sequence[ScoreTable], control_tables: Sequence[Score
     for name, t in [*datasets, *controls, *([crc] if crc else [])]:
         missing = [s for s in want if s not in t.scores]
         if missing:
-            raise InputError(f"site(s) {', '.join(missing)} not in {name}, which has {', '.join(t.sites)}; choose the pool's sites from those")
+            raise InputError(
+                f"site(s) {', '.join(missing)} not in {name}, which has {', '.join(t.sites)}; choose the pool's sites from those"
+            )
         a, b = first.model_id.get("config_sha256"), t.model_id.get("config_sha256")
         if a and b and a != b:
             raise TableError(
@@ -203,7 +225,9 @@ def _total(t: ScoreTable, site: str) -> torch.Tensor:
     return t.scores[site].sum(-1, dtype=torch.float64)
 
 
-def general_scores(dataset_tables: Sequence[ScoreTable], control_tables: Sequence[ScoreTable], site: str) -> torch.Tensor:
+def general_scores(
+    dataset_tables: Sequence[ScoreTable], control_tables: Sequence[ScoreTable], site: str
+) -> torch.Tensor:
     """The general score ``sum_d (S_d - S_c(d))`` of one site, float64 ``[L, W]`` (controls paired or shared)."""
     inp = _inputs(dataset_tables, control_tables, None, [site])
     return _general(inp, site)
@@ -219,11 +243,15 @@ def _general(inp: _Inputs, site: str) -> torch.Tensor:
 def _countries(inp: _Inputs) -> list[str]:
     common = [g for g in inp.datasets[0][1].groups if all(g in t.groups for _, t in inp.datasets)]
     if not common:
-        raise InputError("the dataset tables share no group (country); culture-specific selection needs common countries")
+        raise InputError(
+            "the dataset tables share no group (country); culture-specific selection needs common countries"
+        )
     for name, c in inp.controls:
         missing = [g for g in common if g not in c.groups]
         if missing:
-            raise InputError(f"a country missing from one table: {name} has no group {missing[0]!r} (it has {', '.join(c.groups)})")
+            raise InputError(
+                f"a country missing from one table: {name} has no group {missing[0]!r} (it has {', '.join(c.groups)})"
+            )
     return common
 
 
@@ -265,7 +293,9 @@ def _records(pool: Pool, flat: torch.Tensor) -> tuple[list[str], torch.Tensor, t
     return list(pool.sites), site, layer, index
 
 
-def _merge(parts: list[tuple[list[str], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]) -> tuple[list[str], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _merge(
+    parts: list[tuple[list[str], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]],
+) -> tuple[list[str], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     names = ordered_sites(s for p in parts for s in p[0])
     ids, layers, indices, scores = [], [], [], []
     for sites, site, layer, index, score in parts:
@@ -327,13 +357,41 @@ def select_general(
             excluded = int((~keep).sum())
             top = top[keep]
         parts.append((*_records(pool, top), score[top]))
-        stats.append({"name": label, "sites": list(pool.sites), "size": pool.size, "fraction": frac, "top": top_count(frac, pool.size),
-                      "countryrc_excluded": excluded, "count": int(top.numel())})
+        stats.append(
+            {
+                "name": label,
+                "sites": list(pool.sites),
+                "size": pool.size,
+                "fraction": frac,
+                "top": top_count(frac, pool.size),
+                "countryrc_excluded": excluded,
+                "count": int(top.numel()),
+            }
+        )
     names, ids, layers, indices, scores = _merge(parts)
-    params = {"rule": "general", "t_mlp": t_mlp, "t_attn": t_attn, "r": r, "mlp_sites": list(mlp_sites), "attn_sites": list(attn_sites),
-              "countryrc": inp.countryrc is not None, "pools": stats}
-    return NeuronSet(names, ids, layers, indices, scores, kind="general", num_layers=inp.num_layers, widths=inp.widths,
-                     model=inp.model, params=params, sources=inp.sources())
+    params = {
+        "rule": "general",
+        "t_mlp": t_mlp,
+        "t_attn": t_attn,
+        "r": r,
+        "mlp_sites": list(mlp_sites),
+        "attn_sites": list(attn_sites),
+        "countryrc": inp.countryrc is not None,
+        "pools": stats,
+    }
+    return NeuronSet(
+        names,
+        ids,
+        layers,
+        indices,
+        scores,
+        kind="general",
+        num_layers=inp.num_layers,
+        widths=inp.widths,
+        model=inp.model,
+        params=params,
+        sources=inp.sources(),
+    )
 
 
 def select_specific(
@@ -357,7 +415,9 @@ def select_specific(
         InputError: the country is missing from a dataset, control or CountryRC table
             (``countryrc_table=None`` skips the CountryRC step).
     """
-    return select_specific_many(dataset_tables, control_tables, countryrc_table, [country], t=t, r=r, z=z, sites=sites)[country]
+    return select_specific_many(dataset_tables, control_tables, countryrc_table, [country], t=t, r=r, z=z, sites=sites)[
+        country
+    ]
 
 
 def select_specific_many(
@@ -385,7 +445,9 @@ def select_specific_many(
     if countries is None:
         countries = [g for g in common if crc is None or g in crc[1].groups]
         if not countries:
-            raise InputError(f"no country is in both the dataset tables ({', '.join(common)}) and the CountryRC table ({', '.join(crc[1].groups)})")
+            raise InputError(
+                f"no country is in both the dataset tables ({', '.join(common)}) and the CountryRC table ({', '.join(crc[1].groups)})"
+            )
     for c in countries:
         if c not in common:
             lacking = next(name for name, tb in inp.datasets if c not in tb.groups)
@@ -414,16 +476,47 @@ def select_specific_many(
         dev = rows - rows.mean(1, keepdim=True)
         std = dev.pow(2).mean(1).sqrt()
         flat = rows.amax(1) == rows.amin(1)
-        zs = torch.where(flat | (std == 0), torch.zeros_like(std), dev[:, j] / torch.where(std == 0, torch.ones_like(std), std))
+        zs = torch.where(
+            flat | (std == 0), torch.zeros_like(std), dev[:, j] / torch.where(std == 0, torch.ones_like(std), std)
+        )
         passed = zs >= z
         top = top[passed]
         names, ids, layers, indices, scores = _merge([(*_records(pool, top), column[top])])
-        params = {"rule": "specific", "country": c, "t": t, "r": r, "z": float(z), "sites": list(sites), "countries": common,
-                  "countryrc": crc is not None,
-                  "pools": [{"name": "all", "sites": list(pool.sites), "size": pool.size, "fraction": t, "top": k,
-                             "countryrc_excluded": excluded, "z_dropped": int((~passed).sum()), "count": int(top.numel())}]}
-        out[c] = NeuronSet(names, ids, layers, indices, scores, kind=f"specific:{c}", num_layers=inp.num_layers, widths=inp.widths,
-                           model=inp.model, params=params, sources=sources)
+        params = {
+            "rule": "specific",
+            "country": c,
+            "t": t,
+            "r": r,
+            "z": float(z),
+            "sites": list(sites),
+            "countries": common,
+            "countryrc": crc is not None,
+            "pools": [
+                {
+                    "name": "all",
+                    "sites": list(pool.sites),
+                    "size": pool.size,
+                    "fraction": t,
+                    "top": k,
+                    "countryrc_excluded": excluded,
+                    "z_dropped": int((~passed).sum()),
+                    "count": int(top.numel()),
+                }
+            ],
+        }
+        out[c] = NeuronSet(
+            names,
+            ids,
+            layers,
+            indices,
+            scores,
+            kind=f"specific:{c}",
+            num_layers=inp.num_layers,
+            widths=inp.widths,
+            model=inp.model,
+            params=params,
+            sources=sources,
+        )
     return out
 
 
@@ -458,7 +551,9 @@ def select_random(
         raise InputError(f"seed must be an integer, got {seed!r}")
     num_layers, widths = _shape_of(shape) if shape is not None else (like.num_layers, like.widths)
     if num_layers is None or widths is None:
-        raise InputError(f"NeuronSet {like.kind!r} does not record its model's shape; pass shape=(num_layers, widths), a ScoreTable or an adapter")
+        raise InputError(
+            f"NeuronSet {like.kind!r} does not record its model's shape; pass shape=(num_layers, widths), a ScoreTable or an adapter"
+        )
     if isinstance(pool, str):
         pool = (pool,)
     if pool is None:
@@ -478,7 +573,9 @@ def select_random(
     if outside:
         raise InputError(f"NeuronSet {like.kind!r} has neurons in {outside}, outside the random pool(s) {pools}")
     if int(like.layers.max()) >= num_layers:
-        raise InputError(f"NeuronSet {like.kind!r} has neurons in layer {int(like.layers.max())} but the model has {num_layers} layers")
+        raise InputError(
+            f"NeuronSet {like.kind!r} has neurons in layer {int(like.layers.max())} but the model has {num_layers} layers"
+        )
     generator = torch.Generator().manual_seed(seed)
     like_sites = [like.site_names[i] for i in range(len(like.site_names))]
     parts, stats = [], []
@@ -504,6 +601,20 @@ def select_random(
         stats.append({"sites": list(p.sites), "size": p.size, "count": int(chosen.numel())})
     names, ids, layers, indices, scores = _merge(parts)
     params = {"rule": "random", "seed": seed, "layer_matched": bool(layer_matched), "pools": stats}
-    sources = {"like": {"kind": like.kind, "sha256": like.content_hash(), "count": len(like)}, **{k: v for k, v in like.sources.items() if k != "like"}}
-    return NeuronSet(names, ids, layers, indices, scores, kind=f"random:{seed}", num_layers=num_layers, widths=widths,
-                     model=like.model, params=params, sources=sources)
+    sources = {
+        "like": {"kind": like.kind, "sha256": like.content_hash(), "count": len(like)},
+        **{k: v for k, v in like.sources.items() if k != "like"},
+    }
+    return NeuronSet(
+        names,
+        ids,
+        layers,
+        indices,
+        scores,
+        kind=f"random:{seed}",
+        num_layers=num_layers,
+        widths=widths,
+        model=like.model,
+        params=params,
+        sources=sources,
+    )

@@ -36,7 +36,16 @@ from ..data.example import Example
 from ..errors import InputError
 from ..fileio import ensure_writable_parent, sha256_json, write_json_atomic
 from .data import DEFAULT_MAX_EXAMPLES, encode_examples, training_examples
-from .modules import DEFAULT_BUDGET, NAMED_SETS, ModuleRanking, ModuleSet, _check_budget, choose_modules, parse_module_spec, rank_modules
+from .modules import (
+    DEFAULT_BUDGET,
+    NAMED_SETS,
+    ModuleRanking,
+    ModuleSet,
+    _check_budget,
+    choose_modules,
+    parse_module_spec,
+    rank_modules,
+)
 from .train import CONFIG_FILE, TrainConfig, TrainResult, _diff_keys, finetune, finished_run, run_key
 
 log = logging.getLogger(__name__)
@@ -93,9 +102,15 @@ def compare_conditions(rows: pd.DataFrame, sets: Sequence[str], n_boot: int = 10
             base = sub[BASE].to_numpy()
             res: dict[str, Any] = {BASE: mean_ci(base, n_boot, seed)}
             for name in sets:
-                res[name] = {"value": mean_ci(sub[name].to_numpy(), n_boot, seed), "change": paired_change(base, sub[name].to_numpy(), n_boot, seed)}
-            contrasts = {f"{a}-{b}": paired_change(sub[b].to_numpy(), sub[a].to_numpy(), n_boot, seed)
-                         for a, b in CONTRASTS if a in sets and b in sets}
+                res[name] = {
+                    "value": mean_ci(sub[name].to_numpy(), n_boot, seed),
+                    "change": paired_change(base, sub[name].to_numpy(), n_boot, seed),
+                }
+            contrasts = {
+                f"{a}-{b}": paired_change(sub[b].to_numpy(), sub[a].to_numpy(), n_boot, seed)
+                for a, b in CONTRASTS
+                if a in sets and b in sets
+            }
             if contrasts:
                 res["contrasts"] = contrasts
             entry[part] = res
@@ -211,7 +226,9 @@ def run_selective_finetuning(
     config.validate()
     specs = _set_names(module_sets)
     if not specs:
-        raise InputError("the module set is empty; give top, bottom, random, full, or module names such as mlp.3,attn.5")
+        raise InputError(
+            "the module set is empty; give top, bottom, random, full, or module names such as mlp.3,attn.5"
+        )
     labels = [_label(s) for s in specs]
     if len(set(labels)) != len(labels):
         raise InputError(f"module sets {specs} share a name; train at most one explicit module list per run")
@@ -227,13 +244,20 @@ def run_selective_finetuning(
     benches = _benchmarks(eval_benchmarks)
     opts = eval_options or EvalOptions(chat_template=chat_template)
     opts.validate()
-    examples = training_examples(data, data_dir=data_dir, part=part, max_examples=max_examples, seed=seed, templates=templates)
+    examples = training_examples(
+        data, data_dir=data_dir, part=part, max_examples=max_examples, seed=seed, templates=templates
+    )
     if benches:
         train_ids = {ex.id for ex in examples}
         for name, exs in benches.items():
             shared = sum(ex.id in train_ids for ex in exs)
             if shared:
-                log.warning("%d of %d %s evaluation examples are also training examples; their scores measure memorisation", shared, len(exs), name)
+                log.warning(
+                    "%d of %d %s evaluation examples are also training examples; their scores measure memorisation",
+                    shared,
+                    len(exs),
+                    name,
+                )
 
     loaded, tokenizer = load_model(model, dtype=dtype, device=device, progress=progress)
     ranking = rank_modules(loaded, ns, site_map=site_map)
@@ -241,11 +265,21 @@ def run_selective_finetuning(
     flat = len(sets) == 1 if subfolders is None else not subfolders
     paths = {"ranking": out / "ranking.csv", "modules": out / "modules.json"}
     ranking.save(paths["ranking"], sets)
-    write_json_atomic(paths["modules"], {"budget": budget, "seed": seed, "total_params": ranking.total_params, "family": ranking.family,
-                                         "neuron_set": None if ns is None else {"kind": ns.kind, "count": len(ns), "sha256": ns.content_hash()},
-                                         "sets": {k: v.to_dict() for k, v in sets.items()}})
+    write_json_atomic(
+        paths["modules"],
+        {
+            "budget": budget,
+            "seed": seed,
+            "total_params": ranking.total_params,
+            "family": ranking.family,
+            "neuron_set": None if ns is None else {"kind": ns.kind, "count": len(ns), "sha256": ns.content_hash()},
+            "sets": {k: v.to_dict() for k, v in sets.items()},
+        },
+    )
     show = echo or log.info
-    show(f"module ranking ({ranking.neuron_set or 'no neuron set'}, {ranking.total_params:,} parameters):\n{ranking.table(sets)}")
+    show(
+        f"module ranking ({ranking.neuron_set or 'no neuron set'}, {ranking.total_params:,} parameters):\n{ranking.table(sets)}"
+    )
     for s in sets.values():
         show(s.describe())
     run = FinetuneRun(out, ranking, sets, {k: (out if flat else out / k) for k in sets}, {}, None, paths)
@@ -257,9 +291,14 @@ def run_selective_finetuning(
     frames: dict[str, pd.DataFrame] = {}
     if benches:
         # Cached rows are reused only for the same benchmarks and evaluation options.
-        stamp = {"options": opts.to_dict(), "benchmarks": sha256_json({k: [ex.id for ex in v] for k, v in benches.items()}),
-                 "chat_template": chat_template, "model": str(model), "dtype": dtype,
-                 "model_config_sha256": model_identity(loaded)["config_sha256"]}
+        stamp = {
+            "options": opts.to_dict(),
+            "benchmarks": sha256_json({k: [ex.id for ex in v] for k, v in benches.items()}),
+            "chat_template": chat_template,
+            "model": str(model),
+            "dtype": dtype,
+            "model_config_sha256": model_identity(loaded)["config_sha256"],
+        }
         stamp_path = eval_dir / "conditions.json"
         try:
             fresh = json.loads(stamp_path.read_text(encoding="utf-8")) != json.loads(json.dumps(stamp))
@@ -285,8 +324,11 @@ def run_selective_finetuning(
     evaluate_as(BASE, loaded, use_cache=True)
     encoded = encode_examples(tokenizer, examples, chat_template, config.max_length)
     identity = model_identity(loaded)
-    meta = {"base_model": str(model), "neuron_set": None if ns is None else ns.kind,
-            "data": str(data) if isinstance(data, (str, os.PathLike)) else (data_name or "examples")}
+    meta = {
+        "base_model": str(model),
+        "neuron_set": None if ns is None else ns.kind,
+        "data": str(data) if isinstance(data, (str, os.PathLike)) else (data_name or "examples"),
+    }
     dirty = False
     for label, module_set in sets.items():
         folder = run.models[label]
@@ -308,8 +350,19 @@ def run_selective_finetuning(
             release_memory()
             loaded, tokenizer = load_model(model, dtype=dtype, device=device, progress=progress)
         dirty = True
-        run.results[label] = finetune(loaded, tokenizer, examples, module_set, folder, config, chat_template=chat_template,
-                                      resume=resume, callbacks=callbacks, progress=progress, meta={"run": meta})
+        run.results[label] = finetune(
+            loaded,
+            tokenizer,
+            examples,
+            module_set,
+            folder,
+            config,
+            chat_template=chat_template,
+            resume=resume,
+            callbacks=callbacks,
+            progress=progress,
+            meta={"run": meta},
+        )
         evaluate_as(label, loaded, use_cache=False)
     loaded = None
     release_memory()
@@ -320,24 +373,41 @@ def run_selective_finetuning(
         comparison = compare_conditions(rows, list(sets), n_boot, 0)
         from ..evaluation.experiments import ExperimentResult
 
-        eval_config = {"experiment": "finetune", "conditions": [BASE, *sets], "options": opts.to_dict(), "n_boot": n_boot,
-                       "benchmarks": list(benches)}
+        eval_config = {
+            "experiment": "finetune",
+            "conditions": [BASE, *sets],
+            "options": opts.to_dict(),
+            "n_boot": n_boot,
+            "benchmarks": list(benches),
+        }
         rows_path, summary_path = ExperimentResult(rows, comparison, eval_config).save(eval_dir)
         paths.update({"eval_rows": rows_path, "eval_summary": summary_path})
     run.summary = comparison
     paths["finetune"] = out / "finetune.json"
-    write_json_atomic(paths["finetune"], {
-        "model": str(model), "data": meta["data"], "budget": budget, "seed": seed,
-        "config": config.to_dict(), "sets": {k: v.to_dict() for k, v in sets.items()},
-        "models": {k: str(v) for k, v in run.models.items()},
-        "training": {k: {kk: vv for kk, vv in r.to_dict().items() if kk not in ("config", "module_set")} for k, r in run.results.items()},
-        "results": comparison, "package_version": __version__,
-    })
+    write_json_atomic(
+        paths["finetune"],
+        {
+            "model": str(model),
+            "data": meta["data"],
+            "budget": budget,
+            "seed": seed,
+            "config": config.to_dict(),
+            "sets": {k: v.to_dict() for k, v in sets.items()},
+            "models": {k: str(v) for k, v in run.models.items()},
+            "training": {
+                k: {kk: vv for kk, vv in r.to_dict().items() if kk not in ("config", "module_set")}
+                for k, r in run.results.items()
+            },
+            "results": comparison,
+            "package_version": __version__,
+        },
+    )
     return run
 
 
 def format_comparison(summary: Mapping[str, Any]) -> str:
     """One line per benchmark and set: ``bench [part]: base X; top Y (change +d [lo, hi]) ...``."""
+
     def fmt(m: Mapping[str, Any]) -> str:
         return "n/a" if m.get("value") is None else f"{m['value']:.1f}"
 

@@ -35,9 +35,16 @@ def _looks_like_path(text: str) -> bool:
     return text.endswith((".jsonl", ".json")) or os.sep in text or "/" in text
 
 
-def training_examples(data: str | os.PathLike | Sequence[Example], *, data_dir: str | os.PathLike | None = None,
-                      part: str | None = None, max_examples: int | None = DEFAULT_MAX_EXAMPLES, seed: int = 42,
-                      templates: str | Sequence[str] | None = None, **options: Any) -> list[Example]:
+def training_examples(
+    data: str | os.PathLike | Sequence[Example],
+    *,
+    data_dir: str | os.PathLike | None = None,
+    part: str | None = None,
+    max_examples: int | None = DEFAULT_MAX_EXAMPLES,
+    seed: int = 42,
+    templates: str | Sequence[str] | None = None,
+    **options: Any,
+) -> list[Example]:
     """The training examples: a benchmark name, an examples JSONL, or examples.
 
     Args:
@@ -67,11 +74,15 @@ def training_examples(data: str | os.PathLike | Sequence[Example], *, data_dir: 
                 bench = get_benchmark(text)
             except InputError:
                 known = ", ".join(b.name for b in list_benchmarks() if b.kind == "nlu") or "qnli, mrpc"
-                raise InputError(f"unknown dataset {text!r}: not an examples file and not a benchmark; "
-                                 f"use an NLU benchmark ({known}) or an examples JSONL") from None
+                raise InputError(
+                    f"unknown dataset {text!r}: not an examples file and not a benchmark; "
+                    f"use an NLU benchmark ({known}) or an examples JSONL"
+                ) from None
             if part is None and "train" in bench.parts:
                 part = "train"
-            examples = build_examples(bench.name, split="all", data_dir=data_dir, part=part, templates=templates, **options)
+            examples = build_examples(
+                bench.name, split="all", data_dir=data_dir, part=part, templates=templates, **options
+            )
     else:
         examples = list(data)
     if not examples:
@@ -95,8 +106,9 @@ class EncodedExample:
         return sum(1 for t in self.labels if t != IGNORE)
 
 
-def encode_examples(tokenizer: Any, examples: Sequence[Example], chat_template: bool = True,
-                    max_length: int | None = None) -> list[EncodedExample]:
+def encode_examples(
+    tokenizer: Any, examples: Sequence[Example], chat_template: bool = True, max_length: int | None = None
+) -> list[EncodedExample]:
     """Tokenise every example as prompt + answer with answer-only labels.
 
     A ``max_length`` drops (and counts in the log) the sequences longer than it; prompts are never
@@ -184,11 +196,18 @@ def answer_loss(model: Any, tokenizer: Any, encoded: Sequence[EncodedExample], b
     try:
         for start in range(0, len(encoded), batch_size):
             chunk = encoded[start : start + batch_size]
-            batch = {k: v.to(device) for k, v in collate([{"input_ids": e.input_ids, "labels": e.labels} for e in chunk]).items()}
+            batch = {
+                k: v.to(device)
+                for k, v in collate([{"input_ids": e.input_ids, "labels": e.labels} for e in chunk]).items()
+            }
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
             shift_logits, shift_labels = logits[:, :-1], batch["labels"][:, 1:]
-            loss = torch.nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
-                                                     ignore_index=IGNORE, reduction="sum")
+            loss = torch.nn.functional.cross_entropy(
+                shift_logits.reshape(-1, shift_logits.shape[-1]),
+                shift_labels.reshape(-1),
+                ignore_index=IGNORE,
+                reduction="sum",
+            )
             total += float(loss)
             count += int((shift_labels != IGNORE).sum())
     finally:

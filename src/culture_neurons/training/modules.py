@@ -58,10 +58,14 @@ MODULE_GROUPS: dict[str, ModuleGroups] = {
     "llama": ModuleGroups(("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"), _LLAMA_ATTN),
     "gemma3": ModuleGroups(("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"), _LLAMA_ATTN),
     "phi3": ModuleGroups(("mlp.gate_up_proj", "mlp.down_proj"), ("self_attn.qkv_proj", "self_attn.o_proj")),
-    "phi": ModuleGroups(("mlp.fc1", "mlp.fc2"), ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.dense")),
+    "phi": ModuleGroups(
+        ("mlp.fc1", "mlp.fc2"), ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.dense")
+    ),
     "starcoder2": ModuleGroups(("mlp.c_fc", "mlp.c_proj"), _LLAMA_ATTN),
     "gpt2": ModuleGroups(("mlp.c_fc", "mlp.c_proj"), ("attn.c_attn", "attn.c_proj")),
-    "gpt_neox": ModuleGroups(("mlp.dense_h_to_4h", "mlp.dense_4h_to_h"), ("attention.query_key_value", "attention.dense")),
+    "gpt_neox": ModuleGroups(
+        ("mlp.dense_h_to_4h", "mlp.dense_4h_to_h"), ("attention.query_key_value", "attention.dense")
+    ),
 }
 
 
@@ -80,7 +84,7 @@ def derive_groups(adapter: Any, layer: nn.Module) -> ModuleGroups:
     for kind in KINDS:
         specs = [s.module_paths[0] for name, s in adapter.sites.items() if name.startswith(kind + ".")]
         prefix = f"{adapter.layers_path}.0."
-        containers = sorted({p[len(prefix):].rpartition(".")[0] for p in specs})
+        containers = sorted({p[len(prefix) :].rpartition(".")[0] for p in specs})
         if not containers or "" in containers:
             raise ArchitectureError(
                 f"{adapter.family}: cannot tell which container holds the {kind} projections (sites {specs}); "
@@ -100,8 +104,12 @@ def module_groups(model: nn.Module, adapter: Any) -> ModuleGroups:
     groups = MODULE_GROUPS.get(adapter.family)
     if groups is None:
         groups = derive_groups(adapter, layers[0])
-        log.info("%s: no module-group table; using the projections under the sites' containers: mlp %s, attn %s",
-                 adapter.family, ", ".join(groups.mlp), ", ".join(groups.attn))
+        log.info(
+            "%s: no module-group table; using the projections under the sites' containers: mlp %s, attn %s",
+            adapter.family,
+            ", ".join(groups.mlp),
+            ", ".join(groups.attn),
+        )
     for kind in KINDS:
         paths = getattr(groups, kind)
         if not paths:
@@ -116,7 +124,9 @@ def module_groups(model: nn.Module, adapter: Any) -> ModuleGroups:
                         f"add this model's MLP/attention module paths to MODULE_GROUPS in training/modules.py"
                     ) from None
                 if not any(True for _ in module.parameters()):
-                    raise ArchitectureError(f"{adapter.family}: {adapter.layers_path}.{i}.{path} has no parameters to train")
+                    raise ArchitectureError(
+                        f"{adapter.family}: {adapter.layers_path}.{i}.{path} has no parameters to train"
+                    )
     return groups
 
 
@@ -217,9 +227,18 @@ class ModuleSet:
         return f"{self.name}: {what}, {self.params:,} parameters ({100 * self.fraction:.2f}% of {self.total_params:,}{budget})"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "full": self.full, "modules": list(self.names), "paths": list(self.paths), "params": self.params,
-                "budget_params": self.budget_params, "total_params": self.total_params, "fraction": self.fraction, "seed": self.seed,
-                "neurons": sum(m.neurons for m in self.modules)}
+        return {
+            "name": self.name,
+            "full": self.full,
+            "modules": list(self.names),
+            "paths": list(self.paths),
+            "params": self.params,
+            "budget_params": self.budget_params,
+            "total_params": self.total_params,
+            "fraction": self.fraction,
+            "seed": self.seed,
+            "neurons": sum(m.neurons for m in self.modules),
+        }
 
 
 def count_params(model: nn.Module) -> int:
@@ -258,7 +277,9 @@ def neuron_counts(neurons: Any, num_layers: int) -> tuple[torch.Tensor, dict[str
         if kind not in KINDS:
             raise InputError(f"NeuronSet {neurons.kind!r}: site {site!r} belongs to neither the MLP nor the attention")
         if layers.numel() and int(layers.max()) >= num_layers:
-            raise InputError(f"NeuronSet {neurons.kind!r}: {site} layer {int(layers.max())} is out of range for a {num_layers}-layer model")
+            raise InputError(
+                f"NeuronSet {neurons.kind!r}: {site} layer {int(layers.max())} is out of range for a {num_layers}-layer model"
+            )
         per_layer = torch.bincount(layers, minlength=num_layers)
         per_site[site] = per_layer
         counts[:, KINDS.index(kind)] += per_layer
@@ -281,8 +302,14 @@ def rank_modules(model: nn.Module, neurons: Any = None, adapter: Any = None, sit
     if neurons is not None:
         counts, per_site = neuron_counts(neurons, adapter.num_layers)
         modules = [
-            Module(m.layer, m.kind, m.paths, m.params, int(counts[m.layer, KINDS.index(m.kind)]),
-                   {s: int(c[m.layer]) for s, c in per_site.items() if s.startswith(m.kind + ".") and int(c[m.layer])})
+            Module(
+                m.layer,
+                m.kind,
+                m.paths,
+                m.params,
+                int(counts[m.layer, KINDS.index(m.kind)]),
+                {s: int(c[m.layer]) for s, c in per_site.items() if s.startswith(m.kind + ".") and int(c[m.layer])},
+            )
             for m in modules
         ]
     modules.sort(key=lambda m: (-m.neurons, m.layer, KINDS.index(m.kind)))
@@ -295,7 +322,9 @@ def _check_budget(budget: float) -> float:
     except (TypeError, ValueError):
         raise InputError(f"budget must be a fraction of the model's parameters in (0, 1], got {budget!r}") from None
     if not 0.0 < budget <= 1.0:
-        raise InputError(f"budget must be a fraction of the model's parameters in (0, 1], got {budget:g}; e.g. 0.1 for 10%")
+        raise InputError(
+            f"budget must be a fraction of the model's parameters in (0, 1], got {budget:g}; e.g. 0.1 for 10%"
+        )
     return budget
 
 
@@ -314,7 +343,9 @@ def parse_module_spec(spec: str | Sequence[str]) -> list[str]:
     return [str(s).strip() for s in items if str(s).strip()]
 
 
-def choose_modules(ranking: ModuleRanking, which: str | Sequence[str], budget: float = DEFAULT_BUDGET, seed: int = 42) -> ModuleSet:
+def choose_modules(
+    ranking: ModuleRanking, which: str | Sequence[str], budget: float = DEFAULT_BUDGET, seed: int = 42
+) -> ModuleSet:
     """The module set ``which`` (``top``, ``bottom``, ``random``, ``full`` or module names) under ``budget``.
 
     ``budget`` is a fraction of the model's parameters; explicit module lists and ``full`` ignore it.
@@ -324,7 +355,9 @@ def choose_modules(ranking: ModuleRanking, which: str | Sequence[str], budget: f
     total = ranking.total_params
     names = [which] if isinstance(which, str) and which.strip() in NAMED_SETS else parse_module_spec(which)
     if not names:
-        raise InputError("the module set is empty; give top, bottom, random, full, or module names such as mlp.3,attn.5")
+        raise InputError(
+            "the module set is empty; give top, bottom, random, full, or module names such as mlp.3,attn.5"
+        )
     if len(names) == 1 and names[0] == "full":
         return ModuleSet("full", tuple(ranking.modules), total, None, total, full=True)
     if len(names) == 1 and names[0] in NAMED_SETS:
@@ -334,13 +367,17 @@ def choose_modules(ranking: ModuleRanking, which: str | Sequence[str], budget: f
         if kind == "top":
             candidates = [m for m in ranking.modules if m.neurons > 0]
             if not candidates:
-                raise InputError(f"no module holds a neuron of NeuronSet {ranking.neuron_set!r}, so the top set is empty; "
-                                 "is the set empty?")
+                raise InputError(
+                    f"no module holds a neuron of NeuronSet {ranking.neuron_set!r}, so the top set is empty; "
+                    "is the set empty?"
+                )
         elif kind == "bottom":
             candidates = [m for m in ranking.modules if m.neurons == 0]
             random.Random(seed).shuffle(candidates)
             if not candidates:
-                raise InputError(f"every module holds a neuron of NeuronSet {ranking.neuron_set!r}, so the bottom set is empty")
+                raise InputError(
+                    f"every module holds a neuron of NeuronSet {ranking.neuron_set!r}, so the bottom set is empty"
+                )
         else:
             candidates = list(ranking.modules)
             random.Random(seed).shuffle(candidates)
@@ -351,13 +388,21 @@ def choose_modules(ranking: ModuleRanking, which: str | Sequence[str], budget: f
                 f"the {kind} set is empty: a budget of {budget:g} ({budget_params:,} of {total:,} parameters) is smaller than "
                 f"the smallest candidate module ({smallest.name}, {smallest.params:,} parameters); raise the budget"
             )
-        return ModuleSet(kind, tuple(chosen), sum(m.params for m in chosen), budget_params, total,
-                         seed=None if kind == "top" else seed)
+        return ModuleSet(
+            kind,
+            tuple(chosen),
+            sum(m.params for m in chosen),
+            budget_params,
+            total,
+            seed=None if kind == "top" else seed,
+        )
     known = ranking.by_name()
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise InputError(f"unknown module(s) {', '.join(unknown)}; modules are named kind.layer, e.g. mlp.0 ... "
-                         f"mlp.{max(m.layer for m in ranking.modules)} and attn.0 ..., or use top, bottom, random, full")
+        raise InputError(
+            f"unknown module(s) {', '.join(unknown)}; modules are named kind.layer, e.g. mlp.0 ... "
+            f"mlp.{max(m.layer for m in ranking.modules)} and attn.0 ..., or use top, bottom, random, full"
+        )
     chosen = [known[n] for n in dict.fromkeys(names)]
     chosen.sort(key=lambda m: (m.layer, KINDS.index(m.kind)))
     return ModuleSet("custom", tuple(chosen), sum(m.params for m in chosen), None, total)

@@ -94,13 +94,29 @@ class TrainSection:
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(
-            epochs=self.epochs, learning_rate=self.lr, batch_size=self.batch_size, micro_batch_size=self.micro_batch_size,
-            max_steps=self.max_steps, scheduler=self.scheduler, warmup_steps=self.warmup_steps, optimizer=self.optimizer,
-            weight_decay=self.weight_decay, max_grad_norm=self.max_grad_norm, seed=self.seed, save_steps=self.save_steps,
-            save_total_limit=self.save_total_limit, logging_steps=self.logging_steps,
-            report_to=tuple(self.report_to) if isinstance(self.report_to, list) else self.report_to, lora=self.lora,
-            lora_r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout, bf16=self.bf16,
-            gradient_checkpointing=self.gradient_checkpointing, max_length=self.max_length, keep_checkpoints=self.keep_checkpoints,
+            epochs=self.epochs,
+            learning_rate=self.lr,
+            batch_size=self.batch_size,
+            micro_batch_size=self.micro_batch_size,
+            max_steps=self.max_steps,
+            scheduler=self.scheduler,
+            warmup_steps=self.warmup_steps,
+            optimizer=self.optimizer,
+            weight_decay=self.weight_decay,
+            max_grad_norm=self.max_grad_norm,
+            seed=self.seed,
+            save_steps=self.save_steps,
+            save_total_limit=self.save_total_limit,
+            logging_steps=self.logging_steps,
+            report_to=tuple(self.report_to) if isinstance(self.report_to, list) else self.report_to,
+            lora=self.lora,
+            lora_r=self.lora_r,
+            lora_alpha=self.lora_alpha,
+            lora_dropout=self.lora_dropout,
+            bf16=self.bf16,
+            gradient_checkpointing=self.gradient_checkpointing,
+            max_length=self.max_length,
+            keep_checkpoints=self.keep_checkpoints,
         )
 
 
@@ -109,8 +125,19 @@ class TrainSection:
 
 
 # Lower bounds, checked here so that the message names the table's key (lr, not learning_rate).
-_AT_LEAST = {"batch_size": 1, "micro_batch_size": 1, "max_steps": 1, "save_steps": 1, "save_total_limit": 1, "logging_steps": 1,
-             "lora_r": 1, "warmup_steps": 0, "max_examples": 0, "n_boot": 1, "max_length": 2}
+_AT_LEAST = {
+    "batch_size": 1,
+    "micro_batch_size": 1,
+    "max_steps": 1,
+    "save_steps": 1,
+    "save_total_limit": 1,
+    "logging_steps": 1,
+    "lora_r": 1,
+    "warmup_steps": 0,
+    "max_examples": 0,
+    "n_boot": 1,
+    "max_length": 2,
+}
 
 
 def _error(key: str, message: str) -> Exception:
@@ -122,7 +149,7 @@ def _error(key: str, message: str) -> Exception:
 def _check_modules(section: TrainSection, pipeline: Any) -> None:
     specs = section.module_sets()
     if not specs:
-        raise _error("modules", "is empty; give top, bottom, random, full, or module names such as \"mlp.3,attn.5\"")
+        raise _error("modules", 'is empty; give top, bottom, random, full, or module names such as "mlp.3,attn.5"')
     labels = []
     for spec in specs:
         if spec in NAMED_SETS:
@@ -130,16 +157,26 @@ def _check_modules(section: TrainSection, pipeline: Any) -> None:
             continue
         bad = [name for name in spec.split(",") if name.strip() and not MODULE_NAME.match(name.strip())]
         if bad:
-            raise _error("modules", f"has {bad[0].strip()!r}, which is neither a module set (top, bottom, random, full) "
-                                    "nor a module name such as mlp.3 or attn.5")
+            raise _error(
+                "modules",
+                f"has {bad[0].strip()!r}, which is neither a module set (top, bottom, random, full) "
+                "nor a module name such as mlp.3 or attn.5",
+            )
         labels.append("custom")
     repeated = sorted({x for x in labels if labels.count(x) > 1})
     if repeated:
-        raise _error("modules", f"names {repeated[0]!r} twice; each set is trained once (at most one explicit module list)")
+        raise _error(
+            "modules", f"names {repeated[0]!r} twice; each set is trained once (at most one explicit module list)"
+        )
     if pipeline is not None and {"top", "bottom"} & set(specs) and not pipeline.select.general.enabled:
-        raise _error("modules", "asks for top or bottom, which need the culture-general set: set select.general.enabled = true")
+        raise _error(
+            "modules", "asks for top or bottom, which need the culture-general set: set select.general.enabled = true"
+        )
     if {"top", "bottom", "random"} & set(specs) and not 0.0 < section.budget <= 1.0:
-        raise _error("budget", f"must be a fraction of the model's parameters in (0, 1], got {section.budget:g}; e.g. 0.1 for 10%")
+        raise _error(
+            "budget",
+            f"must be a fraction of the model's parameters in (0, 1], got {section.budget:g}; e.g. 0.1 for 10%",
+        )
 
 
 def _check_numbers(section: TrainSection) -> None:
@@ -156,7 +193,10 @@ def _check_numbers(section: TrainSection) -> None:
     if not 0.0 <= section.lora_dropout < 1.0:
         raise _error("lora_dropout", f"must lie in [0, 1), got {section.lora_dropout}")
     if section.batch_size % section.micro_batch_size:
-        raise _error("batch_size", f"({section.batch_size}) must be a multiple of train.micro_batch_size ({section.micro_batch_size})")
+        raise _error(
+            "batch_size",
+            f"({section.batch_size}) must be a multiple of train.micro_batch_size ({section.micro_batch_size})",
+        )
     if section.scheduler not in SCHEDULERS:
         raise _error("scheduler", f"must be one of {', '.join(SCHEDULERS)}, got {section.scheduler!r}")
     if section.dtype not in DTYPES:
@@ -178,8 +218,11 @@ def _check_data(section: TrainSection) -> None:
         bench = get_benchmark(section.data)
     except CultureNeuronsError:
         known = ", ".join(b.name for b in list_benchmarks() if b.kind == "nlu")
-        raise _error("data", f": unknown dataset {section.data!r}: not an examples file and not a benchmark; "
-                             f"use an NLU benchmark ({known}) or an examples JSONL") from None
+        raise _error(
+            "data",
+            f": unknown dataset {section.data!r}: not an examples file and not a benchmark; "
+            f"use an NLU benchmark ({known}) or an examples JSONL",
+        ) from None
     if section.part is not None and section.part not in bench.parts:
         has = f"has the parts {', '.join(bench.parts)}" if bench.parts else "has no parts"
         raise _error("part", f": {bench.name} {has}, not {section.part!r}")
@@ -191,8 +234,11 @@ def _check_benchmarks(section: TrainSection, pipeline: Any) -> None:
     known = pipeline.evaluate.benchmarks
     for i, name in enumerate(section.benchmarks):
         if name not in known:
-            raise _error(f"benchmarks[{i}]", f": {name} is not among evaluate.benchmarks ({', '.join(known) or 'none'}); "
-                                             "the stage evaluates on the run's exported evaluation examples")
+            raise _error(
+                f"benchmarks[{i}]",
+                f": {name} is not among evaluate.benchmarks ({', '.join(known) or 'none'}); "
+                "the stage evaluates on the run's exported evaluation examples",
+            )
 
 
 def parse_section(table: dict[str, Any], pipeline: Any = None) -> TrainSection:
@@ -281,8 +327,14 @@ def _training_examples(section: TrainSection, pipeline: Any, held_out: dict[str,
     """
     from .data import training_examples
 
-    examples = training_examples(section.data, data_dir=_data_dir(section, pipeline), part=section.part, max_examples=None,
-                                 seed=section.seed, templates=section.templates)
+    examples = training_examples(
+        section.data,
+        data_dir=_data_dir(section, pipeline),
+        part=section.part,
+        max_examples=None,
+        seed=section.seed,
+        templates=section.templates,
+    )
     dropped = 0
     if section.exclude_eval:
         seen = {ex.id.split("#", 1)[0] for exs in held_out.values() for ex in exs}
@@ -291,8 +343,10 @@ def _training_examples(section: TrainSection, pipeline: Any, held_out: dict[str,
         if not kept:
             from ..errors import InputError
 
-            raise InputError(f"config key 'train.data': every {section.data} example is also an evaluation example; "
-                             "train on another dataset or part, or set train.exclude_eval = false")
+            raise InputError(
+                f"config key 'train.data': every {section.data} example is also an evaluation example; "
+                "train on another dataset or part, or set train.exclude_eval = false"
+            )
         examples = kept
     cap = section.max_examples or None
     return training_examples(examples, max_examples=cap, seed=section.seed), dropped
@@ -329,14 +383,21 @@ def _summary_info(run: Any) -> dict[str, Any]:
     sets = {}
     for name, module_set in run.sets.items():
         result = run.results.get(name)
-        sets[name] = {"modules": list(module_set.names), "params": module_set.params, "fraction": module_set.fraction,
-                      "neurons": sum(m.neurons for m in module_set.modules),
-                      "steps": None if result is None else result.steps, "train_loss": None if result is None else result.train_loss}
+        sets[name] = {
+            "modules": list(module_set.names),
+            "params": module_set.params,
+            "fraction": module_set.fraction,
+            "neurons": sum(m.neurons for m in module_set.modules),
+            "steps": None if result is None else result.steps,
+            "train_loss": None if result is None else result.train_loss,
+        }
     changes = {}
     for bench, entry in (run.summary or {}).items():
         part = entry.get("all", {})
-        changes[bench] = {"base": part.get("base", {}).get("value"),
-                          **{name: part[name]["change"]["value"] for name in run.sets if name in part}}
+        changes[bench] = {
+            "base": part.get("base", {}).get("value"),
+            **{name: part[name]["change"]["value"] for name in run.sets if name in part},
+        }
     return {"sets": sets, "changes": changes}
 
 
@@ -353,16 +414,24 @@ def run_pipeline_stage(r: Any) -> None:
     section = parse_section(dict(c.train or {}), c)
     if world()[1] > 1:
         # Raised on every rank before the step, so no rank waits at a barrier for the others.
-        raise ConfigError("config section [train]: the fine-tuning stage runs in one process; run the pipeline without "
-                          "torchrun to train (the other stages resume from this run directory)")
+        raise ConfigError(
+            "config section [train]: the fine-tuning stage runs in one process; run the pipeline without "
+            "torchrun to train (the other stages resume from this run directory)"
+        )
     specs = section.module_sets()
     evals = _eval_files(r, section.benchmarks or [])
     opts = eval_options(c)
     planned = r.dry_run and "select" in r.pending
     neurons_sha = r.manifest.output_hashes("select").get("neurons/general.json")
     base = {"model": _model_fingerprint(c), "dtype": section.dtype}
-    inputs = {"train": asdict(section), "base": base, "chat_template": c.data.chat_template, "eval_options": opts.to_dict(),
-              "neurons_sha256": neurons_sha, "data": _data_fingerprint(section, c)}
+    inputs = {
+        "train": asdict(section),
+        "base": base,
+        "chat_template": c.data.chat_template,
+        "eval_options": opts.to_dict(),
+        "neurons_sha256": neurons_sha,
+        "data": _data_fingerprint(section, c),
+    }
     folder = r.run_dir / FOLDER
 
     def make() -> tuple[list[Path], dict[str, Any]]:
@@ -371,30 +440,63 @@ def run_pipeline_stage(r: Any) -> None:
         general = r.run_dir / "neurons" / "general.json"
         needs_neurons = bool({"top", "bottom"} & set(specs))
         if needs_neurons and not general.is_file():
-            raise ConfigError("config key 'train.modules': top and bottom need neurons/general.json, which the select stage "
-                              "did not write; enable select.general")
+            raise ConfigError(
+                "config key 'train.modules': top and bottom need neurons/general.json, which the select stage "
+                "did not write; enable select.general"
+            )
         _release_runner_model(r)
         _reset_if_base_changed(folder, base)
         benches = {b: r.read(f["rel"]) for b, f in evals.items()}
         examples, dropped = _training_examples(section, c, benches)
-        r.echo(f"[train] {len(examples)} training examples from {section.data}"
-               + (f" ({dropped} left out: their questions are evaluation examples)" if dropped else ""))
+        r.echo(
+            f"[train] {len(examples)} training examples from {section.data}"
+            + (f" ({dropped} left out: their questions are evaluation examples)" if dropped else "")
+        )
         run = run_selective_finetuning(
-            c.model.name, general if general.is_file() else None, examples, folder, module_sets=specs, budget=section.budget,
-            seed=section.seed, config=section.train_config(), eval_benchmarks=benches or None, eval_options=opts,
-            max_examples=None, chat_template=c.data.chat_template, dtype=section.dtype, device=local_device(c.model.device),
-            site_map=c.model.site_map, resume=True, n_boot=section.n_boot or 1000, progress=r.progress, echo=r.echo,
-            subfolders=True, replace_stale=True, data_name=section.data,
+            c.model.name,
+            general if general.is_file() else None,
+            examples,
+            folder,
+            module_sets=specs,
+            budget=section.budget,
+            seed=section.seed,
+            config=section.train_config(),
+            eval_benchmarks=benches or None,
+            eval_options=opts,
+            max_examples=None,
+            chat_template=c.data.chat_template,
+            dtype=section.dtype,
+            device=local_device(c.model.device),
+            site_map=c.model.site_map,
+            resume=True,
+            n_boot=section.n_boot or 1000,
+            progress=r.progress,
+            echo=r.echo,
+            subfolders=True,
+            replace_stale=True,
+            data_name=section.data,
         )
         for name, result in run.results.items():
             state = "finished earlier" if result.skipped else f"{result.steps} steps in {result.seconds:.1f} s"
             r.echo(f"[train] {name}: {result.trainable_params:,} trained parameters, {state}")
         if run.summary:
-            r.echo(format_comparison({b: {k: v for k, v in e.items() if k in ("metric", "all")} for b, e in run.summary.items()}))
+            r.echo(
+                format_comparison(
+                    {b: {k: v for k, v in e.items() if k in ("metric", "all")} for b, e in run.summary.items()}
+                )
+            )
         outputs = [p for k, p in run.paths.items()] + [m / "training.json" for m in run.models.values()]
         return outputs, _summary_info(run)
 
-    r.step(STEP, "train", "selective fine-tuning", inputs, make, depends=[f["key"] for f in evals.values()], unknown_inputs=planned)
+    r.step(
+        STEP,
+        "train",
+        "selective fine-tuning",
+        inputs,
+        make,
+        depends=[f["key"] for f in evals.values()],
+        unknown_inputs=planned,
+    )
 
 
 run_pipeline_stage.check_config = check_config  # type: ignore[attr-defined]

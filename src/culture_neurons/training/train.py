@@ -111,7 +111,9 @@ class TrainConfig:
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.batch_size % self.micro_batch_size:
-            raise InputError(f"batch_size {self.batch_size} is not a multiple of micro_batch_size {self.micro_batch_size}")
+            raise InputError(
+                f"batch_size {self.batch_size} is not a multiple of micro_batch_size {self.micro_batch_size}"
+            )
         if not self.learning_rate > 0:
             raise InputError(f"learning_rate must be positive, got {self.learning_rate}")
         if not self.epochs > 0:
@@ -129,7 +131,9 @@ class TrainConfig:
         """Gradient accumulation steps that make the effective batch ``batch_size``."""
         per_step = self.micro_batch_size * world_size
         if self.batch_size % per_step:
-            raise InputError(f"batch_size {self.batch_size} is not a multiple of micro_batch_size {self.micro_batch_size} x {world_size} processes")
+            raise InputError(
+                f"batch_size {self.batch_size} is not a multiple of micro_batch_size {self.micro_batch_size} x {world_size} processes"
+            )
         return self.batch_size // per_step
 
     def to_dict(self) -> dict[str, Any]:
@@ -208,12 +212,16 @@ def _load_trainable(model: torch.nn.Module, names: Sequence[str], tensors: dict[
     params = dict(model.named_parameters())
     missing = [n for n in names if n not in tensors]
     if missing:
-        raise InputError(f"{where} lacks trained parameter(s) {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}; "
-                         "it was written by another run")
+        raise InputError(
+            f"{where} lacks trained parameter(s) {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}; "
+            "it was written by another run"
+        )
     with torch.no_grad():
         for n in names:
             if tuple(tensors[n].shape) != tuple(params[n].shape):
-                raise InputError(f"{where}: {n} has shape {tuple(tensors[n].shape)}, the model {tuple(params[n].shape)}")
+                raise InputError(
+                    f"{where}: {n} has shape {tuple(tensors[n].shape)}, the model {tuple(params[n].shape)}"
+                )
             params[n].copy_(tensors[n].to(params[n].device, params[n].dtype))
 
 
@@ -249,7 +257,9 @@ def _trainer_class(trainable: Sequence[str]):
 
             path = Path(resume_from_checkpoint) / TRAINABLE_FILE
             if not path.is_file():
-                raise InputError(f"checkpoint {resume_from_checkpoint} has no {TRAINABLE_FILE}; it was not written by culture-neurons train")
+                raise InputError(
+                    f"checkpoint {resume_from_checkpoint} has no {TRAINABLE_FILE}; it was not written by culture-neurons train"
+                )
             target = self.accelerator.unwrap_model(model if model is not None else self.model)
             _load_trainable(target, trainable, load_file(str(path)), str(path))
 
@@ -310,10 +320,17 @@ def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [prefix.rstrip(".")]
 
 
-def run_key(identity: dict[str, Any], encoded: Sequence[Any], module_set: ModuleSet, config: TrainConfig, chat_template: bool) -> dict[str, Any]:
+def run_key(
+    identity: dict[str, Any], encoded: Sequence[Any], module_set: ModuleSet, config: TrainConfig, chat_template: bool
+) -> dict[str, Any]:
     """What a run in a folder must match to be resumed or reused: settings, modules, data and model architecture."""
-    return {"config": config.run_key(), "modules": "full" if module_set.full else list(module_set.names),
-            "data": data_hash(encoded), "chat_template": chat_template, "model_config_sha256": identity["config_sha256"]}
+    return {
+        "config": config.run_key(),
+        "modules": "full" if module_set.full else list(module_set.names),
+        "data": data_hash(encoded),
+        "chat_template": chat_template,
+        "model_config_sha256": identity["config_sha256"],
+    }
 
 
 def finished_run(out: str | os.PathLike, key: dict[str, Any]) -> TrainResult | None:
@@ -338,14 +355,20 @@ def _check_folder(out: Path, key: dict[str, Any], resume: bool) -> str:
             raise InputError(f"{cfg} is not valid JSON ({exc}); remove {out} to start again") from exc
         differ = _diff_keys(previous, json.loads(json.dumps(key)))
         if differ:
-            raise InputError(f"{out} holds a training run with other settings ({', '.join(differ[:5])} differ); "
-                             "use another output folder or remove this one")
+            raise InputError(
+                f"{out} holds a training run with other settings ({', '.join(differ[:5])} differ); "
+                "use another output folder or remove this one"
+            )
         if not resume:
-            raise InputError(f"{out} already holds {'a finished' if done.is_file() else 'an unfinished'} training run; "
-                             "resume it (drop --no-resume) or remove the folder")
+            raise InputError(
+                f"{out} already holds {'a finished' if done.is_file() else 'an unfinished'} training run; "
+                "resume it (drop --no-resume) or remove the folder"
+            )
         return "done" if done.is_file() else "resume"
     if (out / "config.json").is_file():
-        raise InputError(f"{out} already holds a model that culture-neurons train did not write; choose another output folder")
+        raise InputError(
+            f"{out} already holds a model that culture-neurons train did not write; choose another output folder"
+        )
     return "fresh"
 
 
@@ -397,9 +420,20 @@ def _bf16(config: TrainConfig, device: torch.device) -> bool:
     return device.type == "cuda" and torch.cuda.is_bf16_supported()
 
 
-def finetune(model: Any, tokenizer: Any, examples: Sequence[Example], module_set: ModuleSet, out: str | os.PathLike,
-             config: TrainConfig | None = None, *, chat_template: bool = True, resume: bool = True,
-             callbacks: Sequence[Any] = (), progress: bool = True, meta: dict[str, Any] | None = None) -> TrainResult:
+def finetune(
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[Example],
+    module_set: ModuleSet,
+    out: str | os.PathLike,
+    config: TrainConfig | None = None,
+    *,
+    chat_template: bool = True,
+    resume: bool = True,
+    callbacks: Sequence[Any] = (),
+    progress: bool = True,
+    meta: dict[str, Any] | None = None,
+) -> TrainResult:
     """Train ``module_set``'s modules of ``model`` on ``examples`` (answer-token loss) and save to ``out``.
 
     Everything not in the set keeps its exact values. The model is modified in place and left in
@@ -493,16 +527,28 @@ def finetune(model: Any, tokenizer: Any, examples: Sequence[Example], module_set
 
             targets = set(module_set.paths)
             conv1d = any(is_conv1d(m) for n, m in model.named_modules() if n in targets)  # peft must be told, not guess
-            lora_cfg = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                                  target_modules=list(module_set.paths), bias="none", task_type="CAUSAL_LM", fan_in_fan_out=conv1d)
+            lora_cfg = LoraConfig(
+                r=config.lora_r,
+                lora_alpha=config.lora_alpha,
+                lora_dropout=config.lora_dropout,
+                target_modules=list(module_set.paths),
+                bias="none",
+                task_type="CAUSAL_LM",
+                fan_in_fan_out=conv1d,
+            )
             train_model = get_peft_model(model, lora_cfg)
             from transformers import Trainer as trainer_cls
         else:
             train_model = model
             trainer_cls = _trainer_class(names)
         trainable = sum(p.numel() for p in train_model.parameters() if p.requires_grad)
-        trainer = trainer_cls(model=train_model, args=args, train_dataset=EncodedDataset(encoded),
-                              data_collator=AnswerCollator(pad_id(tokenizer)), callbacks=list(callbacks))
+        trainer = trainer_cls(
+            model=train_model,
+            args=args,
+            train_dataset=EncodedDataset(encoded),
+            data_collator=AnswerCollator(pad_id(tokenizer)),
+            callbacks=list(callbacks),
+        )
         if not progress:
             from transformers.trainer_callback import PrinterCallback
 
@@ -530,9 +576,18 @@ def finetune(model: Any, tokenizer: Any, examples: Sequence[Example], module_set
     model.eval()
     seconds = time.perf_counter() - start
     result = TrainResult(
-        out=out, module_set=module_set.to_dict(), trainable_params=int(trainable), examples=len(encoded),
-        answer_tokens=sum(e.answer_tokens for e in encoded), steps=int(steps), seconds=seconds, losses=losses, train_loss=train_loss,
-        resumed_from=last, adapter=str(adapter_dir) if adapter_dir else None, config=config.to_dict(),
+        out=out,
+        module_set=module_set.to_dict(),
+        trainable_params=int(trainable),
+        examples=len(encoded),
+        answer_tokens=sum(e.answer_tokens for e in encoded),
+        steps=int(steps),
+        seconds=seconds,
+        losses=losses,
+        train_loss=train_loss,
+        resumed_from=last,
+        adapter=str(adapter_dir) if adapter_dir else None,
+        config=config.to_dict(),
     )
     if is_main():
         with hf_progress_bars(progress):

@@ -44,7 +44,15 @@ from ..hub import HubSource, load_hub_rows, load_hub_splits
 from ..readers import Row, find_file, read_json, read_records
 from ..registry import Benchmark, LoadRequest, register
 from ..splits import topic_split
-from ..templates import CLOZE_TEMPLATE, CONTROL_CLOZE_TEMPLATE, CONTROL_TEMPLATES, MCQ_TEMPLATES, Item, Template, control_item
+from ..templates import (
+    CLOZE_TEMPLATE,
+    CONTROL_CLOZE_TEMPLATE,
+    CONTROL_TEMPLATES,
+    MCQ_TEMPLATES,
+    Item,
+    Template,
+    control_item,
+)
 
 HUB_ID = "nayeon212/BLEnD"
 MCQ_FILES = ("mc_questions_file.csv", "mc_questions_file.parquet", "mc_questions_file.jsonl", "mc_questions_file.json")
@@ -52,15 +60,14 @@ MCQ_COLUMNS = ("MCQID", "ID", "country", "prompt", "choices", "answer_idx")
 QUESTION_COLUMNS = ("ID", "Topic")
 ENGLISH_LOCAL = {"UK", "USA"}  # countries whose local question text is English
 
-_STOP = frozenset(
-    "a an the of and or in on at to for with from by as is are be de del la el los las le".split()
-)
+_STOP = frozenset("a an the of and or in on at to for with from by as is are be de del la el los las le".split())
 _TIME = re.compile(r"^\d{1,2}(:\d{2})?\s*(am|pm|a\.m\.|p\.m\.)?$", re.I)
 _DATE = re.compile(r"^\d{1,2}/\d{1,2}$")
 
 
 # ---------------------------------------------------------------------------------------------
 # The lexical similarity check that replaces the authors' GPT-4 synonym check.
+
 
 def _words(text: str) -> set[str]:
     words = re.findall(r"[\w']+", text.lower())
@@ -108,6 +115,7 @@ def _format_ok(question: str, answer: str) -> bool:
 
 # ---------------------------------------------------------------------------------------------
 # Reading the short-answer release.
+
 
 def _country_from_filename(path: Path, suffix: str) -> str:
     stem = path.name[: -len(suffix)]
@@ -201,9 +209,13 @@ def _slug(country: str) -> str:
     return country.replace(" ", "_")
 
 
-def build_mcq_items(annotations: dict[str, dict[str, dict[str, Any]]], topics: dict[str, str],
-                    countries: tuple[str, ...] | None = None, max_variants: int = 5,
-                    filter_scope: str = "all") -> list[Item]:
+def build_mcq_items(
+    annotations: dict[str, dict[str, dict[str, Any]]],
+    topics: dict[str, str],
+    countries: tuple[str, ...] | None = None,
+    max_variants: int = 5,
+    filter_scope: str = "all",
+) -> list[Item]:
     """Multiple-choice items from the short-answer annotations (rules in the module docstring)."""
     if filter_scope not in ("all", "country"):
         raise InputError(f"blend: filter_scope must be 'all' or 'country', not {filter_scope!r}")
@@ -255,16 +267,21 @@ def build_mcq_items(annotations: dict[str, dict[str, dict[str, Any]]], topics: d
                 for combo in itertools.combinations(chosen.items(), 3):
                     if variant >= max_variants:
                         break
-                    items.append(Item(
-                        id=f"blend/{_slug(country)}/{qid}/v{variant}",
-                        group=country,
-                        split=topic_split(topics[qid]),
-                        question=question,
-                        options=(gold,) + tuple(a for _, a in combo),
-                        answer_index=0,
-                        meta={"question_id": qid, "topic": topics[qid],
-                              "option_countries": {gold: country, **{a: c for c, a in combo}}},
-                    ))
+                    items.append(
+                        Item(
+                            id=f"blend/{_slug(country)}/{qid}/v{variant}",
+                            group=country,
+                            split=topic_split(topics[qid]),
+                            question=question,
+                            options=(gold,) + tuple(a for _, a in combo),
+                            answer_index=0,
+                            meta={
+                                "question_id": qid,
+                                "topic": topics[qid],
+                                "option_countries": {gold: country, **{a: c for c, a in combo}},
+                            },
+                        )
+                    )
                     variant += 1
     return items
 
@@ -293,8 +310,9 @@ def _parse_choices(raw: Any, where: str) -> dict[str, str]:
     return {str(k).strip(): str(v).strip() for k, v in choices.items()}
 
 
-def mcq_items_from_rows(rows: list[Row], topics: dict[str, str] | None, countries: tuple[str, ...] | None,
-                        max_variants: int = 5) -> list[Item]:
+def mcq_items_from_rows(
+    rows: list[Row], topics: dict[str, str] | None, countries: tuple[str, ...] | None, max_variants: int = 5
+) -> list[Item]:
     """Items from the official multiple-choice rows, keeping ``max_variants`` per (country, question)."""
     items: list[Item] = []
     seen: Counter = Counter()
@@ -321,23 +339,30 @@ def mcq_items_from_rows(rows: list[Row], topics: dict[str, str] | None, countrie
         options = tuple(choices[k] for k in labels)
         if len(set(o.lower() for o in options)) != len(options):
             raise InputError(f"{row.where}: repeated option text in 'choices'")
-        items.append(Item(
-            id=f"blend/{_slug(country)}/{qid}/v{variant}",
-            group=country,
-            split=topic_split(topic),
-            question=_question_from_prompt(str(row.need("prompt"))),
-            options=options,
-            answer_index=labels.index(answer),
-            meta={"question_id": qid, "topic": topic, "mcq_id": str(row.get("MCQID", ""))},
-        ))
+        items.append(
+            Item(
+                id=f"blend/{_slug(country)}/{qid}/v{variant}",
+                group=country,
+                split=topic_split(topic),
+                question=_question_from_prompt(str(row.need("prompt"))),
+                options=options,
+                answer_index=labels.index(answer),
+                meta={"question_id": qid, "topic": topic, "mcq_id": str(row.get("MCQID", ""))},
+            )
+        )
     return items
 
 
 # ---------------------------------------------------------------------------------------------
 # Short-answer questions.
 
-def saq_items(annotations: dict[str, dict[str, dict[str, Any]]], topics: dict[str, str],
-              countries: tuple[str, ...] | None, language: str = "en") -> list[Item]:
+
+def saq_items(
+    annotations: dict[str, dict[str, dict[str, Any]]],
+    topics: dict[str, str],
+    countries: tuple[str, ...] | None,
+    language: str = "en",
+) -> list[Item]:
     """One item per (country, question) with at least one annotated answer."""
     if language not in ("en", "local"):
         raise InputError(f"blend-saq: language must be 'en' or 'local', not {language!r}")
@@ -353,21 +378,25 @@ def saq_items(annotations: dict[str, dict[str, dict[str, Any]]], topics: dict[st
             answers = tuple(dict.fromkeys(a for a in english + local if a))
             if not answers:
                 continue
-            question = (_english_question(country, record) if language == "en"
-                        else str(record.get("question") or "").strip())
-            items.append(Item(
-                id=f"blend-saq/{_slug(country)}/{qid}",
-                group=country,
-                split=topic_split(topics[qid]),
-                question=question,
-                answers=answers,
-                meta={"question_id": qid, "topic": topics[qid]},
-            ))
+            question = (
+                _english_question(country, record) if language == "en" else str(record.get("question") or "").strip()
+            )
+            items.append(
+                Item(
+                    id=f"blend-saq/{_slug(country)}/{qid}",
+                    group=country,
+                    split=topic_split(topics[qid]),
+                    question=question,
+                    answers=answers,
+                    meta={"question_id": qid, "topic": topics[qid]},
+                )
+            )
     return items
 
 
 # ---------------------------------------------------------------------------------------------
 # Sources.
+
 
 def _hub_topics() -> dict[str, str]:
     splits = load_hub_splits(HubSource(HUB_ID, "short-answer-questions", None), QUESTION_COLUMNS)
@@ -406,8 +435,13 @@ def load_mcq(req: LoadRequest) -> list[Item]:
         return mcq_items_from_rows(rows, _local_topics(mcq_file), req.countries, max_variants)
     ann_dir, q_dir = req.path / "annotations", req.path / "questions"
     if ann_dir.is_dir() and q_dir.is_dir():
-        return build_mcq_items(read_annotations(ann_dir), _topics_from(read_questions(q_dir)), req.countries,
-                               max_variants=max_variants, filter_scope=filter_scope)
+        return build_mcq_items(
+            read_annotations(ann_dir),
+            _topics_from(read_questions(q_dir)),
+            req.countries,
+            max_variants=max_variants,
+            filter_scope=filter_scope,
+        )
     raise InputError(
         f"{req.path}: no BLEnD data found; expected {MCQ_FILES[0]} or the annotations/ and questions/ folders"
     )
@@ -432,11 +466,16 @@ def load_saq(req: LoadRequest) -> list[Item]:
 
 SAQ_TEMPLATES: tuple[Template, ...] = (
     Template("saq1", "{question} Give one short answer, a word or a short phrase, without explaining it.\n\nAnswer:"),
-    Template("saq2", "You are from {country}. Answer this question in a few words, with no explanation.\n\n"
-                     "Question: {question}\nAnswer:"),
+    Template(
+        "saq2",
+        "You are from {country}. Answer this question in a few words, with no explanation.\n\n"
+        "Question: {question}\nAnswer:",
+    ),
     Template("saq3", "A question about daily life in {country}:\n{question}\n\nReply with just the answer.\nAnswer:"),
-    Template("saq4", "Answer the question below the way most local people would, as briefly as you can.\n\n"
-                     "{question}\nAnswer:"),
+    Template(
+        "saq4",
+        "Answer the question below the way most local people would, as briefly as you can.\n\n{question}\nAnswer:",
+    ),
 )
 
 _MARKERS = ("annotations", "questions") + MCQ_FILES
@@ -444,24 +483,55 @@ _FILES = "mc_questions_file.csv, or the annotations/ and questions/ folders"
 _SPLIT = "topic: Food, Work life, Sport → identification; Education, Family, Holidays → heldout"
 _CITE = "Myung et al. 2024, BLEnD (NeurIPS Datasets and Benchmarks)"
 
-BLEND = register(Benchmark(
-    name="blend", title="BLEnD multiple-choice questions (16 countries/regions)", kind="culture",
-    load=load_mcq, templates=MCQ_TEMPLATES, extra_templates=(CLOZE_TEMPLATE,), folder="blend",
-    markers=_MARKERS, files=_FILES, hub=HubSource(HUB_ID, "multiple-choice-questions", None),
-    options=("max_variants", "filter_scope"),
-    split_rule=_SPLIT + "; at most 5 variants per (country, question)", citation=_CITE,
-))
-BLEND_CONTROL = register(Benchmark(
-    name="blend-control", title="BLEnD control: the same options with the question removed", kind="control",
-    load=load_control, templates=CONTROL_TEMPLATES, extra_templates=(CONTROL_CLOZE_TEMPLATE,), folder="blend", markers=_MARKERS, files=_FILES,
-    hub=HubSource(HUB_ID, "multiple-choice-questions", None), options=("max_variants", "filter_scope"),
-    split_rule="as blend", citation=_CITE,
-))
-BLEND_SAQ = register(Benchmark(
-    name="blend-saq", title="BLEnD short-answer questions (generation)", kind="generation",
-    load=load_saq, templates=SAQ_TEMPLATES, folder="blend", markers=("annotations", "questions"),
-    files="the annotations/ and questions/ folders", hub=HubSource(HUB_ID, "annotations", None),
-    options=("language",), split_rule=_SPLIT, citation=_CITE,
-))
+BLEND = register(
+    Benchmark(
+        name="blend",
+        title="BLEnD multiple-choice questions (16 countries/regions)",
+        kind="culture",
+        load=load_mcq,
+        templates=MCQ_TEMPLATES,
+        extra_templates=(CLOZE_TEMPLATE,),
+        folder="blend",
+        markers=_MARKERS,
+        files=_FILES,
+        hub=HubSource(HUB_ID, "multiple-choice-questions", None),
+        options=("max_variants", "filter_scope"),
+        split_rule=_SPLIT + "; at most 5 variants per (country, question)",
+        citation=_CITE,
+    )
+)
+BLEND_CONTROL = register(
+    Benchmark(
+        name="blend-control",
+        title="BLEnD control: the same options with the question removed",
+        kind="control",
+        load=load_control,
+        templates=CONTROL_TEMPLATES,
+        extra_templates=(CONTROL_CLOZE_TEMPLATE,),
+        folder="blend",
+        markers=_MARKERS,
+        files=_FILES,
+        hub=HubSource(HUB_ID, "multiple-choice-questions", None),
+        options=("max_variants", "filter_scope"),
+        split_rule="as blend",
+        citation=_CITE,
+    )
+)
+BLEND_SAQ = register(
+    Benchmark(
+        name="blend-saq",
+        title="BLEnD short-answer questions (generation)",
+        kind="generation",
+        load=load_saq,
+        templates=SAQ_TEMPLATES,
+        folder="blend",
+        markers=("annotations", "questions"),
+        files="the annotations/ and questions/ folders",
+        hub=HubSource(HUB_ID, "annotations", None),
+        options=("language",),
+        split_rule=_SPLIT,
+        citation=_CITE,
+    )
+)
 
 __all__ = ["build_mcq_items", "mcq_items_from_rows", "read_annotations", "read_questions", "saq_items", "similar"]

@@ -49,8 +49,10 @@ def read_passages(path: Path) -> list[Row]:
         for text in (context, question):
             unknown = set(_FIELD.findall(text)) - PLACEHOLDERS
             if unknown:
-                raise InputError(f"{row.where}: unknown placeholder {{{sorted(unknown)[0]}}}; "
-                                 "only {country} and {country_dummy} are allowed")
+                raise InputError(
+                    f"{row.where}: unknown placeholder {{{sorted(unknown)[0]}}}; "
+                    "only {country} and {country_dummy} are allowed"
+                )
     return rows
 
 
@@ -78,12 +80,18 @@ def countryrc_items(rows: list[Row], countries: tuple[str, ...] | None) -> list[
 
             context = fill(str(row["context"]).strip())
             options = (get_country(target).option,) + tuple(get_country(c).option for c in distractors)
-            items.append(Item(
-                id=f"countryrc/{pid}/{target.replace(' ', '_')}", group=target, split=split[pid],
-                question=fill(str(row["question"]).strip()), context=context[:1].upper() + context[1:],
-                options=options, answer_index=0,
-                meta={"passage_id": pid, **({"dummy_country": dummy} if dummy else {})},
-            ))
+            items.append(
+                Item(
+                    id=f"countryrc/{pid}/{target.replace(' ', '_')}",
+                    group=target,
+                    split=split[pid],
+                    question=fill(str(row["question"]).strip()),
+                    context=context[:1].upper() + context[1:],
+                    options=options,
+                    answer_index=0,
+                    meta={"passage_id": pid, **({"dummy_country": dummy} if dummy else {})},
+                )
+            )
     return items
 
 
@@ -98,23 +106,44 @@ def load(req: LoadRequest) -> list[Item]:
 
 
 TEMPLATES: tuple[Template, ...] = (
-    Template("rc1", "Read the passage and answer the question.\n\nPassage: {context}\n\nQuestion: {question}\n{options}\n\n"
-                    'Reply in JSON with the {label_word} of the correct option, as in {{"answer":"<{label_word}>"}}.',
-             answer_prefix='{"answer":"', slot=0),
-    Template("rc2", "{context}\n\n{question}\n\nOptions:\n{options}\n\n"
-                    'Give just the {label_word} ({label_list}) in the JSON field "choice".', answer_prefix='{"choice":"',
-             slot=1),
-    Template("rc3", "Here is a short text.\n\n{context}\n\nAnswer from the text alone. {question}\n{options}\n\n"
-                    'Respond with JSON only: {{"answer_choice":"<{label_word}>"}}', answer_prefix='{"answer_choice":"',
-             slot=2),
+    Template(
+        "rc1",
+        "Read the passage and answer the question.\n\nPassage: {context}\n\nQuestion: {question}\n{options}\n\n"
+        'Reply in JSON with the {label_word} of the correct option, as in {{"answer":"<{label_word}>"}}.',
+        answer_prefix='{"answer":"',
+        slot=0,
+    ),
+    Template(
+        "rc2",
+        "{context}\n\n{question}\n\nOptions:\n{options}\n\n"
+        'Give just the {label_word} ({label_list}) in the JSON field "choice".',
+        answer_prefix='{"choice":"',
+        slot=1,
+    ),
+    Template(
+        "rc3",
+        "Here is a short text.\n\n{context}\n\nAnswer from the text alone. {question}\n{options}\n\n"
+        'Respond with JSON only: {{"answer_choice":"<{label_word}>"}}',
+        answer_prefix='{"answer_choice":"',
+        slot=2,
+    ),
 )
 
 #: Cloze form for the answer/choice targets: the options are the continuations, not listed.
 CLOZE_RC = Template("cloze", "Passage: {context}\n\nQuestion: {question}\nAnswer:", slot=0)
 
-register(Benchmark(
-    name="countryrc", title="CountryRC: the answer is the country named in the passage (project-written)",
-    kind="countryrc", load=load, templates=TEMPLATES, extra_templates=(CLOZE_RC,), folder="countryrc", files="a JSON list of {id, context, question}",
-    builtin=True, split_rule="first half of the passages → identification; second half → heldout",
-    citation="project-written passages (after the CountryRC idea of Yamamoto et al. 2026)",
-))
+register(
+    Benchmark(
+        name="countryrc",
+        title="CountryRC: the answer is the country named in the passage (project-written)",
+        kind="countryrc",
+        load=load,
+        templates=TEMPLATES,
+        extra_templates=(CLOZE_RC,),
+        folder="countryrc",
+        files="a JSON list of {id, context, question}",
+        builtin=True,
+        split_rule="first half of the passages → identification; second half → heldout",
+        citation="project-written passages (after the CountryRC idea of Yamamoto et al. 2026)",
+    )
+)

@@ -23,8 +23,16 @@ from ..splits import half_split_by
 from ..templates import CLOZE_TEMPLATE, MCQ_TEMPLATES, Item, Template
 
 HUB_ID = "kellycyy/CulturalBench"
-EASY_COLUMNS = ("question_idx", "prompt_question", "prompt_option_a", "prompt_option_b", "prompt_option_c",
-                "prompt_option_d", "answer", "country")
+EASY_COLUMNS = (
+    "question_idx",
+    "prompt_question",
+    "prompt_option_a",
+    "prompt_option_b",
+    "prompt_option_c",
+    "prompt_option_d",
+    "answer",
+    "country",
+)
 HARD_COLUMNS = ("question_idx", "prompt_question", "prompt_option", "answer", "country")
 EASY_FILES = ("CulturalBench-Easy.csv", "CulturalBench-Easy.parquet", "CulturalBench-Easy.jsonl")
 HARD_FILES = ("CulturalBench-Hard.csv", "CulturalBench-Hard.parquet", "CulturalBench-Hard.jsonl")
@@ -68,10 +76,18 @@ def easy_items(rows: list[Row], countries: tuple[str, ...] | None) -> list[Item]
     for row, country, qid, options, gold in parsed:
         if countries is not None and country not in countries:
             continue
-        items.append(Item(
-            id=f"culturalbench-easy/{qid}", group=country, split=split[qid], question=_text(row.need("prompt_question")),
-            options=options, answer_index=gold, meta={"question_id": qid}, source=row.where,
-        ))
+        items.append(
+            Item(
+                id=f"culturalbench-easy/{qid}",
+                group=country,
+                split=split[qid],
+                question=_text(row.need("prompt_question")),
+                options=options,
+                answer_index=gold,
+                meta={"question_id": qid},
+                source=row.where,
+            )
+        )
     return items
 
 
@@ -104,13 +120,19 @@ def hard_items(rows: list[Row], countries: tuple[str, ...] | None) -> list[Item]
             continue
         question = _text(row.need("prompt_question"))
         statement = _text(row.need("prompt_option"))
-        items.append(Item(
-            id=f"culturalbench-hard/{qid}/{data_idx}", group=country, split=split[qid],
-            question=f"{question}\nProposed answer: {statement}\nIs the proposed answer correct?",
-            options=("True", "False"), answer_index=0 if truth else 1,
-            shuffle_key=f"culturalbench-hard/{qid}/{data_idx}",
-            meta={"question_id": qid}, source=row.where,
-        ))
+        items.append(
+            Item(
+                id=f"culturalbench-hard/{qid}/{data_idx}",
+                group=country,
+                split=split[qid],
+                question=f"{question}\nProposed answer: {statement}\nIs the proposed answer correct?",
+                options=("True", "False"),
+                answer_index=0 if truth else 1,
+                shuffle_key=f"culturalbench-hard/{qid}/{data_idx}",
+                meta={"question_id": qid},
+                source=row.where,
+            )
+        )
     return items
 
 
@@ -132,28 +154,60 @@ def load_hard(req: LoadRequest) -> list[Item]:
 
 
 TF_TEMPLATES: tuple[Template, ...] = (
-    Template("tf1", "{question}\n\n{options}\n\nReply in JSON with the {label_word} of your judgement, "
-                    'as in {{"answer":"<{label_word}>"}}.', answer_prefix='{"answer":"', slot=0),
-    Template("tf2", "Judge the following answer to a question about culture.\n\n{question}\n{options}\n\n"
-                    'Give just the {label_word} ({label_list}) in the JSON field "choice".',
-             answer_prefix='{"choice":"', slot=1),
-    Template("tf3", "Read the question and the proposed answer, then decide.\n\n{question}\n\nOptions:\n{options}\n\n"
-                    'Respond with JSON only: {{"answer_choice":"<{label_word}>"}}', answer_prefix='{"answer_choice":"',
-             slot=2),
+    Template(
+        "tf1",
+        "{question}\n\n{options}\n\nReply in JSON with the {label_word} of your judgement, "
+        'as in {{"answer":"<{label_word}>"}}.',
+        answer_prefix='{"answer":"',
+        slot=0,
+    ),
+    Template(
+        "tf2",
+        "Judge the following answer to a question about culture.\n\n{question}\n{options}\n\n"
+        'Give just the {label_word} ({label_list}) in the JSON field "choice".',
+        answer_prefix='{"choice":"',
+        slot=1,
+    ),
+    Template(
+        "tf3",
+        "Read the question and the proposed answer, then decide.\n\n{question}\n\nOptions:\n{options}\n\n"
+        'Respond with JSON only: {{"answer_choice":"<{label_word}>"}}',
+        answer_prefix='{"answer_choice":"',
+        slot=2,
+    ),
 )
 
 _SPLIT = "first half of each country's questions → identification; second half → heldout"
 _CITE = "Chiu et al. 2024, CulturalBench"
 
-register(Benchmark(
-    name="culturalbench-easy", title="CulturalBench-Easy (4-way multiple choice, 45 countries)", kind="culture",
-    load=load_easy, templates=MCQ_TEMPLATES, extra_templates=(CLOZE_TEMPLATE,), folder="culturalbench",
-    markers=EASY_FILES, files="CulturalBench-Easy.csv", hub=HubSource(HUB_ID, "CulturalBench-Easy", "test"),
-    split_rule=_SPLIT, citation=_CITE,
-))
-register(Benchmark(
-    name="culturalbench-hard", title="CulturalBench-Hard (true/false per candidate answer)", kind="culture",
-    load=load_hard, templates=TF_TEMPLATES, folder="culturalbench", markers=HARD_FILES,
-    files="CulturalBench-Hard.csv", hub=HubSource(HUB_ID, "CulturalBench-Hard", "test"),
-    split_rule=_SPLIT + " (the four rows of a question stay together)", citation=_CITE,
-))
+register(
+    Benchmark(
+        name="culturalbench-easy",
+        title="CulturalBench-Easy (4-way multiple choice, 45 countries)",
+        kind="culture",
+        load=load_easy,
+        templates=MCQ_TEMPLATES,
+        extra_templates=(CLOZE_TEMPLATE,),
+        folder="culturalbench",
+        markers=EASY_FILES,
+        files="CulturalBench-Easy.csv",
+        hub=HubSource(HUB_ID, "CulturalBench-Easy", "test"),
+        split_rule=_SPLIT,
+        citation=_CITE,
+    )
+)
+register(
+    Benchmark(
+        name="culturalbench-hard",
+        title="CulturalBench-Hard (true/false per candidate answer)",
+        kind="culture",
+        load=load_hard,
+        templates=TF_TEMPLATES,
+        folder="culturalbench",
+        markers=HARD_FILES,
+        files="CulturalBench-Hard.csv",
+        hub=HubSource(HUB_ID, "CulturalBench-Hard", "test"),
+        split_rule=_SPLIT + " (the four rows of a question stay together)",
+        citation=_CITE,
+    )
+)

@@ -25,7 +25,15 @@ from ..countries import country_name, resolve_country
 from ..readers import read_json
 from ..registry import Benchmark, LoadRequest, register
 from ..splits import HELDOUT, topic_split
-from ..templates import CLOZE_TEMPLATE, CONTROL_CLOZE_TEMPLATE, CONTROL_TEMPLATES, MCQ_TEMPLATES, Item, control_item, stable_seed
+from ..templates import (
+    CLOZE_TEMPLATE,
+    CONTROL_CLOZE_TEMPLATE,
+    CONTROL_TEMPLATES,
+    MCQ_TEMPLATES,
+    Item,
+    control_item,
+    stable_seed,
+)
 from .nlu import NLU_TEMPLATES
 
 
@@ -61,16 +69,22 @@ def culture_items(doc: Any, where: str, countries: tuple[str, ...] | None = None
                     continue
                 pool.setdefault(text.lower(), text)
             if len(pool) < 3:
-                raise InputError(f"{at}: only {len(pool)} usable wrong options for {country}; a frame needs "
-                                 "answers for at least 4 non-conflicting countries")
+                raise InputError(
+                    f"{at}: only {len(pool)} usable wrong options for {country}; a frame needs "
+                    "answers for at least 4 non-conflicting countries"
+                )
             wrong = sorted(pool.values(), key=lambda t: stable_seed("demo-culture", frame["id"], country, t))[:3]
-            items.append(Item(
-                id=f"demo-culture/{frame['id']}/{country.replace(' ', '_')}", group=country,
-                split=topic_split(frame["topic"]),
-                question=frame["question"].replace("{country}", country_name(country)),
-                options=(gold, *wrong), answer_index=0,
-                meta={"question_id": frame["id"], "topic": frame["topic"]},
-            ))
+            items.append(
+                Item(
+                    id=f"demo-culture/{frame['id']}/{country.replace(' ', '_')}",
+                    group=country,
+                    split=topic_split(frame["topic"]),
+                    question=frame["question"].replace("{country}", country_name(country)),
+                    options=(gold, *wrong),
+                    answer_index=0,
+                    meta={"question_id": frame["id"], "topic": frame["topic"]},
+                )
+            )
     return items
 
 
@@ -82,12 +96,25 @@ def nlu_items(doc: Any, where: str) -> list[Item]:
     for i, rec in enumerate(doc["items"], start=1):
         at = f"{where}: item {i}"
         options = rec.get("options")
-        if not isinstance(options, list) or len(options) < 2 or not isinstance(rec.get("answer"), int) \
-                or not 0 <= rec["answer"] < len(options):
+        if (
+            not isinstance(options, list)
+            or len(options) < 2
+            or not isinstance(rec.get("answer"), int)
+            or not 0 <= rec["answer"] < len(options)
+        ):
             raise InputError(f"{at}: needs 'options' (a list) and 'answer' (an index into it)")
         question = rec["question"] if not rec.get("context") else f"{rec['context']}\n{rec['question']}"
-        items.append(Item(id=f"demo-nlu/{rec['id']}", group="demo-nlu", split=HELDOUT, question=question,
-                          options=tuple(options), answer_index=rec["answer"], meta={"question_id": rec["id"]}))
+        items.append(
+            Item(
+                id=f"demo-nlu/{rec['id']}",
+                group="demo-nlu",
+                split=HELDOUT,
+                question=question,
+                options=tuple(options),
+                answer_index=rec["answer"],
+                meta={"question_id": rec["id"]},
+            )
+        )
     return items
 
 
@@ -115,18 +142,46 @@ def load_nlu(req: LoadRequest) -> list[Item]:
 
 _SPLIT = "topic: Food, Work life, Sport → identification; Education, Family, Holidays → heldout"
 
-register(Benchmark(
-    name="demo-culture", title="Demo: 347 everyday-culture questions, 8 countries (project-written)",
-    kind="culture", load=load_culture, templates=MCQ_TEMPLATES, extra_templates=(CLOZE_TEMPLATE,),
-    builtin=True, files="culture.json (frames)", split_rule=_SPLIT, citation="project-written, see DATA_CARD.md",
-))
-register(Benchmark(
-    name="demo-control", title="Demo control: the demo questions with the question removed", kind="control",
-    load=load_control, templates=CONTROL_TEMPLATES, extra_templates=(CONTROL_CLOZE_TEMPLATE,), builtin=True, files="culture.json (frames)",
-    split_rule="as demo-culture", citation="project-written",
-))
-register(Benchmark(
-    name="demo-nlu", title="Demo NLU: 104 commonsense and reading items (project-written)", kind="nlu",
-    load=load_nlu, templates=NLU_TEMPLATES, extra_templates=(CLOZE_TEMPLATE,), builtin=True, by_country=False,
-    files="nlu.json", split_rule="evaluation only: all heldout", citation="project-written",
-))
+register(
+    Benchmark(
+        name="demo-culture",
+        title="Demo: 347 everyday-culture questions, 8 countries (project-written)",
+        kind="culture",
+        load=load_culture,
+        templates=MCQ_TEMPLATES,
+        extra_templates=(CLOZE_TEMPLATE,),
+        builtin=True,
+        files="culture.json (frames)",
+        split_rule=_SPLIT,
+        citation="project-written, see DATA_CARD.md",
+    )
+)
+register(
+    Benchmark(
+        name="demo-control",
+        title="Demo control: the demo questions with the question removed",
+        kind="control",
+        load=load_control,
+        templates=CONTROL_TEMPLATES,
+        extra_templates=(CONTROL_CLOZE_TEMPLATE,),
+        builtin=True,
+        files="culture.json (frames)",
+        split_rule="as demo-culture",
+        citation="project-written",
+    )
+)
+register(
+    Benchmark(
+        name="demo-nlu",
+        title="Demo NLU: 104 commonsense and reading items (project-written)",
+        kind="nlu",
+        load=load_nlu,
+        templates=NLU_TEMPLATES,
+        extra_templates=(CLOZE_TEMPLATE,),
+        builtin=True,
+        by_country=False,
+        files="nlu.json",
+        split_rule="evaluation only: all heldout",
+        citation="project-written",
+    )
+)

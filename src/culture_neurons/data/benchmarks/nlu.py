@@ -28,14 +28,27 @@ from ..splits import HELDOUT, TRAIN
 from ..templates import CLOZE_TEMPLATE, Item, Template
 
 NLU_TEMPLATES: tuple[Template, ...] = (
-    Template("nlu1", "{question}\n\n{options}\n\nReply in JSON with the {label_word} of the best answer, "
-                     'as in {{"answer":"<{label_word}>"}}.', answer_prefix='{"answer":"', slot=0),
-    Template("nlu2", "Answer the multiple-choice question.\n\nQuestion: {question}\n{options}\n\n"
-                     'Give only the {label_word} ({label_list}) in the JSON field "choice".',
-             answer_prefix='{"choice":"', slot=1),
-    Template("nlu3", "Pick the option that best answers the question below.\n\n{question}\n\nOptions:\n{options}\n\n"
-                     'Respond with JSON only: {{"answer_choice":"<{label_word}>"}}', answer_prefix='{"answer_choice":"',
-             slot=2),
+    Template(
+        "nlu1",
+        "{question}\n\n{options}\n\nReply in JSON with the {label_word} of the best answer, "
+        'as in {{"answer":"<{label_word}>"}}.',
+        answer_prefix='{"answer":"',
+        slot=0,
+    ),
+    Template(
+        "nlu2",
+        "Answer the multiple-choice question.\n\nQuestion: {question}\n{options}\n\n"
+        'Give only the {label_word} ({label_list}) in the JSON field "choice".',
+        answer_prefix='{"choice":"',
+        slot=1,
+    ),
+    Template(
+        "nlu3",
+        "Pick the option that best answers the question below.\n\n{question}\n\nOptions:\n{options}\n\n"
+        'Respond with JSON only: {{"answer_choice":"<{label_word}>"}}',
+        answer_prefix='{"answer_choice":"',
+        slot=2,
+    ),
 )
 
 
@@ -46,8 +59,10 @@ def _split_of(part: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # CommonsenseQA
 
-CSQA_FILES = {"validation": ("dev_rand_split.jsonl", "validation.jsonl", "validation.parquet"),
-              "train": ("train_rand_split.jsonl", "train.jsonl", "train.parquet")}
+CSQA_FILES = {
+    "validation": ("dev_rand_split.jsonl", "validation.jsonl", "validation.parquet"),
+    "train": ("train_rand_split.jsonl", "train.jsonl", "train.parquet"),
+}
 
 
 def csqa_items(rows: list[Row], part: str) -> list[Item]:
@@ -72,17 +87,27 @@ def csqa_items(rows: list[Row], part: str) -> list[Item]:
         if key not in labels:
             raise InputError(f"{row.where}: answerKey {key!r} is not one of the choice labels {labels}")
         qid = str(row.need("id")).strip()
-        items.append(Item(id=f"commonsenseqa/{qid}", group="commonsenseqa", split=_split_of(part),
-                          question=str(question).strip(), options=tuple(texts), answer_index=labels.index(key),
-                          meta={"question_id": qid}, source=row.where))
+        items.append(
+            Item(
+                id=f"commonsenseqa/{qid}",
+                group="commonsenseqa",
+                split=_split_of(part),
+                question=str(question).strip(),
+                options=tuple(texts),
+                answer_index=labels.index(key),
+                meta={"question_id": qid},
+                source=row.where,
+            )
+        )
     return items
 
 
 def load_csqa(req: LoadRequest) -> list[Item]:
     part = req.part or "validation"
     if req.path is None:
-        return csqa_items(load_hub_rows(HubSource("tau/commonsense_qa", None, part), ("id", "question", "answerKey")),
-                          part)
+        return csqa_items(
+            load_hub_rows(HubSource("tau/commonsense_qa", None, part), ("id", "question", "answerKey")), part
+        )
     path = req.path if req.path.is_file() else find_file(req.path, CSQA_FILES[part])
     if path is None:
         raise InputError(f"{req.path}: no {CSQA_FILES[part][0]} (CommonsenseQA {part})")
@@ -110,23 +135,37 @@ def qnli_items(rows: list[Row], part: str) -> list[Item]:
         idx = str(row.get("index", row.get("idx", ""))).strip()
         if not idx:
             raise InputError(f"{row.where}: empty value in column 'index'")
-        question = (f"Question: {str(row.need('question')).strip()}\nSentence: {str(row.need('sentence')).strip()}\n"
-                    "Does the sentence contain the answer to the question?")
-        items.append(Item(id=f"qnli/{part}/{idx}", group="qnli", split=_split_of(part), question=question,
-                          options=YES_NO, answer_index=gold, meta={"index": idx}, source=row.where))
+        question = (
+            f"Question: {str(row.need('question')).strip()}\nSentence: {str(row.need('sentence')).strip()}\n"
+            "Does the sentence contain the answer to the question?"
+        )
+        items.append(
+            Item(
+                id=f"qnli/{part}/{idx}",
+                group="qnli",
+                split=_split_of(part),
+                question=question,
+                options=YES_NO,
+                answer_index=gold,
+                meta={"index": idx},
+                source=row.where,
+            )
+        )
     return items
 
 
 def load_qnli(req: LoadRequest) -> list[Item]:
     part = req.part or "validation"
     if req.path is None:
-        return qnli_items(load_hub_rows(HubSource("nyu-mll/glue", "qnli", part), ("question", "sentence", "label")),
-                          part)
+        return qnli_items(
+            load_hub_rows(HubSource("nyu-mll/glue", "qnli", part), ("question", "sentence", "label")), part
+        )
     path = req.path if req.path.is_file() else find_file(req.path, QNLI_FILES[part])
     if path is None:
         raise InputError(f"{req.path}: no {QNLI_FILES[part][0]} (GLUE QNLI {part})")
-    return qnli_items(read_records(path, ("index", "question", "sentence", "label"), delimiter="\t",
-                                   quoting=csv.QUOTE_NONE), part)
+    return qnli_items(
+        read_records(path, ("index", "question", "sentence", "label"), delimiter="\t", quoting=csv.QUOTE_NONE), part
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,16 +179,28 @@ def mrpc_items(rows: list[Row], part: str) -> list[Item]:
     for row in rows:
         label = str(row.get("Quality", row.get("label", ""))).strip()
         if label not in ("0", "1"):
-            raise InputError(f"{row.where}: label {label!r} is not 0 or 1 (MRPC test labels are not on the hub; "
-                             "use msr_paraphrase_test.txt)")
+            raise InputError(
+                f"{row.where}: label {label!r} is not 0 or 1 (MRPC test labels are not on the hub; "
+                "use msr_paraphrase_test.txt)"
+            )
         a = str(row.get("#1 String", row.get("sentence1", ""))).strip()
         b = str(row.get("#2 String", row.get("sentence2", ""))).strip()
         if not a or not b:
             raise InputError(f"{row.where}: empty sentence")
         pair = f"{row.get('#1 ID', row.get('idx', ''))}-{row.get('#2 ID', '')}".strip("-")
         question = f"Sentence 1: {a}\nSentence 2: {b}\nDo the two sentences mean the same thing?"
-        items.append(Item(id=f"mrpc/{part}/{pair}", group="mrpc", split=_split_of(part), question=question,
-                          options=YES_NO, answer_index=0 if label == "1" else 1, meta={"pair": pair}, source=row.where))
+        items.append(
+            Item(
+                id=f"mrpc/{part}/{pair}",
+                group="mrpc",
+                split=_split_of(part),
+                question=question,
+                options=YES_NO,
+                answer_index=0 if label == "1" else 1,
+                meta={"pair": pair},
+                source=row.where,
+            )
+        )
     return items
 
 
@@ -168,8 +219,9 @@ def _dev_ids(path: Path) -> set[tuple[str, str]]:
 def load_mrpc(req: LoadRequest) -> list[Item]:
     part = req.part or "test"
     if req.path is None:
-        return mrpc_items(load_hub_rows(HubSource("nyu-mll/glue", "mrpc", part), ("sentence1", "sentence2", "label")),
-                          part)
+        return mrpc_items(
+            load_hub_rows(HubSource("nyu-mll/glue", "mrpc", part), ("sentence1", "sentence2", "label")), part
+        )
     folder = req.path if req.path.is_dir() else req.path.parent
     name = "msr_paraphrase_test.txt" if part == "test" else "msr_paraphrase_train.txt"
     path = req.path if req.path.is_file() else folder / name
@@ -181,29 +233,64 @@ def load_mrpc(req: LoadRequest) -> list[Item]:
         if not ids_path.is_file():
             raise InputError(f"{folder}: no mrpc_dev_ids.tsv, which separates MRPC validation from train")
         dev = _dev_ids(ids_path)
-        keep = (lambda r: (r["#1 ID"].strip(), r["#2 ID"].strip()) in dev) if part == "validation" else \
-            (lambda r: (r["#1 ID"].strip(), r["#2 ID"].strip()) not in dev)
+        keep = (
+            (lambda r: (r["#1 ID"].strip(), r["#2 ID"].strip()) in dev)
+            if part == "validation"
+            else (lambda r: (r["#1 ID"].strip(), r["#2 ID"].strip()) not in dev)
+        )
         rows = [r for r in rows if keep(r)]
     return mrpc_items(rows, part)
 
 
-register(Benchmark(
-    name="commonsenseqa", title="CommonsenseQA validation (5-way, NLU control)", kind="nlu", load=load_csqa,
-    templates=NLU_TEMPLATES, extra_templates=(CLOZE_TEMPLATE,), folder="commonsenseqa",
-    markers=CSQA_FILES["validation"] + CSQA_FILES["train"], files="dev_rand_split.jsonl",
-    hub=HubSource("tau/commonsense_qa", None, "validation"), by_country=False, parts=("validation", "train"),
-    split_rule="evaluation only: all heldout", citation="Talmor et al. 2019, CommonsenseQA",
-))
-register(Benchmark(
-    name="qnli", title="GLUE QNLI validation (does the sentence answer the question?)", kind="nlu", load=load_qnli,
-    templates=NLU_TEMPLATES, folder="qnli", markers=("dev.tsv", "train.tsv"), files="dev.tsv (or train.tsv)",
-    hub=HubSource("nyu-mll/glue", "qnli", "validation"), by_country=False, parts=("validation", "train"),
-    split_rule="evaluation only: all heldout (part train: train)", citation="Wang et al. 2018, GLUE",
-))
-register(Benchmark(
-    name="mrpc", title="MRPC test (are the two sentences paraphrases?)", kind="nlu", load=load_mrpc,
-    templates=NLU_TEMPLATES, folder="mrpc", markers=("msr_paraphrase_test.txt", "msr_paraphrase_train.txt"),
-    files="msr_paraphrase_test.txt (+ msr_paraphrase_train.txt, mrpc_dev_ids.tsv)",
-    hub=HubSource("nyu-mll/glue", "mrpc", "test"), by_country=False, parts=("test", "validation", "train"),
-    split_rule="evaluation only: all heldout (part train: train)", citation="Dolan & Brockett 2005, MRPC",
-))
+register(
+    Benchmark(
+        name="commonsenseqa",
+        title="CommonsenseQA validation (5-way, NLU control)",
+        kind="nlu",
+        load=load_csqa,
+        templates=NLU_TEMPLATES,
+        extra_templates=(CLOZE_TEMPLATE,),
+        folder="commonsenseqa",
+        markers=CSQA_FILES["validation"] + CSQA_FILES["train"],
+        files="dev_rand_split.jsonl",
+        hub=HubSource("tau/commonsense_qa", None, "validation"),
+        by_country=False,
+        parts=("validation", "train"),
+        split_rule="evaluation only: all heldout",
+        citation="Talmor et al. 2019, CommonsenseQA",
+    )
+)
+register(
+    Benchmark(
+        name="qnli",
+        title="GLUE QNLI validation (does the sentence answer the question?)",
+        kind="nlu",
+        load=load_qnli,
+        templates=NLU_TEMPLATES,
+        folder="qnli",
+        markers=("dev.tsv", "train.tsv"),
+        files="dev.tsv (or train.tsv)",
+        hub=HubSource("nyu-mll/glue", "qnli", "validation"),
+        by_country=False,
+        parts=("validation", "train"),
+        split_rule="evaluation only: all heldout (part train: train)",
+        citation="Wang et al. 2018, GLUE",
+    )
+)
+register(
+    Benchmark(
+        name="mrpc",
+        title="MRPC test (are the two sentences paraphrases?)",
+        kind="nlu",
+        load=load_mrpc,
+        templates=NLU_TEMPLATES,
+        folder="mrpc",
+        markers=("msr_paraphrase_test.txt", "msr_paraphrase_train.txt"),
+        files="msr_paraphrase_test.txt (+ msr_paraphrase_train.txt, mrpc_dev_ids.tsv)",
+        hub=HubSource("nyu-mll/glue", "mrpc", "test"),
+        by_country=False,
+        parts=("test", "validation", "train"),
+        split_rule="evaluation only: all heldout (part train: train)",
+        citation="Dolan & Brockett 2005, MRPC",
+    )
+)

@@ -52,10 +52,19 @@ def normad_items(rows: list[Row], countries: tuple[str, ...] | None) -> list[Ite
         if countries is not None and country not in countries:
             continue
         story, question = split_story(str(row.need("Story")))
-        items.append(Item(
-            id=f"normad/{sid}", group=country, split=split[sid], question=question, context=story,
-            options=OPTIONS, answer_index=_LABELS[label], meta={"story_id": sid, "gold": label}, source=row.where,
-        ))
+        items.append(
+            Item(
+                id=f"normad/{sid}",
+                group=country,
+                split=split[sid],
+                question=question,
+                context=story,
+                options=OPTIONS,
+                answer_index=_LABELS[label],
+                meta={"story_id": sid, "gold": label},
+                source=row.where,
+            )
+        )
     return items
 
 
@@ -74,24 +83,49 @@ def load(req: LoadRequest) -> list[Item]:
 
 
 TEMPLATES: tuple[Template, ...] = (
-    Template("normad1", "{context}\n\nThink about the social norms of {country}. {question}\n\n{options}\n\n"
-                        'Reply in JSON with the {label_word} of your answer, as in {{"answer":"<{label_word}>"}}.',
-             answer_prefix='{"answer":"', slot=0),
-    Template("normad2", "Here is a short story set in {country}.\n\n{context}\n\nQuestion: {question}\n{options}\n\n"
-                        'Give only the {label_word} ({label_list}) in the JSON field "choice".',
-             answer_prefix='{"choice":"', slot=1),
-    Template("normad3", "Read the situation and judge it by the customs of {country}.\n\n{context}\n\n{question}\n"
-                        'Options:\n{options}\n\nRespond with JSON only: {{"answer_choice":"<{label_word}>"}}',
-             answer_prefix='{"answer_choice":"', slot=2),
-    Template("normad4", "Situation: {context}\n\nWould people in {country} find this acceptable?\n{options}\n\n"
-                        'Answer in JSON with the key "answer" and a single {label_word}.',
-             answer_prefix='{"answer":"', slot=3),
+    Template(
+        "normad1",
+        "{context}\n\nThink about the social norms of {country}. {question}\n\n{options}\n\n"
+        'Reply in JSON with the {label_word} of your answer, as in {{"answer":"<{label_word}>"}}.',
+        answer_prefix='{"answer":"',
+        slot=0,
+    ),
+    Template(
+        "normad2",
+        "Here is a short story set in {country}.\n\n{context}\n\nQuestion: {question}\n{options}\n\n"
+        'Give only the {label_word} ({label_list}) in the JSON field "choice".',
+        answer_prefix='{"choice":"',
+        slot=1,
+    ),
+    Template(
+        "normad3",
+        "Read the situation and judge it by the customs of {country}.\n\n{context}\n\n{question}\n"
+        'Options:\n{options}\n\nRespond with JSON only: {{"answer_choice":"<{label_word}>"}}',
+        answer_prefix='{"answer_choice":"',
+        slot=2,
+    ),
+    Template(
+        "normad4",
+        "Situation: {context}\n\nWould people in {country} find this acceptable?\n{options}\n\n"
+        'Answer in JSON with the key "answer" and a single {label_word}.',
+        answer_prefix='{"answer":"',
+        slot=3,
+    ),
 )
 
-register(Benchmark(
-    name="normad", title="NormAd (social acceptability of stories, 75 countries)", kind="culture",
-    load=load, templates=TEMPLATES, label_style="numbers", folder="normad", markers=FILES,
-    files="normad.csv (ID, Country, Story, Gold Label)", hub=HubSource(HUB_ID, None, "train"),
-    split_rule="first half of each (country, gold label) → identification; second half → heldout",
-    citation="Rao et al. 2024, NormAd",
-))
+register(
+    Benchmark(
+        name="normad",
+        title="NormAd (social acceptability of stories, 75 countries)",
+        kind="culture",
+        load=load,
+        templates=TEMPLATES,
+        label_style="numbers",
+        folder="normad",
+        markers=FILES,
+        files="normad.csv (ID, Country, Story, Gold Label)",
+        hub=HubSource(HUB_ID, None, "train"),
+        split_rule="first half of each (country, gold label) → identification; second half → heldout",
+        citation="Rao et al. 2024, NormAd",
+    )
+)

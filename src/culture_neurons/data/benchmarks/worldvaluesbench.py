@@ -75,8 +75,15 @@ def load_metadata(path: str | Path) -> dict[str, WvbQuestion]:
         hi = _int_or_none(rec["answer_scale_max"], where, "answer_scale_max")
         if rec["answer_data_type"] == "ordinal" and (lo is None or hi is None or lo >= hi):
             raise InputError(f"{where}: an ordinal question needs answer_scale_min < answer_scale_max")
-        out[qid] = WvbQuestion(qid, str(rec["question"]).strip(), str(rec.get("category", "")), str(rec["use_case"]),
-                               lo, hi, str(rec["answer_data_type"]))
+        out[qid] = WvbQuestion(
+            qid,
+            str(rec["question"]).strip(),
+            str(rec.get("category", "")),
+            str(rec["use_case"]),
+            lo,
+            hi,
+            str(rec["answer_data_type"]),
+        )
     return out
 
 
@@ -109,8 +116,14 @@ def _read_tsv(path: Path, columns: list[str] | None = None, text: bool = True):
     return frame
 
 
-def wvb_items(metadata: dict[str, WvbQuestion], values_path: Path, demographics_path: Path,
-              countries: tuple[str, ...] | None, min_answers: int = 10, top_k: int = 40) -> list[Item]:
+def wvb_items(
+    metadata: dict[str, WvbQuestion],
+    values_path: Path,
+    demographics_path: Path,
+    countries: tuple[str, ...] | None,
+    min_answers: int = 10,
+    top_k: int = 40,
+) -> list[Item]:
     """Items (one per country and ordinal value question) with the majority answer as gold."""
     import pandas as pd
 
@@ -130,8 +143,9 @@ def wvb_items(metadata: dict[str, WvbQuestion], values_path: Path, demographics_
     row_country = values["D_INTERVIEW"].map(country_of)
     if row_country.isna().any():
         i = int(row_country.isna().to_numpy().argmax())
-        raise InputError(f"{values_path}:{i + 2}: participant {values['D_INTERVIEW'].iloc[i]!r} is not in "
-                         f"{demographics_path}")
+        raise InputError(
+            f"{values_path}:{i + 2}: participant {values['D_INTERVIEW'].iloc[i]!r} is not in {demographics_path}"
+        )
     counts: dict[str, dict[str, Counter]] = defaultdict(dict)
     for q in present:
         col = pd.to_numeric(values[q.id], errors="coerce")
@@ -139,8 +153,10 @@ def wvb_items(metadata: dict[str, WvbQuestion], values_path: Path, demographics_
         table = col[ok].astype(int).groupby(row_country[ok]).value_counts()
         for (country, value), n in table.items():
             counts[country].setdefault(q.id, Counter())[int(value)] = int(n)
-    kept = {c: {q.id: per[q.id] for q in present if q.id in per and sum(per[q.id].values()) >= min_answers}
-            for c, per in counts.items()}
+    kept = {
+        c: {q.id: per[q.id] for q in present if q.id in per and sum(per[q.id].values()) >= min_answers}
+        for c, per in counts.items()
+    }
     split = kl_split({c: per for c, per in kept.items() if per}, top_k=top_k)
     items: list[Item] = []
     for country in sorted(kept):
@@ -151,47 +167,95 @@ def wvb_items(metadata: dict[str, WvbQuestion], values_path: Path, demographics_
             if not cnt:
                 continue
             majority = min(cnt, key=lambda v: (-cnt[v], v))
-            items.append(Item(
-                id=f"wvb/{country.replace(' ', '_')}/{q.id}", group=country, split=split[(country, q.id)],
-                question=q.question, answers=(str(majority),), scale_min=q.scale_min, scale_max=q.scale_max,
-                meta={"question_id": q.id, "category": q.category,
-                      "answer_counts": {str(k): cnt[k] for k in sorted(cnt)}},
-            ))
+            items.append(
+                Item(
+                    id=f"wvb/{country.replace(' ', '_')}/{q.id}",
+                    group=country,
+                    split=split[(country, q.id)],
+                    question=q.question,
+                    answers=(str(majority),),
+                    scale_min=q.scale_min,
+                    scale_max=q.scale_max,
+                    meta={
+                        "question_id": q.id,
+                        "category": q.category,
+                        "answer_counts": {str(k): cnt[k] for k in sorted(cnt)},
+                    },
+                )
+            )
     return items
 
 
 def load(req: LoadRequest) -> list[Item]:
     folder = req.path if req.path.is_dir() else req.path.parent
-    meta_path = next((p for p in (folder / METADATA_FILE, folder / "WorldValuesBench" / METADATA_FILE,
-                                  folder / "dataset_construction" / METADATA_FILE) if p.is_file()), None)
+    meta_path = next(
+        (
+            p
+            for p in (
+                folder / METADATA_FILE,
+                folder / "WorldValuesBench" / METADATA_FILE,
+                folder / "dataset_construction" / METADATA_FILE,
+            )
+            if p.is_file()
+        ),
+        None,
+    )
     if meta_path is None:
         raise InputError(f"{folder}: no {METADATA_FILE} (WorldValuesBench question metadata)")
     metadata = load_metadata(meta_path)
     part = req.part or "full"
-    return wvb_items(metadata, _find(folder, "value", part), _find(folder, "demographic", part), req.countries,
-                     min_answers=int(req.options.get("min_answers", 10)), top_k=int(req.options.get("top_k", 40)))
+    return wvb_items(
+        metadata,
+        _find(folder, "value", part),
+        _find(folder, "demographic", part),
+        req.countries,
+        min_answers=int(req.options.get("min_answers", 10)),
+        top_k=int(req.options.get("top_k", 40)),
+    )
 
 
 TEMPLATES: tuple[Template, ...] = (
-    Template("wvb1", "Imagine you are a person living in {country}. {question}\n\n"
-                     'Answer with one whole number from {scale_min} to {scale_max}, in JSON: {{"answer":"<number>"}}',
-             answer_prefix='{"answer":"'),
-    Template("wvb2", "A survey in {country} asked people the following.\n\n{question}\n\n"
-                     "What would a typical person there answer? Reply with a number between {scale_min} and "
-                     '{scale_max} in the JSON field "answer".', answer_prefix='{"answer":"'),
-    Template("wvb3", "You grew up in {country} and are taking part in a values survey.\n\nQuestion: {question}\n\n"
-                     'Respond with JSON only, holding a single number ({scale_min}-{scale_max}): {{"score":"<number>"}}',
-             answer_prefix='{"score":"'),
-    Template("wvb4", "{question}\n\nAnswer as most people in {country} would, using a whole number from {scale_min} "
-                     'to {scale_max}. Use the JSON form {{"answer":"<number>"}}.', answer_prefix='{"answer":"'),
+    Template(
+        "wvb1",
+        "Imagine you are a person living in {country}. {question}\n\n"
+        'Answer with one whole number from {scale_min} to {scale_max}, in JSON: {{"answer":"<number>"}}',
+        answer_prefix='{"answer":"',
+    ),
+    Template(
+        "wvb2",
+        "A survey in {country} asked people the following.\n\n{question}\n\n"
+        "What would a typical person there answer? Reply with a number between {scale_min} and "
+        '{scale_max} in the JSON field "answer".',
+        answer_prefix='{"answer":"',
+    ),
+    Template(
+        "wvb3",
+        "You grew up in {country} and are taking part in a values survey.\n\nQuestion: {question}\n\n"
+        'Respond with JSON only, holding a single number ({scale_min}-{scale_max}): {{"score":"<number>"}}',
+        answer_prefix='{"score":"',
+    ),
+    Template(
+        "wvb4",
+        "{question}\n\nAnswer as most people in {country} would, using a whole number from {scale_min} "
+        'to {scale_max}. Use the JSON form {{"answer":"<number>"}}.',
+        answer_prefix='{"answer":"',
+    ),
 )
 
-register(Benchmark(
-    name="worldvaluesbench", title="WorldValuesBench (WVS wave 7 value questions, majority answer per country)",
-    kind="scale", load=load, templates=TEMPLATES, label_style="numbers", folder="worldvaluesbench",
-    markers=(METADATA_FILE, "full_value_qa.tsv"), parts=("full", "train", "valid", "test"),
-    options=("min_answers", "top_k"),
-    files="question_metadata.json, full_value_qa.tsv, full_demographic_qa.tsv",
-    split_rule="per country, the 40 questions with the largest KL(country || all) → identification; rest → heldout",
-    citation="Zhao et al. 2024, WorldValuesBench",
-))
+register(
+    Benchmark(
+        name="worldvaluesbench",
+        title="WorldValuesBench (WVS wave 7 value questions, majority answer per country)",
+        kind="scale",
+        load=load,
+        templates=TEMPLATES,
+        label_style="numbers",
+        folder="worldvaluesbench",
+        markers=(METADATA_FILE, "full_value_qa.tsv"),
+        parts=("full", "train", "valid", "test"),
+        options=("min_answers", "top_k"),
+        files="question_metadata.json, full_value_qa.tsv, full_demographic_qa.tsv",
+        split_rule="per country, the 40 questions with the largest KL(country || all) → identification; rest → heldout",
+        citation="Zhao et al. 2024, WorldValuesBench",
+    )
+)
