@@ -69,7 +69,8 @@ def main() -> None:
     for i, n in enumerate(args.procs):
         mp.spawn(worker, args=(n, args, 29600 + i, results), nprocs=n, join=True)
     print(
-        f"random Llama {args.hidden} wide, {args.layers} layers; {args.examples} examples of ~{args.tokens} tokens; {os.cpu_count()} cores"
+        f"random Llama {args.hidden} wide, {args.layers} layers; {args.examples} examples of ~{args.tokens} tokens; "
+        f"{os.cpu_count()} cores"
     )
     base = None
     for n in args.procs:

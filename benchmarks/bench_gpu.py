@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_scoring import random_examples, report, time_phases, word_tokenizer  # noqa: E402
+from bench_scoring import random_examples, report, time_phases, word_tokenizer
 
-from culture_neurons.data import Example  # noqa: E402
+from culture_neurons.data import Example
 
 WORDS = [
     "rice",

@@ -12,7 +12,7 @@ Then the whole `culture-neurons score` process against a stand-in for the refere
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import random
 import subprocess
 import sys
@@ -22,10 +22,10 @@ from pathlib import Path
 
 import torch
 
-from culture_neurons.attribution.batching import length_batches, target_rows
+from culture_neurons.attribution.batching import target_rows
 from culture_neurons.attribution.engine import ScoringEngine, ScoringOptions
 from culture_neurons.data import Example, write_examples
-from culture_neurons.likelihood import collate_rows
+from culture_neurons.likelihood import collate_rows, length_batches
 
 HERE = Path(__file__).resolve().parent
 
@@ -35,6 +35,24 @@ def _rss_kib(field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
+
+
+def fixed_mmap_threshold(threshold: int = 1 << 20) -> None:
+    """Make glibc return every large buffer to the OS when it is freed (fixed mmap threshold).
+
+    By default glibc raises its mmap threshold after large frees and then keeps freed tensors in the
+    heap, so a later phase reuses them and shows no RSS growth: peak-RSS deltas would depend on the
+    order of the phases. With a fixed threshold each phase's peak is its own.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        libc.mallopt(-3, threshold)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, threshold)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
 
 
 class Peak:
@@ -49,10 +67,8 @@ class Peak:
             torch.cuda.reset_peak_memory_stats()
             self.base = torch.cuda.memory_allocated()
         else:
-            try:
+            with contextlib.suppress(OSError):
                 Path("/proc/self/clear_refs").write_text("5")  # resets the peak RSS (VmHWM)
-            except OSError:
-                pass
             self.base = _rss_kib("VmRSS") * 1024
         return self
 
@@ -95,6 +111,33 @@ def random_examples(n: int, tokens: int, vocab: int, seed: int = 0) -> list[Exam
             )
         )
     return out
+
+
+def issue_model(
+    hidden: int = 1024,
+    intermediate: int = 2816,
+    layers: int = 8,
+    heads: int = 16,
+    kv_heads: int = 4,
+    vocab: int = 32000,
+    seed: int = 0,
+):
+    """The random Llama of the performance issue (hidden 1024, MLP 2816, 8 layers, 16/4 heads), float32, no download."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    return LlamaForCausalLM(config).eval()
 
 
 def time_phases(model, tokenizer, examples, batch_size: int, device: str, repeats: int = 2) -> dict:

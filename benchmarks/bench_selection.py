@@ -116,7 +116,8 @@ def main() -> None:
         make_tables(folder, args.layers, args.countries)
         size = sum(p.stat().st_size for p in folder.iterdir()) / 2**20
         print(
-            f"synthetic tables: {args.layers} layers, widths {LLAMA_8B}, {args.countries} countries; {size:.0f} MiB on disk ({time.perf_counter() - t0:.1f} s to make)"
+            f"synthetic tables: {args.layers} layers, widths {LLAMA_8B}, {args.countries} countries; "
+            f"{size:.0f} MiB on disk ({time.perf_counter() - t0:.1f} s to make)"
         )
         out = subprocess.run(
             [sys.executable, __file__, "--worker", str(folder), "--threads", str(args.threads)],
@@ -130,7 +131,8 @@ def main() -> None:
         print(f"  {label:<40} {seconds:7.3f} s")
     print(f"  {'peak RSS of the worker (tables included)':<40} {result['peak_rss_mib']:7.0f} MiB")
     print(
-        f"  sets: general {result['general']}, specific(Iran) {result['specific_iran']}, per country {result['specific_sizes']}"
+        f"  sets: general {result['general']}, specific(Iran) {result['specific_iran']}, "
+        f"per country {result['specific_sizes']}"
     )
 
 

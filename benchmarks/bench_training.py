@@ -10,7 +10,8 @@ default), and train with :func:`culture_neurons.training.finetune` on ``demo-nlu
 settings (effective batch 16 = 4 micro-batches of 4, AdamW, lr 3e-5, constant). One warm-up step,
 then ``--steps`` timed optimizer steps. Reported per mode: trained parameters, the wall seconds per
 optimizer step (minimum and median: on shared cores the minimum is the least disturbed) and the
-process CPU seconds per step (robust to other jobs on the machine), the worker's RSS right after loading the model, its peak RSS at the end of the last
+process CPU seconds per step (robust to other jobs on the machine), the worker's RSS right after loading the
+model, its peak RSS at the end of the last
 step and after writing the model folder, and the bytes of the AdamW state and of the gradients.
 
 Which layers the top set holds matters for speed as well as memory: backward stops at the earliest
@@ -147,15 +148,18 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     print()
     print(
-        "| mode | trained params | earliest layer | s / step, min (median) | CPU s / step | AdamW state | grads | RSS after load | "
+        "| mode | trained params | earliest layer | s / step, min (median) | CPU s / step | AdamW state | grads | "
+        "RSS after load | "
         "peak RSS training | peak RSS incl. save |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['mode']} | {r['trained_params'] / 1e6:.1f} M ({r['trained_pct']:.1f}%) | {r['earliest_layer']} | {r['s_per_step_min']:.2f} ({r['s_per_step_median']:.2f}) | "
+            f"| {r['mode']} | {r['trained_params'] / 1e6:.1f} M ({r['trained_pct']:.1f}%) | {r['earliest_layer']} | "
+            f"{r['s_per_step_min']:.2f} ({r['s_per_step_median']:.2f}) | "
             f"{r['cpu_s_per_step']:.1f} | "
-            f"{r['optimizer_state_mib']:.0f} MiB | {r['grad_mib']:.0f} MiB | {r['rss_after_load_mib']:.0f} MiB | {r['peak_rss_training_mib']:.0f} MiB | "
+            f"{r['optimizer_state_mib']:.0f} MiB | {r['grad_mib']:.0f} MiB | {r['rss_after_load_mib']:.0f} MiB | "
+            f"{r['peak_rss_training_mib']:.0f} MiB | "
             f"{r['peak_rss_mib']:.0f} MiB |"
         )
 

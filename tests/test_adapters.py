@@ -6,10 +6,10 @@ import json
 
 import pytest
 import torch
-from tiny import FAMILIES, tiny_config, tiny_model
 
 from culture_neurons.errors import ArchitectureError
 from culture_neurons.models.adapters import get_adapter
+from tests.tiny import FAMILIES, tiny_config, tiny_model
 
 H, FFN, Q, KV = 64, 96, 64, 32  # tiny_config sizes: hidden, intermediate, q = 4 heads x 16, kv = 2 heads x 16
 
@@ -169,3 +169,12 @@ def test_detection_by_module_tree_when_model_type_is_unknown():
 
 def test_configs_are_tiny():
     assert tiny_config("llama").num_hidden_layers == 2
+
+
+def test_gemma3_text_models_are_family_gemma3():
+    """Gemma3ForCausalLM (model_type gemma3_text, e.g. Gemma-3-270M) is Gemma 3, not Llama."""
+    model = tiny_model("gemma3_text")
+    assert type(model).__name__ == "Gemma3ForCausalLM"
+    adapter = get_adapter(model)
+    assert adapter.family == "gemma3" and adapter.layers_path == "model.layers"
+    assert adapter.widths == EXPECTED["llama"]

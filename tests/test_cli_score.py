@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
-from tiny import build_tokenizer, make_examples, tiny_model
 
 from culture_neurons import ScoreTable
 from culture_neurons.cli import cli
+from tests.tiny import build_tokenizer, make_examples, tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,8 @@ def test_unknown_architecture_then_site_map(tmp_path):
         'layers = "transformer.h"\n'
         '[sites."mlp.in"]\nmodule = "mlp.dense_h_to_4h"\n'
         + "".join(
-            f'[sites."attn.{n}"]\nmodule = "self_attention.query_key_value"\nsplit = {{ layout = "heads", sizes = ["head_dim", "head_dim", "head_dim"], part = {i} }}\n'
+            f'[sites."attn.{n}"]\nmodule = "self_attention.query_key_value"\n'
+            f'split = {{ layout = "heads", sizes = ["head_dim", "head_dim", "head_dim"], part = {i} }}\n'
             for i, n in enumerate("qkv")
         )
     )
@@ -168,3 +169,111 @@ def test_unwritable_output_fails_before_loading(tmp_path):
     examples = write_jsonl(tmp_path / "e.jsonl", records(2))
     result = run("score", "-m", "does-not-matter", "-e", examples, "-o", out)
     assert result.exit_code == 2 and "output folder" in result.output
+
+
+# -- issue 16: caps, the loaded-model line, the chance warning -------------------------------------
+
+
+def lettered(n=8):
+    """Four-option letter questions (chance 1/4) whose gold letter cycles A-D."""
+    out = []
+    for e in make_examples(n):
+        d = e.to_dict()
+        d.update(labels=["A", "B", "C", "D"], options=["Japan", "Mexico", "Spain", "Iran"])
+        out.append(d)
+    return out
+
+
+def test_caps_draw_the_same_sample_as_the_config(model_dir, tmp_path):
+    from culture_neurons.data.example import read_examples
+    from culture_neurons.data.sampling import cap_examples
+
+    examples = write_jsonl(tmp_path / "e.jsonl", records(12))
+    out = tmp_path / "s.safetensors"
+    result = run(
+        "score", "-m", model_dir, "-e", examples, "-o", out, "-q", "--max-per-group", 2, "--limit", 5, "--seed", 3
+    )
+    assert result.exit_code == 0, result.output
+    want = [e.id for e in cap_examples(read_examples(examples), max_per_group=2, limit=5, seed=3)]
+    assert ScoreTable.load(out).meta["example_ids"] == want and len(want) == 5
+
+
+def test_the_loaded_model_line_is_logged(model_dir, tmp_path, caplog):
+    import logging
+
+    examples = write_jsonl(tmp_path / "e.jsonl", records(3))
+    with caplog.at_level(logging.INFO, logger="culture_neurons"):
+        result = run("score", "-m", model_dir, "-e", examples, "-o", tmp_path / "s.safetensors", "-q")
+    assert result.exit_code == 0, result.output
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("loaded ")]
+    assert len(lines) == 1 and "llama" in lines[0] and "params" in lines[0], lines
+
+
+def test_a_model_at_chance_gets_a_warning_with_the_fix(model_dir, tmp_path):
+    examples = write_jsonl(tmp_path / "e.jsonl", lettered())
+    out = tmp_path / "s.safetensors"
+    result = run("score", "-m", model_dir, "-e", examples, "-o", out, "-q")
+    assert result.exit_code == 0, result.output
+    warning = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "below the chance level 0.250" in warning[0] and "--target choice" in warning[0], (
+        result.output
+    )
+    assert ScoreTable.load(out).meta["chance_level"] == 0.25
+
+
+def _warnings(output):
+    return [line for line in output.splitlines() if line.startswith("warning:")]
+
+
+def test_at_chance_with_the_choice_target_the_hint_does_not_suggest_it(model_dir, tmp_path):
+    examples = write_jsonl(tmp_path / "e.jsonl", lettered())
+    result = run("score", "-m", model_dir, "-e", examples, "-o", tmp_path / "s.safetensors", "-q", "--target", "choice")
+    assert result.exit_code == 0, result.output
+    warning = _warnings(result.output)
+    assert len(warning) == 1 and "chance level 0.250" in warning[0], result.output
+    assert "--target choice" not in warning[0] and "even by option likelihood" in warning[0]
+
+
+def test_a_control_set_at_chance_gets_no_warning(model_dir, tmp_path):
+    examples = write_jsonl(tmp_path / "e.jsonl", lettered())
+    out = tmp_path / "s.safetensors"
+    result = run("score", "-m", model_dir, "-e", examples, "-o", out, "-q", "--control")
+    assert result.exit_code == 0, result.output
+    assert _warnings(result.output) == [] and "chance level" not in result.output, result.output
+    assert ScoreTable.load(out).meta["chance_level"] == 0.25  # at chance all the same: only the warning is left out
+
+
+def _trained_to_answer(path, examples):
+    """A tiny Llama trained for a few hundred steps to give each example's letter after its prompt."""
+    from culture_neurons.attribution.batching import target_rows
+
+    tok = build_tokenizer()
+    model = tiny_model("llama")
+    rows = [r[0] for r in target_rows(tok, examples, "label", True)]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    torch.manual_seed(0)
+    for _ in range(40):
+        loss = 0.0
+        for row in rows:
+            ids = torch.tensor([row.input_ids])
+            logits = model(ids).logits[0, row.prompt_len - 1]
+            loss = loss + torch.nn.functional.cross_entropy(logits[None], torch.tensor([row.targets[0]]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_a_model_that_answers_gets_no_warning(tmp_path):
+    from culture_neurons.data.example import Example
+
+    recs = lettered()
+    model = _trained_to_answer(tmp_path / "trained", [Example.from_dict(r) for r in recs])
+    examples = write_jsonl(tmp_path / "e.jsonl", recs)
+    result = run("score", "-m", model, "-e", examples, "-o", tmp_path / "s.safetensors", "-q")
+    assert result.exit_code == 0, result.output
+    mean_p = float(result.output.split("mean target probability ")[1].split()[0])
+    assert mean_p > 0.6, result.output
+    assert "warning:" not in result.output

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from tiny import build_tokenizer, make_examples, tiny_model
 
 from culture_neurons.cli import cli
 from culture_neurons.data import Example, write_examples
@@ -25,10 +24,12 @@ from culture_neurons.evaluation import (
     run_cross_culture,
     write_rows,
 )
+from culture_neurons.evaluation.metrics import format_p, specificity_gap
 from culture_neurons.evaluation.saq import contains_run, normalise, saq_match
 from culture_neurons.models.adapters import get_adapter
 from culture_neurons.models.prompting import render_prompt
 from culture_neurons.selection import NeuronSet
+from tests.tiny import build_tokenizer, make_examples, tiny_model
 
 LABELS = ("A", "B", "C", "D")
 
@@ -121,7 +122,7 @@ def test_loglik_matches_an_unbatched_oracle(llama, tok):
             vals = [float(logp[p - 1, full[p]]) for p in range(len(ids), len(full))]
             sums.append(sum(vals))
             means.append(sum(vals) / len(vals))
-            chars.append(len(cont))
+            chars.append(len(opt))  # lm-eval's acc_norm: the option text's length, without the space
         gold = LABELS.index(ex.answer.strip())
         assert row["correct"] == (int(np.argmax(sums)) == gold)
         assert row["correct_norm"] == (int(np.argmax(np.array(sums) / np.array(chars))) == gold)
@@ -212,13 +213,68 @@ def test_compare_to_random_detects_a_real_drop_and_not_a_fake_one():
     rng = np.random.default_rng(0)
     n = 400
     original = (rng.random(n) < 0.7).astype(float)
-    flip = lambda p: np.where(rng.random(n) < p, 0.0, original)  # noqa: E731
+    flip = lambda p: np.where(rng.random(n) < p, 0.0, original)
     randoms = np.stack([flip(0.02) for _ in range(10)])
     strong = compare_to_random(original, flip(0.4), randoms, n_boot=500)
     assert strong["change"]["value"] < -20 and strong["difference"]["p_one_sided"] < 0.01
     assert strong["fraction_random_smaller_drop"] == 1.0 and strong["change"]["ci_high"] < 0
     weak = compare_to_random(original, flip(0.02), randoms, n_boot=500)
     assert weak["difference"]["p_one_sided"] > 0.05 and len(weak["random_changes"]) == 10
+
+
+def slow_gap(cb, ci, nb, ni, n_boot, seed):
+    """Oracle: the same resample indices, every statistic computed in a plain Python loop."""
+    rng = np.random.default_rng(seed)
+    idx_c = rng.integers(0, len(cb), size=(n_boot, len(cb)))
+    idx_n = rng.integers(0, len(nb), size=(n_boot, len(nb)))
+    drop = lambda b, a, idx: sum(b[j] - a[j] for j in idx) / len(idx)
+    gap = drop(cb, ci, range(len(cb))) - drop(nb, ni, range(len(nb)))
+    boots = sorted(drop(cb, ci, idx_c[r]) - drop(nb, ni, idx_n[r]) for r in range(n_boot))
+    one = sum(1 for g in boots if g - gap >= gap)
+    two = sum(1 for g in boots if abs(g - gap) >= abs(gap))
+    return gap * 100, np.quantile(boots, [0.025, 0.975]) * 100, (1 + one) / (1 + n_boot), (1 + two) / (1 + n_boot)
+
+
+@pytest.mark.parametrize("culture_flip,nlu_flip", [(0.35, 0.05), (0.1, 0.1), (0.0, 0.3)])
+def test_specificity_gap_equals_a_loop_bootstrap(culture_flip, nlu_flip):
+    rng = np.random.default_rng(3)
+    cb = (rng.random(60) < 0.7).astype(float)
+    ci = np.where(rng.random(60) < culture_flip, 0.0, cb)
+    nb = (rng.random(45) < 0.8).astype(float)
+    ni = np.where(rng.random(45) < nlu_flip, 0.0, nb)
+    got = specificity_gap(cb, ci, nb, ni, n_boot=300, seed=7)
+    gap, (lo, hi), p_one, p_two = slow_gap(list(cb), list(ci), list(nb), list(ni), 300, 7)
+    assert (
+        got["gap"] == pytest.approx(gap) and got["ci_low"] == pytest.approx(lo) and got["ci_high"] == pytest.approx(hi)
+    )
+    assert got["p_value"] == pytest.approx(p_one) and got["p_two_sided"] == pytest.approx(p_two)
+    assert (got["n_culture"], got["n_nlu"]) == (60, 45)
+    assert got["culture_drop"] - got["nlu_drop"] == pytest.approx(got["gap"])
+
+
+def test_specificity_gap_detects_specific_drops_and_refuses_bad_input():
+    rng = np.random.default_rng(0)
+    cb, nb = (rng.random(400) < 0.7).astype(float), (rng.random(400) < 0.7).astype(float)
+    specific = specificity_gap(cb, np.where(rng.random(400) < 0.4, 0.0, cb), nb, nb, n_boot=500)
+    assert specific["gap"] > 20 and specific["ci_low"] > 0 and specific["p_value"] < 0.01
+    same = specificity_gap(cb, cb, nb, nb, n_boot=200)
+    assert same["gap"] == 0 and same["p_value"] > 0.5
+    assert specificity_gap([], [], nb, nb)["gap"] is None
+    with pytest.raises(InputError, match="culture base and intervened scores differ in length"):
+        specificity_gap(cb, cb[:-1], nb, nb)
+    with pytest.raises(InputError, match="NLU scores contain NaN"):
+        specificity_gap(cb, cb, nb, np.full(400, np.nan))
+
+
+def test_format_p():
+    assert [format_p(p) for p in (None, float("nan"), 0.0004, 0.001, 0.0123, 1.0)] == [
+        "-",
+        "-",
+        "<0.001",
+        "0.001",
+        "0.012",
+        "1.000",
+    ]
 
 
 def test_suppressing_a_site_changes_evaluation_and_bad_sets_are_refused(llama, tok):
@@ -250,7 +306,12 @@ def test_summary_and_rows_files(llama, tok, tmp_path):
     )
     csv = read_rows(write_rows(result.rows, tmp_path / "rows.csv"))
     assert csv["option_probs"].iloc[0] == pytest.approx(list(result.rows["option_probs"].iloc[0]))
-    assert json.loads(summary_path.read_text())["metrics"]["demo"]["overall"]["n"] == 8
+    doc = json.loads(summary_path.read_text())
+    assert (
+        doc["results"]["demo"]["overall"]["n"] == 8
+        and doc["format"] == "culture-neurons-summary"
+        and doc["version"] == 2
+    )
 
 
 def test_ablation_experiment(llama, tok):
@@ -320,7 +381,7 @@ def test_evaluate_cli(model_dir, tmp_path):
     model = tiny_model("llama")
     gate = gate_set(model, layers=(0,), n=20)
     gate.save(tmp_path / "g.json")
-    run = lambda *a: CliRunner().invoke(cli, list(map(str, a)))  # noqa: E731
+    run = lambda *a: CliRunner().invoke(cli, list(map(str, a)))
     res = run(
         "evaluate",
         "-m",
@@ -370,4 +431,4 @@ def test_evaluate_cli(model_dir, tmp_path):
         "50",
     )
     assert res.exit_code == 0, res.output
-    assert "random seeds with a smaller drop" in res.output
+    assert "drops more than" in res.output and "random sets" in res.output

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny import tiny_model
 
 from culture_neurons.errors import InputError
 from culture_neurons.intervention import intervene
 from culture_neurons.models.adapters import get_adapter
 from culture_neurons.models.hooks import forward_hooks
 from culture_neurons.selection import NeuronSet
+from tests.tiny import tiny_model
 
 IDS = torch.tensor([[5, 17, 42, 99, 7, 3, 250, 11], [9, 8, 7, 6, 5, 4, 3, 2]])
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -12,10 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from pipeline_helpers import shared_run, tiny_run_config
 
 from culture_neurons import ScoreTable
 from culture_neurons.pipeline import ConfigError, load_config, run_pipeline, to_toml
+from tests.kill import kill_or_skip
+from tests.pipeline_helpers import shared_run, tiny_run_config
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +38,7 @@ def _status(result) -> dict[str, str]:
     return {s.key: s.status for s in result.steps}
 
 
+@pytest.mark.integration
 def test_end_to_end_tiny_run(finished):
     out, result = finished
     assert {s.status for s in result.steps} == {"ran"}
@@ -207,12 +208,20 @@ def test_demo_with_data_dir_swaps_in_the_real_benchmarks(tmp_path):
     assert cfg.evaluate.benchmarks == ["blend", "commonsenseqa"] and cfg.score.countryrc == "countryrc"
 
 
-def test_train_stage_is_refused_clearly_when_unavailable(model_dir, tmp_path, monkeypatch):
-    from culture_neurons.pipeline import stages
+def test_train_stage_that_cannot_run_is_refused_before_any_work(model_dir, tmp_path, monkeypatch):
+    """The train stage always ships (no plugin lookup); what can be missing is peft for ``[train] lora``."""
+    from culture_neurons.models import loading
+    from culture_neurons.pipeline import checks
 
-    monkeypatch.setattr(stages, "training_entry", lambda: None)
-    with pytest.raises(ConfigError, match=r"\[train\].*not available"):
-        run_pipeline(tiny_run_config(model_dir, tmp_path / "run", train={"modules": "top"}), progress=False)
+    monkeypatch.setattr(checks, "lora_available", lambda: False)
+    monkeypatch.setattr(
+        loading, "load_model", lambda *a, **k: pytest.fail("no work may start on a [train] table that cannot run")
+    )
+    with pytest.raises(ConfigError, match=r"config key 'train\.lora' needs the 'peft' package"):
+        run_pipeline(
+            tiny_run_config(model_dir, tmp_path / "run", train={"modules": "top", "lora": True}), progress=False
+        )
+    assert not (tmp_path / "run").exists()
 
 
 def _toml_file(folder: Path, text: str) -> Path:
@@ -231,6 +240,7 @@ def _cli(*args):
     )
 
 
+@pytest.mark.integration
 def test_sigkill_during_scoring_then_resume_is_bit_identical(model_dir, tmp_path):
     sizes = {
         "score": {"max_per_group": 12, "batch_size": 1, "checkpoint_every": 1},
@@ -247,8 +257,7 @@ def test_sigkill_during_scoring_then_resume_is_bit_identical(model_dir, tmp_path
     deadline = time.time() + 300
     while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    kill_or_skip(proc)
     assert not (killed / "scores" / "score-demo-culture.safetensors").exists()
     assert not list(killed.rglob("*.tmp"))
     manifest = json.loads((killed / "manifest.json").read_text())
@@ -279,6 +288,7 @@ def test_a_checkpoint_of_other_inputs_is_discarded_not_an_error(model_dir, finis
     assert all(torch.equal(a.scores[s], b.scores[s]) for s in a.sites)
 
 
+@pytest.mark.integration
 def test_pipeline_under_torchrun_matches_one_process(finished, model_dir, tmp_path):
     """Two gloo ranks: the same exports, allclose tables, the same original accuracy, and one writer."""
     from culture_neurons.evaluation.api import read_rows

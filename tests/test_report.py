@@ -1,4 +1,5 @@
-"""The HTML report: self-contained, complete, and rendered with every image loaded in headless Chromium."""
+"""The HTML report: self-contained, complete, reproducible, free of machine paths, and rendered with every image
+loaded in headless Chromium; its "What holds" box and validity section are rendered from the run's numbers."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ import base64
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
-from browser_helpers import Browser, find_browser
-from pipeline_helpers import shared_run
 
-from culture_neurons.analysis import build_report, write_report
+from culture_neurons.analysis import build_report, claims, write_report
+from culture_neurons.analysis.stats import format_p
 from culture_neurons.errors import CultureNeuronsError
+from tests.browser_helpers import Browser, find_browser
+from tests.pipeline_helpers import shared_run
+from tests.report_helpers import validity_summary, write_validity
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +26,18 @@ def run_dir(tmp_path_factory):
 
 def _images(text: str) -> list[str]:
     return re.findall(r'<img src="([^"]+)"', text)
+
+
+def _manifest(run_dir: Path) -> dict:
+    return json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+
+
+def _section(text: str, anchor: str) -> str:
+    return text.split(f'id="{anchor}"', 1)[1].split("<h2", 1)[0]
+
+
+def _files(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")}
 
 
 def test_report_is_self_contained_and_complete(run_dir):
@@ -40,6 +56,198 @@ def test_report_is_self_contained_and_complete(run_dir):
     assert "[select.general]" in text and "Baseline accuracy" in text and "chance" in text
     for name in ("layers", "overlap", "ablation", "cross_culture", "enhancement"):
         assert (run_dir / "figures" / f"{name}.png").is_file()
+
+
+def test_every_table_has_a_caption_and_the_box_comes_first(run_dir):
+    text = (run_dir / "report.html").read_text(encoding="utf-8")
+    tables = re.findall(r'<figure class="tbl"><figcaption>(.*?)</figcaption><table>', text)
+    assert len(tables) == text.count("<table>") >= 8 and all(len(c) > 30 for c in tables)
+    assert text.index('id="holds"') < text.index('id="results"') < text.index('id="where"')
+    # The per-country tables say what the score is and how the pools are ranked.
+    top = _section(text, "top")
+    assert "country score" in top and "ranked together" in top and "never ranked together" in top
+
+
+def test_box_shows_the_verdicts_computed_from_the_summaries(run_dir):
+    text = (run_dir / "report.html").read_text(encoding="utf-8")
+    box = text.split('id="holds"', 1)[1].split("</section>", 1)[0]
+    checked = claims.evaluate_claims(claims.read_numbers(run_dir))
+    assert {c.key for c in checked} == {"cultural-drop", "nlu-spared", "own-country", "enhancement", "layers"}
+    for c in checked:
+        assert c.verdict in claims.VERDICTS
+        assert (
+            '<span class="verdict '
+            f'{"good" if c.verdict == claims.HOLDS else "bad" if c.verdict == claims.FAILS else "ns"}">'
+            f"{c.verdict}</span>" in box
+        )
+        assert c.number.replace("'", "&#x27;") in box
+
+
+def test_interventions_show_the_ci_of_delta_and_one_p_format(run_dir):
+    text = (run_dir / "report.html").read_text(encoding="utf-8")
+    summary = json.loads((run_dir / "eval/ablation/summary.json").read_text())
+    for entry in summary["results"].values():
+        d = entry["heldout"]["difference"]
+        cell = f"{d['value']:+.1f} [{d['ci_low']:+.1f}, {d['ci_high']:+.1f}]"
+        assert cell in _section(text, "results") and cell in _section(text, "ablation")
+        assert f"<td>{format_p(d['p_one_sided'])}</td>" in _section(text, "ablation")
+    assert "***" not in text.split("<figure><img", 1)[0] + "".join(re.findall(r"<table>.*?</table>", text))
+    assert (
+        format_p(0.0004) == "<0.001"
+        and format_p(0.0123) == "0.012"
+        and format_p(None) == "-"
+        and format_p(float("nan")) == "-"
+    )
+
+
+def test_cross_culture_cells_show_n_ci_and_resolution(run_dir):
+    cross = _section((run_dir / "report.html").read_text(encoding="utf-8"), "cross")
+    change = json.loads((run_dir / "eval/cross-culture/summary.json").read_text())["results"]["change"]
+    cells = [v for row in change.values() for v in row.values()]
+    for v in cells:
+        assert (
+            f"{v['value']:+.1f} [{v['ci_low']:+.1f}, {v['ci_high']:+.1f}]<br><span class=note>n={v['n']}</span>"
+            in cross
+        )
+    n = {v["n"] for v in cells}
+    assert f"Each cell rests on {min(n) if len(n) == 1 else f'{min(n)}–{max(n)}'} questions" in cross
+
+
+def test_report_is_reproducible_and_leaks_no_path(run_dir, tmp_path):
+    manifest = _manifest(run_dir)
+    text, _ = build_report(run_dir, manifest=manifest)
+    assert text == (run_dir / "report.html").read_text(
+        encoding="utf-8"
+    )  # the pipeline's report equals a later `report RUN`
+    # A resumed run records its steps in another order, and the pipeline renders while its report step is "running".
+    shuffled = dict(reversed(list(manifest["steps"].items())))
+    shuffled["report"] = {**shuffled["report"], "status": "running", "outputs": {}}
+    assert build_report(run_dir, manifest={**manifest, "steps": shuffled})[0] == text
+    steps = re.findall(r"<tr><td class=l>([^<]+)</td><td class=l>([^<]+)</td>", text.split("<h3>Steps</h3>", 1)[1])
+    stages = [k.split(":", 1)[0] for k, _ in steps]
+    order = ["export", "score", "select", "evaluate", "experiment", "report"]
+    assert stages == sorted(stages, key=lambda s: order.index(s) if s != "experiment" else order.index("evaluate")), (
+        stages
+    )
+    assert steps[-1] == ("report", "done")
+    model_dir = manifest["config"]["model"]["name"]
+    for leak in (str(run_dir), str(run_dir.parent), model_dir, str(Path(model_dir).parent)):
+        assert leak not in text, leak
+    assert "…/tiny-llama" in text and "# out: the run directory (not shown)" in text
+
+
+def test_report_uses_the_configs_top_neurons(run_dir):
+    from culture_neurons.analysis.report import context
+    from culture_neurons.analysis.sections import neurons
+
+    manifest = _manifest(run_dir)
+    assert manifest["config"]["report"]["top_neurons"] == 5
+    default = neurons.top(context(run_dir, None, manifest))
+    assert default == neurons.top(context(run_dir, 5, manifest)) != neurons.top(context(run_dir, 2, manifest))
+    assert default.split("</table>", 1)[0].count("<tr>") - 1 == 5
+    assert context(run_dir, None, {}).top_n == 25  # no config at all: the documented default
+
+
+def test_report_out_elsewhere_leaves_the_run_directory_untouched(run_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from culture_neurons.cli import cli
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    shutil.rmtree(run / "figures")
+    before = _files(run)
+    for p in [run, *run.rglob("*")]:
+        p.chmod(p.stat().st_mode & ~0o222)  # read-only (root ignores it, so the file check below is what proves it)
+    try:
+        out = tmp_path / "elsewhere" / "r.html"
+        out.parent.mkdir()
+        result = CliRunner().invoke(cli, ["report", str(run), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+    finally:
+        for p in [run, *run.rglob("*")]:
+            p.chmod(p.stat().st_mode | 0o200)
+    assert _files(run) == before
+    assert out.read_text(encoding="utf-8") == build_report(run, manifest=_manifest(run))[0]
+    assert sorted(p.name for p in (tmp_path / "elsewhere" / "r-figures").iterdir()) == [
+        "ablation.png",
+        "cross_culture.png",
+        "enhancement.png",
+        "layers.png",
+        "overlap.png",
+    ]
+
+
+def test_chance_banner_follows_the_baselines(run_dir):
+    from culture_neurons.analysis.report import context
+    from culture_neurons.analysis.sections import results
+
+    manifest = _manifest(run_dir)
+    base = {k: v for k, v in manifest["steps"].items() if k.startswith("evaluate:") and k.endswith(":original")}
+
+    def with_baseline(value: float) -> dict:
+        return {
+            **manifest,
+            "steps": {
+                **manifest["steps"],
+                **{k: {**v, "info": {**v["info"], "value": value, "n": 400}} for k, v in base.items()},
+            },
+        }
+
+    low = results.banner(context(run_dir, None, with_baseline(20.0)))
+    assert 'id="chance"' in low and low.count("below the chance level") == len(base) == 2
+    assert "--target choice" in low  # the fix is named
+    assert results.banner(context(run_dir, None, with_baseline(90.0))) == ""
+    assert 'id="chance"' in (run_dir / "report.html").read_text(encoding="utf-8")  # the random tiny model is at chance
+
+
+def test_validity_section_renders_from_the_summary(run_dir, tmp_path):
+    from culture_neurons.analysis.report import context
+    from culture_neurons.analysis.sections import validity
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    manifest = _manifest(run)
+
+    def render() -> tuple[str, list[str]]:
+        ctx = context(run, None, manifest)
+        return validity.render(ctx), [name for name, _ in ctx.figures.items]
+
+    assert "Not run" in render()[0] and render()[0].startswith('<section id="validity">')
+    write_validity(run, validity_summary(gap=(8.1, 3.0, 13.2)))
+    section, figures = render()
+    assert "the cultural drop exceeds the NLU drop: gap +8.1 points [+3.0, +13.2]" in section
+    assert "the folds agree well above chance: Jaccard 0.31" in section and "rho = 0.42 [0.21, 0.60]" in section
+    assert figures == ["validity_dose_response", "validity_faithfulness", "validity_enhancement"]
+    assert "+8.1 [+3.0, +13.2]</td><td>0.002</td>" in section  # the specificity row, p in the one format
+    write_validity(run, validity_summary(gap=(1.0, -2.0, 4.0), rho=(0.05, -0.2, 0.3), fold_jaccard=0.003))
+    section = render()[0]
+    assert "do not differ significantly: gap +1.0 points [-2.0, +4.0]" in section
+    assert "does not significantly predict" in section and "no more than random" in section
+    (run / "validity/summary.json").write_text("{not json")
+    with pytest.raises(CultureNeuronsError, match=r"validity/summary.json:1: not valid JSON"):
+        render()
+
+
+def test_plots_return_figures_whose_axes_fit_their_bars():
+    import numpy as np
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from culture_neurons.analysis import plots
+
+    general = pd.DataFrame({"mlp.gate": [105, 3, 0, 7], "attn.q": [0, 1, 2, 30]}, index=pd.RangeIndex(4, name="layer"))
+    fig = plots.layer_figure(general, {})
+    assert isinstance(fig, Figure) and plots.to_png(fig).startswith(b"\x89PNG")
+    ax = fig.axes[0]
+    tops = [r.get_y() + r.get_height() for r in ax.patches]
+    lefts, rights = [r.get_x() for r in ax.patches], [r.get_x() + r.get_width() for r in ax.patches]
+    assert max(tops) == 105 and ax.get_ylim()[1] >= 1.2 * max(
+        tops
+    )  # headroom: the tallest bar (layer 0) stays off the frame
+    assert min(lefts) - ax.get_xlim()[0] >= 0.45 and ax.get_xlim()[1] - max(rights) >= 0.45
+    matrix = pd.DataFrame(np.eye(2), index=["a", "b"], columns=["a", "b"])
+    assert isinstance(plots.overlap_figure(matrix), Figure) and isinstance(plots.cross_culture_figure(matrix), Figure)
 
 
 def test_report_of_a_partial_run_says_what_is_missing(run_dir, tmp_path):
@@ -77,5 +285,32 @@ def test_report_renders_in_headless_chromium_with_all_images_loaded(run_dir, tmp
         assert not broken, broken
         assert browser.run("return document.title") == "tiny test run"
         assert browser.run("return document.querySelectorAll('table').length") >= 6
+        box = browser.run(
+            "const r = document.getElementById('holds').getBoundingClientRect(); return [r.top, r.width, r.height]"
+        )
+        results = browser.run("return document.getElementById('results').getBoundingClientRect().top")
+        assert box[0] < results and box[1] > 500 and box[2] > 100  # the box is shown, wide, above the results
         shot = browser.screenshot(tmp_path / "report.png")
     assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 10_000
+
+
+@pytest.mark.skipif(
+    find_browser() is None, reason="chromium and chromium-driver are not installed (.ci/run installs them)"
+)
+def test_validity_section_renders_in_headless_chromium(run_dir, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    write_validity(run, validity_summary())
+    page = write_report(run, out=tmp_path / "validity.html")
+    with Browser() as browser:
+        browser.open(page.as_uri())
+        images = [
+            i
+            for i in browser.images()
+            if i["alt"] in ("dose-response curve", "faithfulness scatter", "enhancement factor sweep")
+        ]
+        assert len(images) == 3 and all(i["complete"] and i["width"] > 0 and i["shown"] > 0 for i in images), images
+        shown = browser.run(
+            "const r = document.getElementById('validity').getBoundingClientRect(); return [r.width, r.height]"
+        )
+        assert shown[0] > 500 and shown[1] > 1000

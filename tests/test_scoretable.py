@@ -6,11 +6,11 @@ import errno
 
 import pytest
 import torch
-from tiny import make_examples
 
 from culture_neurons import ScoreTable
 from culture_neurons.attribution.engine import score_examples
 from culture_neurons.errors import TableError
+from tests.tiny import make_examples
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def test_group_union_when_shards_see_different_groups(tokenizer, llama):
 def test_refuses_double_counting_and_other_models(tokenizer, llama, table):
     with pytest.raises(TableError, match="share 6 example id"):
         table + table
-    from tiny import tiny_model
+    from tests.tiny import tiny_model
 
     other = score_examples(tiny_model("qwen2"), tokenizer, make_examples(2), progress=False)
     with pytest.raises(TableError, match="different models"):

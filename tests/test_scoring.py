@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny import FAMILIES, assert_close, make_examples, tiny_model
 
 from culture_neurons.attribution.engine import score_examples
 from culture_neurons.errors import ScoringError
 from culture_neurons.models.adapters import get_adapter
+from tests.tiny import FAMILIES, assert_close, make_examples, tiny_model
 
 
 def naive_scores(model, tokenizer, examples, groups, control=False, aggregation="max"):
@@ -30,7 +30,7 @@ def naive_scores(model, tokenizer, examples, groups, control=False, aggregation=
         for site_name, site in adapter.sites.items():
             for layer, module in enumerate(site.modules):
 
-                def hook(_m, _i, output, key=(site_name, layer)):
+                def hook(_m, _i, output, key=(site_name, layer), captured=captured):
                     output.retain_grad()
                     captured[key] = output
 

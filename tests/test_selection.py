@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-from selection_helpers import SMALL, as_rows, oracle_general, oracle_specific, synthetic_table
 
 from culture_neurons.errors import CultureNeuronsError, InputError, TableError
 from culture_neurons.selection import (
@@ -17,6 +16,7 @@ from culture_neurons.selection import (
     select_specific,
     select_specific_many,
 )
+from tests.selection_helpers import SMALL, as_rows, oracle_general, oracle_specific, synthetic_table
 
 COUNTRIES = ["China", "Iran", "Mexico", "Spain"]
 
@@ -138,7 +138,7 @@ def test_specific_matches_the_oracle(seed, integer, case):
 
 
 def test_specific_z_is_zero_when_countries_agree():
-    ds, cs, crc = tables(7)
+    ds, cs, _crc = tables(7)
     for t in ds:
         t.scores["mlp.gate"][1, 3] = 2.0  # s_c (divided by the total count) equal for every country
     for t in cs:
@@ -160,12 +160,12 @@ def test_random_sets():
     assert len(a) == len(general) and a.kind == "random:1"
     # the draw keeps the general set's two pools apart
     assert a.site_counts().get("mlp.gate", 0) == general.site_counts()["mlp.gate"]
-    attn = lambda s: sum(v for k, v in s.site_counts().items() if k.startswith("attn"))  # noqa: E731
+    attn = lambda s: sum(v for k, v in s.site_counts().items() if k.startswith("attn"))
     assert attn(a) == attn(general)
     assert all(n.score is None for n in a.neurons)
     lm = select_random(general, 3, layer_matched=True)
     for site_group in (("mlp.gate",), ("attn.q", "attn.k", "attn.v")):
-        per_layer = lambda s: sum(s.layer_counts(x) for x in site_group)  # noqa: E731
+        per_layer = lambda s, group=site_group: sum(s.layer_counts(x) for x in group)
         assert torch.equal(per_layer(lm), per_layer(general))
     one_pool = select_random(general, 4, pool=("mlp.gate", "mlp.up", "attn.q", "attn.k", "attn.v"))
     assert len(one_pool) == len(general)
@@ -281,10 +281,10 @@ def test_bad_neuron_set_files(tmp_path):
 
 
 def test_union():
-    ds, cs, crc = tables(1)
+    ds, cs, _crc = tables(1)
     sets = select_specific_many(ds, cs, None, ["China", "Iran"], t=0.2, r=0.0, z=-10)
     both = sets["China"] | sets["Iran"]
-    keys = lambda s: {(n.site, n.layer, n.index) for n in s.neurons}  # noqa: E731
+    keys = lambda s: {(n.site, n.layer, n.index) for n in s.neurons}
     assert keys(both) == keys(sets["China"]) | keys(sets["Iran"])
     assert len(both) == len(keys(both)) and both.kind == "specific:China+specific:Iran"
     other = synthetic_table(COUNTRIES, num_layers=4)

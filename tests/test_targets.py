@@ -7,13 +7,13 @@ import contextlib
 import pytest
 import torch
 from click.testing import CliRunner
-from tiny import FAMILIES, assert_close, build_tokenizer, tiny_model
 
 from culture_neurons.attribution.engine import score_examples
 from culture_neurons.data import Example
 from culture_neurons.errors import InputError, ScoringError
 from culture_neurons.likelihood import grouped_softmax, option_continuation, option_logliks
 from culture_neurons.models.adapters import get_adapter
+from tests.tiny import FAMILIES, assert_close, build_tokenizer, tiny_model
 
 OPTIONS = [
     ("tea", "rice", "sushi", "bread"),

@@ -6,7 +6,6 @@ import random
 
 import pytest
 import torch
-from tiny import FAMILIES, make_examples, tiny_model
 
 from culture_neurons.data import Example
 from culture_neurons.errors import InputError
@@ -26,6 +25,7 @@ from culture_neurons.training import (
 )
 from culture_neurons.training.data import IGNORE
 from culture_neurons.training.modules import derive_groups, list_modules, module_groups
+from tests.tiny import FAMILIES, make_examples, tiny_model
 
 FAST = dict(batch_size=4, micro_batch_size=2, save_steps=1000, logging_steps=1)
 
@@ -203,7 +203,8 @@ def test_full_and_explicit_sets():
         (
             "top",
             0.01,
-            r"top set is empty: a budget of 0.01 \(10 of 1,000 parameters\) is smaller than the smallest candidate module \(attn.0, 50",
+            r"top set is empty: a budget of 0.01 \(10 of 1,000 parameters\) is smaller than "
+            r"the smallest candidate module \(attn.0, 50",
         ),
         ("mlp.9,attn.0", 0.1, "unknown module.*mlp.9"),
     ],
@@ -256,7 +257,8 @@ def test_training_examples_from_names_and_files(tmp_path):
     [
         (
             "no-such-benchmark",
-            r"unknown dataset 'no-such-benchmark': not an examples file and not a benchmark; use an NLU benchmark \(.*qnli",
+            r"unknown dataset 'no-such-benchmark': not an examples file and not a benchmark; "
+            r"use an NLU benchmark \(.*qnli",
         ),
         ("missing/e.jsonl", "no such examples file"),
     ],
@@ -345,6 +347,20 @@ def test_effective_batch_is_the_accumulated_batch(tmp_path, tokenizer):
     assert result.steps == 3  # ceil(20 / 8) optimizer steps of 4 accumulated micro-batches
     with pytest.raises(InputError, match="not a multiple of micro_batch_size"):
         TrainConfig(batch_size=10, micro_batch_size=4).validate()
+
+
+def test_progress_in_a_log_file_is_our_lines_not_the_trainers_bar(tmp_path, tokenizer, capsys, monkeypatch):
+    monkeypatch.setenv("CULTURE_NEURONS_PROGRESS_INTERVAL", "1e-9")  # a line on every step
+    model = tiny_model("llama")
+    chosen = choose_modules(rank_modules(model), "mlp.1")
+    config = TrainConfig(batch_size=8, micro_batch_size=8, save_steps=1000)
+    finetune(model, tokenizer, make_examples(24), chosen, tmp_path / "o", config, progress=True)
+    err = capsys.readouterr().err  # captured: stderr is not a terminal
+    assert "\r" not in err and "it/s]" not in err, err
+    lines = [line for line in err.splitlines() if line.startswith("training: ")]
+    assert [line.split(",")[0] for line in lines] == [
+        f"training: {i}/3 step ({p}%)" for i, p in ((1, 33), (2, 67), (3, 100))
+    ]
 
 
 def test_activation_checkpointing_gives_the_same_weights_and_is_turned_off(tmp_path, tokenizer):

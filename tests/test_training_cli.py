@@ -7,12 +7,12 @@ import random
 
 import pytest
 from click.testing import CliRunner
-from tiny import build_tokenizer, make_examples, tiny_model
 
 from culture_neurons.cli import cli
 from culture_neurons.data import write_examples
 from culture_neurons.models.adapters import get_adapter
 from culture_neurons.selection.neuronset import NeuronSet
+from tests.tiny import build_tokenizer, make_examples, tiny_model
 
 FAST = ["--batch-size", 4, "--micro-batch-size", 2, "--lr", 1e-3, "--n-boot", 50, "--device", "cpu", "-q"]
 
@@ -178,3 +178,30 @@ def test_bad_input_is_one_line(inputs, tmp_path, extra, drop, message):
     assert result.exit_code == 2, result.output
     assert message in result.output and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+
+
+def _comparison_rows(splits):
+    """Rows of ``base`` and ``top`` on one benchmark whose examples carry ``splits`` (one per example)."""
+    import pandas as pd
+
+    rng = random.Random(0)
+    return pd.DataFrame(
+        [
+            {"benchmark": "blend", "id": str(i), "condition": c, "score": float(rng.random() < 0.5), "split": s}
+            | {"kind": "mcq"}
+            for i, s in enumerate(splits)
+            for c in ("base", "top")
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    "splits, parts",
+    [(["heldout"] * 12, ["all"]), (["heldout"] * 6 + ["identification"] * 6, ["all", "heldout", "identification"])],
+)
+def test_comparison_prints_a_split_only_when_it_is_not_the_whole_benchmark(splits, parts):
+    from culture_neurons.training.compare import compare_conditions, format_comparison
+
+    lines = format_comparison(compare_conditions(_comparison_rows(splits), ["top"], n_boot=50)).splitlines()
+    assert [line.split("]")[0] for line in lines] == [f"blend [{p}" for p in parts], lines
+    assert len(set(lines)) == len(lines)

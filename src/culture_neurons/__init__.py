@@ -4,19 +4,19 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .attribution.scoretable import ScoreTable  # noqa: E402
-from .data.example import Example, read_examples  # noqa: E402
-from .errors import CultureNeuronsError  # noqa: E402
+from .attribution.scoretable import ScoreTable
+from .data.example import Example, read_examples
+from .errors import CultureNeuronsError
 
 __all__ = [
     "CultureNeuronsError",
     "Example",
     "ScoreTable",
     "__version__",
-    "read_examples",
-    "load_model",
-    "score_examples",
     "get_adapter",
+    "load_model",
+    "read_examples",
+    "score_examples",
 ]
 
 

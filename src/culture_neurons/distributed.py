@@ -68,6 +68,14 @@ def broadcast_object(obj: T) -> T:
     return box[0]
 
 
+def barrier() -> None:
+    """Wait for every rank (nothing outside a process group)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def shard(items: Sequence[T], rank: int, world_size: int) -> list[T]:
     """Round-robin share of ``items`` for ``rank``: deterministic, sizes differ by at most one."""
     return list(items[rank::world_size])

@@ -17,6 +17,10 @@ class InputError(CultureNeuronsError):
     """A user-supplied file or value is malformed (bad JSONL line, missing field, bad option)."""
 
 
+class ConfigError(CultureNeuronsError):
+    """A run configuration is malformed; the message names the key (``culture_neurons.pipeline.config``)."""
+
+
 class ModelLoadError(CultureNeuronsError):
     """A model or tokenizer could not be found or loaded."""
 
@@ -31,3 +35,32 @@ class ScoringError(CultureNeuronsError):
 
 class TableError(CultureNeuronsError):
     """A score table is unreadable or cannot be combined with another one."""
+
+
+class Interrupted(CultureNeuronsError):
+    """SIGTERM or SIGINT arrived; raised at a safe point (see :mod:`culture_neurons.signals`).
+
+    ``signum`` is the signal's number and ``exit_code`` the shell's convention for it (143 for
+    SIGTERM, 130 for SIGINT). The message says what was kept and how to resume; code that saves
+    state on the way out adds to it with :meth:`with_kept`.
+    """
+
+    def __init__(self, signum: int, kept: str = "") -> None:
+        import signal
+
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
+        try:
+            self.signal_name = signal.Signals(self.signum).name
+        except ValueError:
+            self.signal_name = f"signal {self.signum}"
+        self.kept = kept
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return f"interrupted by {self.signal_name}" + (f"; {self.kept}" if self.kept else "")
+
+    def with_kept(self, kept: str) -> Interrupted:
+        """A copy whose message also says ``kept`` (what was saved, how to resume)."""
+        both = f"{self.kept}; {kept}" if self.kept else kept
+        return Interrupted(self.signum, both)

@@ -208,7 +208,7 @@ def normad_file(tmp_path) -> Path:
     n = 0
     for country in ("spain", "united_states_of_america"):
         for label in ("yes", "no", "neutral"):
-            for k in range(2):
+            for _ in range(2):
                 n += 1
                 rows.append([n, country, f"Story {n} happens. Is what Alex did socially acceptable?", label])
     return write_csv(tmp_path / "normad" / "normad.csv", ["ID", "Country", "Story", "Gold Label"], rows)
@@ -275,7 +275,9 @@ def nlu_dir(tmp_path) -> Path:
         "question": {
             "stem": "What do bees make?",
             "question_concept": "bees",
-            "choices": [{"label": l, "text": t} for l, t in zip("ABCDE", ["milk", "honey", "wool", "silk", "glue"])],
+            "choices": [
+                {"label": lab, "text": t} for lab, t in zip("ABCDE", ["milk", "honey", "wool", "silk", "glue"])
+            ],
         },
     }
     (csqa / "dev_rand_split.jsonl").write_text(json.dumps(flat) + "\n" + json.dumps(nested) + "\n", encoding="utf-8")

@@ -44,7 +44,7 @@ def test_demo_examples_carry_option_text_and_balanced_labels():
         frame, country = ex.id.split("#")[0].split("/")[1:]
         assert gold == load_answer(frame, country.replace("_", " "))
     share = Counter(ex.answer for ex in exs)
-    assert all(0.15 < share[l] / len(exs) < 0.35 for l in "ABCD"), share
+    assert all(0.15 < share[letter] / len(exs) < 0.35 for letter in "ABCD"), share
 
 
 _FRAMES = None

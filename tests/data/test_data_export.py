@@ -40,6 +40,7 @@ EXPECTED = {
     "demo-culture",
     "demo-control",
     "demo-nlu",
+    "demo-nlu-id",
 }
 
 
@@ -152,6 +153,16 @@ def test_export_does_not_depend_on_the_hash_seed(tmp_path):
         subprocess.run([sys.executable, "-c", code], check=True, env=env)
         outs.append(out.read_bytes() + (tmp_path / f"rc{seed}.jsonl.2").read_bytes())
     assert outs[0] == outs[1]
+
+
+def test_cli_list_shows_every_benchmarks_template_ids():
+    result = CliRunner().invoke(cli, ["data", "list"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line for line in result.output.splitlines()}
+    for b in list_benchmarks():
+        ids = [t.id for t in b.templates] + [t.id for t in b.extra_templates]
+        assert all(i in rows[b.name] for i in ids), rows[b.name]
+    assert "+cloze" in rows["blend"] and "cloze" not in rows["blend-saq"]
 
 
 def test_cli_list_and_export(tmp_path, blend_dir):

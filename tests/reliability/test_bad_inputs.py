@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from tiny import build_tokenizer, make_examples, tiny_model
 
 from culture_neurons.attribution.engine import score_examples
 from culture_neurons.cli import cli
 from culture_neurons.selection import select_general
+from tests.tiny import build_tokenizer, make_examples, tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +184,10 @@ def bloom_model(kit, work):
 def duplicate_id_benchmark(kit, work):
     folder = work / "cb"
     folder.mkdir()
-    header = "data_idx,question_idx,prompt_question,prompt_option_a,prompt_option_b,prompt_option_c,prompt_option_d,answer,country\n"
+    header = (
+        "data_idx,question_idx,prompt_question,prompt_option_a,prompt_option_b,prompt_option_c,prompt_option_d,"
+        "answer,country\n"
+    )
     row = '7,q1,"Which food is common?",rice,bread,tacos,sushi,A,Japan\n'
     (folder / "CulturalBench-Easy.csv").write_text(header + row + row.replace("rice", "tea"))
     return [

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline_helpers import save_tiny_model, tiny_run_config
-
 from culture_neurons.pipeline import run_pipeline
+from tests.pipeline_helpers import save_tiny_model, tiny_run_config
 
 # The manifest's only run-dependent fields: when things happened and how long they took.
 VOLATILE = {"created", "updated", "started", "finished", "seconds", "examples_per_s"}

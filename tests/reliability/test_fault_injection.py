@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny import build_tokenizer, make_examples, tiny_model
 
 from culture_neurons import ScoreTable
+from tests.tiny import build_tokenizer, make_examples, tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,9 @@ def kill_after(proc, seconds: float) -> bool:
 
 
 def no_temp_files(folder: Path) -> None:
-    leftovers = [p for p in folder.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".") and ".tmp" in p.name]
+    leftovers = [
+        p for p in folder.rglob("*") if p.name.endswith(".tmp") or (p.name.startswith(".") and ".tmp" in p.name)
+    ]
     assert not leftovers, leftovers
 
 
@@ -120,7 +122,7 @@ def _evaluation_trial(setup, tmp: Path, delay: float, reference: dict) -> bool:
     if killed and (out / "summary.json").exists():
         json.loads((out / "summary.json").read_text())  # whole, if present
     run_cli(*eval_args(setup, out))
-    assert json.loads((out / "summary.json").read_text())["metrics"] == reference
+    assert json.loads((out / "summary.json").read_text())["results"] == reference
     return killed
 
 
@@ -131,7 +133,7 @@ def references(setup, tmp_path_factory):
         "score", "-m", setup / "model", "-e", setup / "e.jsonl", "-o", root / "s.safetensors", "--batch-size", 2, "-q"
     )
     run_cli(*eval_args(setup, root / "eval"))
-    return ScoreTable.load(root / "s.safetensors"), json.loads((root / "eval" / "summary.json").read_text())["metrics"]
+    return ScoreTable.load(root / "s.safetensors"), json.loads((root / "eval" / "summary.json").read_text())["results"]
 
 
 def test_kill_scoring_once(setup, references, tmp_path):

@@ -1,19 +1,24 @@
 """The report's figures, drawn with matplotlib's object API (no pyplot state, no display needed).
 
-Each function returns PNG bytes. matplotlib is a core dependency; the import is deferred so that scoring never pays for it.
+Each function returns a matplotlib :class:`~matplotlib.figure.Figure` (use it in a notebook, save it
+in any format); :func:`to_png` gives the PNG bytes the report embeds. matplotlib is a core dependency;
+the import is deferred so that scoring never pays for it.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from ..errors import CultureNeuronsError
 from .stats import stars
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not when this module is
+    from matplotlib.figure import Figure
 
 SITE_COLOURS = {
     "mlp.gate": "#1b6ca8",
@@ -27,7 +32,7 @@ BAR_COLOURS = {"original": "#7f8c8d", "target": "#c0392b", "random": "#2e86c1"}
 DPI = 110
 
 
-def _figure(width: float, height: float) -> Any:
+def _figure(width: float, height: float) -> Figure:
     try:
         from matplotlib.figure import Figure
     except ImportError as exc:  # pragma: no cover - depends on the install
@@ -35,13 +40,14 @@ def _figure(width: float, height: float) -> Any:
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
-def _png(fig: Any) -> bytes:
+def to_png(fig: Figure) -> bytes:
+    """The PNG bytes of a Figure (white background, the report's resolution)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, facecolor="white")
     return buf.getvalue()
 
 
-def layer_figure(general: pd.DataFrame | None, specific: Mapping[str, pd.DataFrame]) -> bytes:
+def layer_figure(general: pd.DataFrame | None, specific: Mapping[str, pd.DataFrame]) -> Figure:
     """Neurons per layer: stacked bars by site for the general set; a country × layer heatmap for the specific sets."""
     from matplotlib.ticker import MaxNLocator
 
@@ -57,15 +63,16 @@ def layer_figure(general: pd.DataFrame | None, specific: Mapping[str, pd.DataFra
         bottom = np.zeros(len(general))
         for site in general.columns:
             vals = general[site].to_numpy()
-            ax.bar(general.index, vals, bottom=bottom, color=SITE_COLOURS.get(site, None), label=site, width=0.85)
+            ax.bar(general.index, vals, bottom=bottom, color=SITE_COLOURS.get(site), label=site, width=0.85)
             bottom += vals
         ax.set_title(f"Culture-general neurons per layer ({int(general.to_numpy().sum())} in all)")
         ax.set_xlabel("layer")
         ax.set_ylabel("neurons")
         ax.legend(ncols=len(general.columns), fontsize=8, loc="upper right", frameon=False)
-        ax.set_xlim(-0.6, len(general) - 0.4)
+        # Half a layer of air at both ends (no tick outside the layers) and 25% headroom: no bar touches the frame.
+        ax.set_xlim(-0.9, len(general) - 0.1)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.margins(y=0.15)
+        ax.set_ylim(0, max(1.0, float(bottom.max())) * 1.25)
     if specific:
         ax = axes[i]
         countries = list(specific)
@@ -78,10 +85,10 @@ def layer_figure(general: pd.DataFrame | None, specific: Mapping[str, pd.DataFra
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title("Culture-specific neurons per layer (all sites)")
         fig.colorbar(im, ax=ax, label="neurons", shrink=0.9)
-    return _png(fig)
+    return fig
 
 
-def overlap_figure(matrix: pd.DataFrame) -> bytes:
+def overlap_figure(matrix: pd.DataFrame) -> Figure:
     """Jaccard heatmap between the culture-specific sets and the general set."""
     n = len(matrix)
     fig = _figure(max(5.0, 0.75 * n + 2.5), max(4.0, 0.6 * n + 1.5))
@@ -109,7 +116,7 @@ def overlap_figure(matrix: pd.DataFrame) -> bytes:
             )
     ax.set_title("Overlap between neuron sets (Jaccard)")
     fig.colorbar(im, ax=ax, shrink=0.85)
-    return _png(fig)
+    return fig
 
 
 def experiment_figure(
@@ -118,7 +125,7 @@ def experiment_figure(
     target_label: str,
     chance: Mapping[str, float | None] | None = None,
     two_sided: bool = False,
-) -> bytes:
+) -> Figure:
     """Grouped bars per benchmark: original, intervened and random (mean ± 95% CI), with significance marks."""
     n = len(bars)
     fig = _figure(max(5.5, 2.4 * n + 2), 4.2)
@@ -163,10 +170,10 @@ def experiment_figure(
     ax.set_ylim(0, 110)
     ax.set_title(title)
     ax.legend(fontsize=8, loc="upper center", ncols=4, frameon=False, bbox_to_anchor=(0.5, -0.18))
-    return _png(fig)
+    return fig
 
 
-def cross_culture_figure(matrix: pd.DataFrame) -> bytes:
+def cross_culture_figure(matrix: pd.DataFrame) -> Figure:
     """Change in accuracy (points) for each evaluated country (columns) when each country's set is suppressed (rows)."""
     rows, cols = matrix.shape
     fig = _figure(max(5.5, 0.8 * cols + 3), max(4.0, 0.6 * rows + 1.8))
@@ -194,13 +201,13 @@ def cross_culture_figure(matrix: pd.DataFrame) -> bytes:
             )
     ax.set_title("Cross-culture suppression: change in accuracy (points)")
     fig.colorbar(im, ax=ax, shrink=0.85, label="points")
-    return _png(fig)
+    return fig
 
 
 FINETUNE_COLOURS = {"top": "#c0392b", "bottom": "#27ae60", "random": "#2e86c1", "full": "#7f8c8d", "custom": "#8e44ad"}
 
 
-def finetune_figure(changes: pd.DataFrame, title: str = "Selective fine-tuning: change from the base model") -> bytes:
+def finetune_figure(changes: pd.DataFrame, title: str = "Selective fine-tuning: change from the base model") -> Figure:
     """Grouped bars per benchmark: each fine-tuned set's change from base (points) with its 95% paired-bootstrap CI.
 
     ``changes`` has one row per (benchmark, set) with the columns ``benchmark``, ``set``, ``value``,
@@ -238,4 +245,4 @@ def finetune_figure(changes: pd.DataFrame, title: str = "Selective fine-tuning: 
     ax.set_title(title)
     ax.margins(y=0.15)
     ax.legend(fontsize=8, loc="upper center", ncols=len(sets), frameon=False, bbox_to_anchor=(0.5, -0.14))
-    return _png(fig)
+    return fig

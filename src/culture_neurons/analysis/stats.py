@@ -7,14 +7,22 @@ plain numpy/pandas objects; :mod:`.plots` draws them and :mod:`.report` lays the
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..data.registry import get_benchmark
+from ..errors import InputError
+from ..evaluation.metrics import format_p as format_p  # the one p format: defined by evaluation, re-exported
+from ..evaluation.summary import read_summary as read_summary_file
+from ..rundir import benchmark_of_export, parse_export_key
 from ..selection.neuronset import Neuron, NeuronSet, ordered_sites
+
+# The experiments whose summaries give the headline table, in the order they are shown.
+HEADLINE_EXPERIMENTS = ("ablation", "enhancement")
 
 
 def load_sets(run_dir: str | Path) -> dict[str, NeuronSet]:
@@ -74,19 +82,44 @@ def top_neurons(ns: NeuronSet, n: int = 25) -> list[Neuron]:
     return ranked[:n]
 
 
-def read_summary(run_dir: str | Path, experiment: str) -> dict[str, Any] | None:
-    """``eval/<experiment>/summary.json`` of a run, or None."""
-    path = Path(run_dir) / "eval" / experiment / "summary.json"
+def read_json(path: str | Path) -> dict[str, Any] | None:
+    """A run file's JSON object, None when the file is absent; a corrupt file is a one-line error naming it."""
+    path = Path(path)
     if not path.is_file():
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason}); rerun the step that wrote it") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); rerun the step that wrote it") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object, got {type(data).__name__}; rerun the step that wrote it")
+    return data
+
+
+def read_summary(run_dir: str | Path, experiment: str) -> dict[str, Any] | None:
+    """``eval/<experiment>/summary.json`` of a run in the current summary form, or None when absent.
+
+    Any summary version is read (older files are upgraded); a corrupt one is a one-line error naming it.
+    """
+    path = Path(run_dir) / "eval" / experiment / "summary.json"
+    return read_summary_file(path) if path.is_file() else None
 
 
 def read_matrix(run_dir: str | Path) -> pd.DataFrame | None:
+    """The cross-culture matrix (suppressed set x evaluated country, points), or None."""
     path = Path(run_dir) / "eval" / "cross-culture" / "matrix.csv"
     if not path.is_file():
         return None
-    return pd.read_csv(path, index_col=0)
+    try:
+        frame = pd.read_csv(path, index_col=0)
+        frame.astype(float)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InputError(
+            f"{path}: not a numeric CSV matrix ({str(exc).splitlines()[0]}); rerun the cross-culture step"
+        ) from None
+    return frame
 
 
 def experiment_bars(summary: Mapping[str, Any], split: str = "heldout") -> pd.DataFrame:
@@ -132,3 +165,88 @@ def stars(p: float | None) -> str:
     if p is None or (isinstance(p, float) and np.isnan(p)):
         return ""
     return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else "n.s."
+
+
+def format_ci(value: float | None, low: float | None, high: float | None, signed: bool = True) -> str:
+    """``+1.2 [-0.3, +2.5]`` (points), or ``-`` when the value is unknown; the bracket is left out without a CI."""
+    if value is None:
+        return "-"
+    fmt = "{:+.1f}" if signed else "{:.1f}"
+    if low is None or high is None:
+        return fmt.format(value)
+    return f"{fmt.format(value)} [{fmt.format(low)}, {fmt.format(high)}]"
+
+
+def chance_by_benchmark(manifest: Mapping[str, Any]) -> dict[str, float | None]:
+    """Chance accuracy (%) of each evaluation benchmark, as its export step recorded it.
+
+    The export step key holds the benchmark's slug; the config's benchmark names map it back (with
+    either slug rule, so run directories made before :func:`culture_neurons.rundir.slug` still do).
+    """
+    benches = list(manifest.get("config", {}).get("evaluate", {}).get("benchmarks", []))
+    out: dict[str, float | None] = {}
+    for key, rec in manifest.get("steps", {}).items():
+        parsed = parse_export_key(key)
+        if parsed is not None and parsed[0] == "eval":
+            out[benchmark_of_export(key, benches) or parsed[1]] = rec.get("info", {}).get("chance")
+    return out
+
+
+def condition_of(key: str) -> tuple[str, str] | None:
+    """``(benchmark, condition label)`` of an ``evaluate:<benchmark>:<label>`` step key, else None."""
+    if not key.startswith("evaluate:"):
+        return None
+    bench, sep, label = key.removeprefix("evaluate:").partition(":")
+    return (bench, label) if sep else None
+
+
+def headline_rows(run_dir: str | Path, manifest: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The numbers of the ablation and enhancement summaries, one row per (experiment, benchmark, split).
+
+    Each row has ``experiment, benchmark, split, n, chance, original, target, random, difference,
+    ci_low, ci_high, p``: accuracies in %, ``difference`` is intervened minus the random mean (points)
+    with its paired-bootstrap CI, ``p`` is one-sided for ablation and two-sided for enhancement. The
+    ``all`` part is left out where a benchmark has splits.
+    """
+    rows = []
+    chance = chance_by_benchmark(manifest or {})
+    for name in HEADLINE_EXPERIMENTS:
+        data = read_summary(run_dir, name)
+        if data is None:
+            continue
+        for bench, entry in data["results"].items():
+            parts = [p for p in entry if p not in ("metric", "all")] or ["all"]
+            for part in parts:
+                block = entry[part]
+                if not isinstance(block, dict) or "original" not in block:
+                    continue
+                diff = block.get("difference") or {}
+                rows.append(
+                    {
+                        "experiment": name,
+                        "benchmark": bench,
+                        "split": part,
+                        "n": block["original"]["n"],
+                        "chance": chance.get(bench),
+                        "original": block["original"]["value"],
+                        "target": block["target"]["value"],
+                        "random": block.get("random_mean"),
+                        "difference": diff.get("value"),
+                        "ci_low": diff.get("ci_low"),
+                        "ci_high": diff.get("ci_high"),
+                        "p": diff.get("p_one_sided") if name == "ablation" else diff.get("p_two_sided"),
+                    }
+                )
+    return rows
+
+
+def benchmark_kinds(names: Sequence[str]) -> dict[str, str]:
+    """``{benchmark: kind}`` from the registry (culture, control, countryrc, generation, scale, nlu); unknown names
+    are left out."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = get_benchmark(name).kind
+        except InputError:
+            continue  # a benchmark registered by a plugin that is not installed now: no claim rests on it
+    return out

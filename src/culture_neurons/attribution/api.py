@@ -3,17 +3,60 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..data.example import read_examples
-from ..fileio import ensure_writable_parent
+from ..chance import chance_level
+from ..data.example import Example, read_examples
+from ..data.sampling import cap_examples
+from ..errors import Interrupted, ScoringError
+from ..fileio import (
+    check_input_file,
+    ensure_writable_parent,
+    refuse_overwriting_inputs,
+    remove_stale_temps,
+)
 from .engine import ScoringOptions, score_examples
 from .scoretable import ScoreTable
 
 log = logging.getLogger(__name__)
+# Targets whose p is the probability of one option among several, so 1/#options is chance.
+CHANCE_TARGETS = ("label", "choice")
+
+
+def check_context_length(model: Any, tokenizer: Any, examples: Sequence[Example], options: ScoringOptions) -> None:
+    """Refuse, before any scoring, an example whose prompt and answer do not fit the model's context.
+
+    Scoring past the context would either crash halfway through a long run or, with some position
+    encodings, silently score garbage; the error names the first example that does not fit.
+    """
+    from .batching import target_rows
+
+    config = getattr(model, "config", None)
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    limit = getattr(text_config, "max_position_embeddings", None)
+    if not isinstance(limit, int) or limit <= 0:
+        return
+    rows = target_rows(tokenizer, examples, options.target, options.chat_template)
+    for ex, ex_rows in zip(examples, rows):
+        longest = max((len(r.input_ids) for r in ex_rows), default=0)
+        if longest > limit:
+            raise ScoringError(
+                f"example {ex.id!r}: prompt and answer are {longest} tokens, "
+                f"longer than the model's context of {limit} tokens; "
+                "shorten or drop it (nothing was scored)"
+            )
+
+
+def _inputs(
+    model: str | os.PathLike, examples: str | os.PathLike, site_map: str | os.PathLike | None
+) -> dict[str, Any]:
+    local_model = Path(model) if Path(model).exists() else None
+    return {"--examples": examples, "--model": local_model, "--site-map": site_map}
 
 
 def score_file(
@@ -28,41 +71,63 @@ def score_file(
     site_map: str | os.PathLike | None = None,
     progress: bool = True,
     checkpoint_every: int = 20,
+    max_per_group: int | None = None,
+    limit: int | None = None,
+    seed: int = 0,
     **options: Any,
 ) -> ScoreTable:
     """Score an examples JSONL file with a model and write the ScoreTable to ``out`` atomically.
 
-    Inputs are checked (output folder writable, every JSONL line valid) before the model loads, so
-    mistakes surface in seconds. ``options`` are :class:`ScoringOptions` fields. Progress is
-    checkpointed to ``<out>.ckpt`` every ``checkpoint_every`` batches (0 disables it); rerunning the
-    same command after a crash or preemption resumes from there. Under ``torchrun`` each rank scores
-    its shard and rank 0 writes the table.
+    Inputs are checked (output folder writable and not one of the inputs, device known, every JSONL
+    line valid, every prompt within the model's context) before any scoring, so mistakes surface in
+    seconds. ``max_per_group``/``limit``/``seed`` cap the examples as the config's keys do.
+    ``options`` are :class:`ScoringOptions` fields. Progress is checkpointed to ``<out>.ckpt`` every
+    ``checkpoint_every`` batches (0 disables it) and when SIGTERM/SIGINT arrives; rerunning the same
+    command after a crash or preemption resumes from there. Under ``torchrun`` each rank scores its
+    shard and rank 0 writes the table. For ``label``/``choice`` targets the examples' chance level is
+    recorded in the table's metadata (``chance_level``).
     """
     from ..distributed import init_from_env, is_main, local_device
-    from ..models.loading import load_model
+    from ..models.loading import describe_loaded, load_model, validate_device
 
     out = ensure_writable_parent(out)
-    exs = read_examples(examples)
+    checkpoint = Path(f"{out}.ckpt") if checkpoint_every > 0 else None
+    refuse_overwriting_inputs({"--out": out, "the checkpoint": checkpoint}, _inputs(model, examples, site_map))
     opts = ScoringOptions(**options)
     opts.validate()
-    init_from_env(device)
-    device = local_device(device)
-    start = time.perf_counter()
-    loaded, tokenizer = load_model(
-        model, dtype=dtype, device=device, device_map=device_map, max_memory=max_memory, progress=progress
+    if device_map is None:
+        validate_device(device)
+    check_input_file(examples, "examples file")
+    exs = cap_examples(read_examples(examples), max_per_group=max_per_group, limit=limit, seed=seed)
+    for stale in [out] + ([checkpoint] if checkpoint else []):
+        remove_stale_temps(stale)
+    resume = (
+        f"rerun the same command to resume from {checkpoint}" if checkpoint else "rerun the same command to start over"
     )
-    log.info("loaded %s in %.1f s", model, time.perf_counter() - start)
-    checkpoint = Path(f"{out}.ckpt") if checkpoint_every > 0 else None
-    table = score_examples(
-        loaded,
-        tokenizer,
-        exs,
-        opts,
-        site_map=site_map,
-        progress=progress,
-        checkpoint=checkpoint,
-        checkpoint_every=max(checkpoint_every, 1),
-    )
+    try:
+        init_from_env(device)
+        device = local_device(device)
+        start = time.perf_counter()
+        loaded, tokenizer = load_model(
+            model, dtype=dtype, device=device, device_map=device_map, max_memory=max_memory, progress=progress
+        )
+        log.info("%s (in %.1f s)", describe_loaded(loaded), time.perf_counter() - start)
+        check_context_length(loaded, tokenizer, exs, opts)
+        table = score_examples(
+            loaded,
+            tokenizer,
+            exs,
+            opts,
+            site_map=site_map,
+            progress=progress,
+            checkpoint=checkpoint,
+            checkpoint_every=max(checkpoint_every, 1),
+        )
+    except Interrupted as exc:
+        raise exc.with_kept(resume if exc.kept else f"nothing was scored yet; {resume}") from None
+    chance = chance_level(exs) if opts.target in CHANCE_TARGETS else float("nan")
+    if math.isfinite(chance):
+        table.meta["chance_level"] = chance
     if is_main():
         table.save(Path(out))
     return table

@@ -6,7 +6,51 @@ import time
 
 import click
 
+from ..data.sampling import cap_options
+from ..errors import InputError
 from .engine import AGGREGATIONS, TARGETS
+
+
+def parse_sites(text: str | None) -> tuple[str, ...] | None:
+    """``--sites`` as a tuple; None (all sites) when not given. Empty or repeated names are errors."""
+    if text is None:
+        return None
+    names = [s.strip() for s in text.split(",")]
+    if not text.strip() or any(not n for n in names):
+        raise InputError(
+            f"--sites {text!r}: empty site name; give a comma-separated list such as mlp.act,attn.o, "
+            "or omit --sites for all"
+        )
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InputError(f"--sites {text!r}: site {repeated[0]!r} is given twice")
+    return tuple(names)
+
+
+def report(table, out, start: float) -> None:
+    """The lines ``score`` prints: what was written, the mean target probability, and a chance warning.
+
+    A control set (``--control``, the question removed) is expected to sit at chance, so it gets no warning.
+    """
+    from ..chance import chance_warning, score_fix
+
+    probs = table.mean_prob()
+    mean_p = sum(float(s) for s in table.prob_sums) / max(table.num_examples, 1)
+    sites = ", ".join(f"{s}[{table.num_layers}x{w}]" for s, w in table.widths.items())
+    click.echo(f"wrote {out}: {table.num_examples} examples, {len(table.groups)} groups, sites {sites}")
+    shown = ", ".join(f"{g} {p:.3f}" for g, p in list(probs.items())[:8])
+    click.echo(
+        f"mean target probability {mean_p:.4f} ({shown}{' ...' if len(probs) > 8 else ''}); "
+        f"{time.perf_counter() - start:.1f} s"
+    )
+    chance = table.meta.get("chance_level")
+    if chance is not None and not table.options.get("control"):
+        target = str(table.options.get("target"))
+        warning = chance_warning(
+            f"mean target probability ({target} target)", mean_p, float(chance), table.num_examples, score_fix(target)
+        )
+        if warning:
+            click.echo(warning, err=True)
 
 
 @click.command()
@@ -56,6 +100,7 @@ from .engine import AGGREGATIONS, TARGETS
     help="Save progress to OUT.ckpt every N batches (0: never); a rerun resumes.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@cap_options
 def score(
     model,
     examples,
@@ -75,6 +120,9 @@ def score(
     sites,
     checkpoint_every,
     quiet,
+    max_per_group,
+    limit,
+    seed,
 ) -> None:
     """Score every neuron on EXAMPLES and write a ScoreTable."""
     from .api import score_file
@@ -91,6 +139,9 @@ def score(
         site_map=site_map,
         progress=not quiet,
         checkpoint_every=checkpoint_every,
+        max_per_group=max_per_group,
+        limit=limit,
+        seed=seed,
         batch_size=batch_size,
         target=target,
         aggregation=aggregation,
@@ -98,17 +149,10 @@ def score(
         reference_compat=reference_compat,
         padding_side=padding_side,
         chat_template=not no_chat_template,
-        sites=tuple(sites.split(",")) if sites else None,
+        sites=parse_sites(sites),
     )
     from ..distributed import is_main
 
     if not is_main():
         return
-    probs = table.mean_prob()
-    mean_p = sum(float(s) for s in table.prob_sums) / max(table.num_examples, 1)
-    click.echo(
-        f"wrote {out}: {table.num_examples} examples, {len(table.groups)} groups, sites {', '.join(f'{s}[{table.num_layers}x{w}]' for s, w in table.widths.items())}"
-    )
-    click.echo(
-        f"mean target probability {mean_p:.4f} ({', '.join(f'{g} {p:.3f}' for g, p in list(probs.items())[:8])}{' ...' if len(probs) > 8 else ''}); {time.perf_counter() - start:.1f} s"
-    )
+    report(table, out, start)

@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from ..errors import TableError
-from ..fileio import atomic_path
+from ..errors import InputError, TableError
+from ..fileio import atomic_path, check_input_file
 
 FORMAT = "culture-neurons/score-table"
 FORMAT_VERSION = 1
@@ -70,6 +70,13 @@ class ScoreTable:
                 raise TableError(f"{where}: scores/{site} has shape {list(t.shape)}, expected [layers, channels, {g}]")
         if len(layers) != 1:
             raise TableError(f"{where}: sites disagree on the number of layers ({sorted(layers)})")
+        if g and int(self.counts.min()) < 0:
+            raise TableError(
+                f"{where}: tensor 'counts' has a negative count ({int(self.counts.min())}) "
+                f"for group {self.groups[int(self.counts.argmin())]!r}"
+            )
+        if not torch.isfinite(self.prob_sums).all() or (g and float(self.prob_sums.min()) < 0):
+            raise TableError(f"{where}: tensor 'prob_sums' holds a negative, NaN or inf value")
 
     @property
     def sites(self) -> list[str]:
@@ -101,7 +108,8 @@ class ScoreTable:
             return self.groups.index(group)
         except ValueError:
             raise TableError(
-                f"group {group!r} not in this table (dataset {self.meta.get('dataset')!r}); it has {', '.join(self.groups)}"
+                f"group {group!r} not in this table (dataset {self.meta.get('dataset')!r}); "
+                f"it has {', '.join(self.groups)}"
             ) from None
 
     def content_hash(self) -> str:
@@ -133,6 +141,26 @@ class ScoreTable:
         """Mean target probability per group."""
         return {g: float(s / c) if c else float("nan") for g, s, c in zip(self.groups, self.prob_sums, self.counts)}
 
+    def to_frame(self, site: str, groups: bool = False) -> Any:
+        """One site as a pandas DataFrame, one row per neuron in (layer, index) order: ``site, layer,
+        index, score`` (the dataset score S_d) and, with ``groups``, a ``score:<group>`` column per group
+        (:meth:`group_score`). :func:`culture_neurons.integrations.frames.score_frame` adds the model's
+        module paths and hook names."""
+        import pandas as pd
+
+        if site not in self.scores:
+            raise TableError(f"site {site!r} not in this table; it has {', '.join(self.sites)}")
+        layers, width = self.scores[site].shape[:2]
+        data: dict[str, Any] = {
+            "site": [site] * (layers * width),
+            "layer": torch.arange(layers).repeat_interleave(width).numpy(),
+            "index": torch.arange(width).repeat(layers).numpy(),
+            "score": self.dataset_score(site).reshape(-1).double().numpy(),
+        }
+        for group in self.groups if groups else ():
+            data[f"score:{group}"] = self.group_score(site, group).reshape(-1).double().numpy()
+        return pd.DataFrame(data)
+
     # -- combining ----------------------------------------------------------------------------
 
     def compatible_with(self, other: ScoreTable) -> None:
@@ -148,7 +176,8 @@ class ScoreTable:
         for key in MATH_OPTIONS:
             if self.options.get(key) != other.options.get(key):
                 raise TableError(
-                    f"tables were scored with different {key!r} ({self.options.get(key)!r} vs {other.options.get(key)!r})"
+                    f"tables were scored with different {key!r} "
+                    f"({self.options.get(key)!r} vs {other.options.get(key)!r})"
                 )
 
     def __add__(self, other: ScoreTable) -> ScoreTable:
@@ -161,7 +190,8 @@ class ScoreTable:
             overlap = set(ids_a) & set(ids_b)
             if overlap:
                 raise TableError(
-                    f"tables share {len(overlap)} example id(s), e.g. {sorted(overlap)[0]!r}; an example would count twice"
+                    f"tables share {len(overlap)} example id(s), e.g. {sorted(overlap)[0]!r}; "
+                    "an example would count twice"
                 )
         groups = self.groups + [g for g in other.groups if g not in self.groups]
         pos_b = torch.tensor([groups.index(g) for g in other.groups])
@@ -216,13 +246,14 @@ class ScoreTable:
         """Read a table written by :meth:`save`; a damaged or foreign file raises :class:`TableError`."""
         from safetensors import safe_open
 
-        path = Path(path)
-        if not path.is_file():
-            raise TableError(f"score table {path} does not exist")
+        try:
+            path = check_input_file(path, "score table", fifo_ok=False)
+        except InputError as exc:
+            raise TableError(str(exc)) from None
         try:
             with safe_open(str(path), framework="pt") as fh:
                 header = fh.metadata() or {}
-                tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+                tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - safe_open handles are not dicts
         except Exception as exc:  # safetensors raises its own error types for truncated/corrupt files
             raise TableError(f"{path} is not a readable safetensors file (truncated or corrupt?): {exc}") from exc
         if _META_KEY not in header:
@@ -245,9 +276,13 @@ class ScoreTable:
         table.scores = {k: v.to(torch.float32) for k, v in scores.items()}
         table.counts = tensors["counts"].to(torch.int64)
         table.prob_sums = tensors["prob_sums"].to(torch.float64)
-        table.groups = list(meta.get("groups", []))
+        groups = meta.get("groups", [])
+        if not isinstance(groups, list) or not all(isinstance(x, str) for x in groups):
+            raise TableError(f"{path}: metadata key 'groups' must be a list of group names")
+        table.groups = list(groups)
         table.meta = meta
         table._check(str(path))
+        _check_meta(path, meta, tensors, table)
         for site, t in table.scores.items():
             if not torch.isfinite(t).all():
                 raise TableError(f"{path}: scores/{site} contains NaN or inf")
@@ -255,9 +290,41 @@ class ScoreTable:
 
     def __repr__(self) -> str:
         sites = ", ".join(f"{s}[{self.num_layers}x{w}]" for s, w in self.widths.items())
-        return f"ScoreTable(dataset={self.meta.get('dataset')!r}, groups={len(self.groups)}, examples={self.num_examples}, sites={sites})"
+        return (
+            f"ScoreTable(dataset={self.meta.get('dataset')!r}, groups={len(self.groups)}, "
+            f"examples={self.num_examples}, sites={sites})"
+        )
 
 
 def hash_ids(ids: list[str]) -> str:
     """SHA-256 of an ordered list of example ids."""
     return hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()
+
+
+def _check_meta(path: Path, meta: dict[str, Any], tensors: Mapping[str, torch.Tensor], table: ScoreTable) -> None:
+    """The metadata must agree with the tensors: named sites exist, example ids are complete."""
+    sites = meta.get("sites", [])
+    if not isinstance(sites, list):
+        raise TableError(f"{path}: metadata key 'sites' must be a list of site names")
+    missing = [s for s in sites if f"scores/{s}" not in tensors]
+    if missing:
+        raise TableError(
+            f"{path}: metadata key 'sites' names site {missing[0]!r}, but the file has no tensor 'scores/{missing[0]}'"
+        )
+    for key in ("counts", "prob_sums"):
+        if tensors[key].dtype.is_floating_point != (key == "prob_sums"):
+            raise TableError(f"{path}: tensor {key!r} has dtype {str(tensors[key].dtype).removeprefix('torch.')}")
+    ids = meta.get("example_ids")
+    if ids is None:
+        return
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise TableError(f"{path}: metadata key 'example_ids' must be a list of strings")
+    if len(ids) != table.num_examples:
+        raise TableError(
+            f"{path}: metadata key 'example_ids' lists {len(ids)} ids "
+            f"but tensor 'counts' sums to {table.num_examples} examples (truncated?)"
+        )
+    if "example_ids_sha256" in meta and meta["example_ids_sha256"] != hash_ids(ids):
+        raise TableError(
+            f"{path}: metadata key 'example_ids' does not match 'example_ids_sha256' (edited or truncated)"
+        )

@@ -18,12 +18,12 @@ from .templates import Item, Template
 
 __all__ = [
     "BLEND_COUNTRIES",
+    "TARGET_COUNTRIES",
     "Benchmark",
     "Example",
     "ExportSummary",
     "Item",
     "LoadRequest",
-    "TARGET_COUNTRIES",
     "Template",
     "assert_labels_ok",
     "build_examples",

@@ -11,7 +11,8 @@ import click
 
 from ..errors import InputError
 from .countries import BENCHMARK_ALIASES, BLEND_COUNTRIES, TARGET_COUNTRIES, all_countries
-from .registry import SPLIT_CHOICES, export_examples, list_benchmarks
+from .registry import SPLIT_CHOICES, Benchmark, export_examples, list_benchmarks
+from .sampling import Caps, cap_options
 
 
 @click.group()
@@ -26,8 +27,10 @@ def list_cmd(verbose: bool) -> None:
     benchmarks = list_benchmarks()
     width = max(len(b.name) for b in benchmarks)
     kind_width = max(len(b.kind) for b in benchmarks)
+    ids = {b.name: template_ids(b) for b in benchmarks}
+    ids_width = max(len(t) for t in ids.values())
     for b in benchmarks:
-        click.echo(f"{b.name.ljust(width)}  {b.kind.ljust(kind_width)}  {b.title}")
+        click.echo(f"{b.name.ljust(width)}  {b.kind.ljust(kind_width)}  {ids[b.name].ljust(ids_width)}  {b.title}")
         if verbose:
             pad = " " * (width + 2)
             click.echo(f"{pad}source:    {b.source_summary()}")
@@ -39,6 +42,15 @@ def list_cmd(verbose: bool) -> None:
             if b.options:
                 click.echo(f"{pad}options:   {', '.join(b.options)} (--option KEY=VALUE)")
             click.echo(f"{pad}cite:      {b.citation}")
+    # The third column is what a newcomer otherwise cannot find: the ids that --templates takes.
+    click.echo("templates: pass ids to `data export --templates` (default: the first; +id: on request, e.g. cloze)")
+
+
+def template_ids(benchmark: Benchmark) -> str:
+    """A benchmark's template ids, comma-separated, with the on-request ones after a ``+`` (``mcq1,mcq2 +cloze``)."""
+    text = ",".join(t.id for t in benchmark.templates)
+    extra = ",".join(t.id for t in benchmark.extra_templates)
+    return f"{text} +{extra}" if extra else text
 
 
 @data.command("countries")
@@ -59,54 +71,68 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, object]:
         if "=" not in pair:
             raise InputError(f"--option {pair!r}: expected KEY=VALUE")
         key, value = pair.split("=", 1)
-        out[key.strip().replace("-", "_")] = value.strip()
+        key = key.strip().replace("-", "_")
+        if key in ("max_per_group", "limit", "seed"):
+            raise InputError(f"--option {pair!r}: {key} is not a benchmark option; use --{key.replace('_', '-')}")
+        out[key] = value.strip()
     return out
+
+
+def _source_options(split: str, templates_help: str):
+    """The options that say which examples of a benchmark to render (shared by both export commands)."""
+    options = [
+        click.option(
+            "--split",
+            type=click.Choice(SPLIT_CHOICES),
+            default=split,
+            show_default=True,
+            help="Which part of the benchmark to export.",
+        ),
+        click.option(
+            "--countries",
+            multiple=True,
+            help="Keep only these countries (repeat or comma-separate; 'targets' = the paper's 8).",
+        ),
+        click.option(
+            "--data-dir",
+            type=click.Path(path_type=str),
+            default=None,
+            help="Local benchmark files (a folder, a file, or a root with one sub-folder per benchmark). "
+            "Without it: built-in data, or the Hugging Face hub.",
+        ),
+        click.option("--templates", default=None, help=templates_help),
+        click.option(
+            "--labels",
+            type=click.Choice(["letters", "numbers"]),
+            default=None,
+            help="Option labels (default: the benchmark's own).",
+        ),
+        click.option("--part", default=None, help="Source part where a benchmark has several (e.g. train)."),
+        click.option(
+            "--option",
+            "options",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Benchmark option, e.g. max_variants=5 or filter_scope=country for blend.",
+        ),
+    ]
+
+    def decorate(func):
+        func = cap_options(func)
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
 
 
 @data.command("export")
 @click.argument("benchmark")
-@click.option(
-    "--split",
-    type=click.Choice(SPLIT_CHOICES),
-    default="all",
-    show_default=True,
-    help="Which part of the benchmark to export.",
-)
-@click.option(
-    "--countries",
-    multiple=True,
-    help="Keep only these countries (repeat or comma-separate; 'targets' = the paper's 8).",
-)
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=str),
-    default=None,
-    help="Local benchmark files (a folder, a file, or a root with one sub-folder per benchmark). "
-    "Without it: built-in data, or the Hugging Face hub.",
-)
+@_source_options("all", "Template ids (comma-separated) or 'all'; default: the benchmark's first template.")
 @click.option(
     "--model",
     default=None,
     help="Apply this model's chat template and check its label tokens (hub id, folder, GGUF or alias).",
-)
-@click.option(
-    "--templates",
-    default=None,
-    help="Template ids (comma-separated) or 'all'; default: the benchmark's first template.",
-)
-@click.option(
-    "--labels",
-    type=click.Choice(["letters", "numbers"]),
-    default=None,
-    help="Option labels (default: the benchmark's own).",
-)
-@click.option("--part", default=None, help="Source part where a benchmark has several (e.g. train).")
-@click.option(
-    "--option",
-    "options",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Benchmark option, e.g. max_variants=5 or filter_scope=country for blend.",
 )
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=str), help="Output JSONL file.")
 def export_cmd(
@@ -119,6 +145,7 @@ def export_cmd(
     labels: str | None,
     part: str | None,
     options: tuple[str, ...],
+    caps: Caps,
     out: str,
 ) -> None:
     """Render BENCHMARK into the examples JSONL that `culture-neurons score` reads."""
@@ -132,10 +159,67 @@ def export_cmd(
         templates=templates,
         labels=labels,
         part=part,
+        caps=caps,
         **_parse_options(options),
     )
     click.echo(summary.table())
     chat = "chat template applied" if summary.chat_template_applied else "no chat template"
     click.echo(
         f"wrote {summary.n_examples} examples to {summary.path} (templates: {', '.join(summary.templates)}; {chat})"
+    )
+
+
+@data.command("export-lm-eval")
+@click.argument("benchmark")
+@_source_options(
+    "heldout", "Template ids (comma-separated) or 'all'; default: cloze where the benchmark has it, else its first."
+)
+@click.option(
+    "--task", "task_name", default=None, help="lm-eval task name (default cn_<benchmark>_<split>_<template>)."
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=str),
+    help="Output folder for the task YAML and its data (pass it to lm_eval --include_path).",
+)
+def export_lm_eval_cmd(
+    benchmark: str,
+    split: str,
+    countries: tuple[str, ...],
+    data_dir: str | None,
+    templates: str | None,
+    labels: str | None,
+    part: str | None,
+    options: tuple[str, ...],
+    task_name: str | None,
+    caps: Caps,
+    out: str,
+) -> None:
+    """Write BENCHMARK as an lm-evaluation-harness task (YAML + local data) that runs offline."""
+    from .lm_eval_export import export_lm_eval
+
+    done = export_lm_eval(
+        benchmark,
+        out,
+        split=split,
+        countries=list(countries) or None,
+        data_dir=data_dir,
+        templates=templates,
+        labels=labels,
+        part=part,
+        task=task_name,
+        max_per_group=caps.max_per_group,
+        limit=caps.limit,
+        seed=caps.seed,
+        **_parse_options(options),
+    )
+    click.echo(
+        f"wrote lm-eval task {done.task} ({done.n_docs} documents, templates {', '.join(done.templates)}) "
+        f"to {done.folder}"
+    )
+    click.echo(
+        f"run it with: culture-neurons-lm-eval --model culture-neurons --include_path {done.folder} "
+        f"--tasks {done.task} "
+        "--model_args pretrained=MODEL[,neurons=SET.json,op=suppress]"
     )

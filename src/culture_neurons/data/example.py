@@ -12,11 +12,10 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, check_input_file
 
 REQUIRED_FIELDS = ("id", "prompt", "answer", "group")
 
@@ -91,6 +90,10 @@ class Example:
             kwargs[key] = value
         if not kwargs["id"]:
             raise InputError(f"{where}: field 'id' is empty")
+        if not kwargs["group"].strip():
+            raise InputError(
+                f"{where}: field 'group' is empty; every example needs a group (a country, or the dataset name)"
+            )
         meta = {k: v for k, v in record.items() if k not in known}
         return cls(**kwargs, meta=meta)
 
@@ -101,11 +104,10 @@ def read_examples(path: str | os.PathLike) -> list[Example]:
     A UTF-8 BOM and CRLF line endings are accepted; blank lines are skipped. A malformed line, a
     missing field or a repeated id raises :class:`InputError` naming the file and line number.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"examples file {path} does not exist")
+    path = check_input_file(path, "examples file")  # FIFOs are read; folders and devices named as such
     examples: list[Example] = []
     seen: dict[str, int] = {}
+    spellings: dict[str, tuple[str, int]] = {}  # group_key -> (first spelling, its line)
     with open(path, encoding="utf-8-sig", newline=None) as fh:
         try:
             lines = list(fh)
@@ -123,6 +125,12 @@ def read_examples(path: str | os.PathLike) -> list[Example]:
         if ex.id in seen:
             raise InputError(f"{where}: duplicate id {ex.id!r} (first seen on line {seen[ex.id]})")
         seen[ex.id] = lineno
+        first, first_line = spellings.setdefault(group_key(ex.group), (ex.group, lineno))
+        if first != ex.group:
+            raise InputError(
+                f"{where}: group {ex.group!r} differs from {first!r} (line {first_line}) only by case or "
+                "surrounding whitespace; use one spelling"
+            )
         examples.append(ex)
     if not examples:
         raise InputError(f"{path}: no examples found")
@@ -137,6 +145,24 @@ def write_examples(path: str | os.PathLike, examples: Iterable[Example]) -> int:
             fh.write(json.dumps(ex.to_dict(), ensure_ascii=False) + "\n")
             n += 1
     return n
+
+
+def group_key(group: str) -> str:
+    """What two group names must not share: the name without case and surrounding whitespace."""
+    return group.strip().casefold()
+
+
+def group_clash(groups: Iterable[str]) -> str | None:
+    """A one-line problem with a list of group names (an empty one, or two that differ only by case
+    or surrounding whitespace), or None."""
+    first: dict[str, str] = {}
+    for g in groups:
+        if not str(g).strip():
+            return f"an empty group name ({g!r})"
+        other = first.setdefault(group_key(str(g)), str(g))
+        if other != g:
+            return f"groups {other!r} and {g!r} differ only by case or surrounding whitespace"
+    return None
 
 
 def group_names(examples: Sequence[Example]) -> list[str]:

@@ -65,7 +65,7 @@ def _fetch(source: HubSource) -> dict[str, list[dict[str, Any]]]:
         message = str(exc).splitlines()[0] if str(exc) else ""
         raise HubUnavailable(f"{source.describe()} failed: {type(exc).__name__}: {message}") from exc
     if isinstance(dataset, dict):  # a DatasetDict (split=None)
-        return {str(name): [dict(r) for r in dataset[name]] for name in dataset.keys()}
+        return {str(name): [dict(r) for r in dataset[name]] for name in dataset}
     return {source.split or "default": [dict(r) for r in dataset]}
 
 

@@ -25,12 +25,12 @@ def _ids(tokenizer: Any, text: str) -> list[int]:
     return list(ids)
 
 
-def first_label_tokens(tokenizer: Any, prompt: str, labels: Sequence[str]) -> list[int | None | str]:
+def first_label_tokens(tokenizer: Any, prompt: str, labels: Sequence[str]) -> list[int | str | None]:
     """For each label: its first token id after ``prompt``; ``None`` when it adds no token; the
     string ``"merged"`` when the label changes how the prompt's end is tokenised."""
     tail = prompt[-TAIL_CHARS:]
     base = _ids(tokenizer, tail)
-    out: list[int | None | str] = []
+    out: list[int | str | None] = []
     for label in labels:
         ids = _ids(tokenizer, tail + label)
         if ids[: len(base)] != base:
@@ -45,7 +45,7 @@ def first_label_tokens(tokenizer: Any, prompt: str, labels: Sequence[str]) -> li
 def label_problems(examples: Sequence[Example], tokenizer: Any, limit: int = 20) -> list[str]:
     """Up to ``limit`` problems, each naming the example id. Examples without labels are skipped."""
     problems: list[str] = []
-    cache: dict[tuple[str, tuple[str, ...]], list[int | None | str]] = {}
+    cache: dict[tuple[str, tuple[str, ...]], list[int | str | None]] = {}
     for ex in examples:
         if not ex.labels:
             continue
@@ -57,10 +57,10 @@ def label_problems(examples: Sequence[Example], tokenizer: Any, limit: int = 20)
         if ex.answer not in ex.labels:
             issue = f"gold label {ex.answer!r} is not one of the labels {list(ex.labels)}"
         elif any(f is None for f in firsts):
-            bad = [l for l, f in zip(ex.labels, firsts) if f is None]
+            bad = [lab for lab, f in zip(ex.labels, firsts) if f is None]
             issue = f"label(s) {bad} tokenise to nothing after the prompt"
         elif any(f == "merged" for f in firsts):
-            bad = [l for l, f in zip(ex.labels, firsts) if f == "merged"]
+            bad = [lab for lab, f in zip(ex.labels, firsts) if f == "merged"]
             issue = (
                 f"label(s) {bad} merge with the end of the prompt into one token; "
                 "end the prompt so that the label starts a new token"

@@ -20,6 +20,7 @@ from ..errors import InputError
 from .countries import resolve_countries
 from .example import Example, write_examples
 from .hub import HubSource, HubUnavailable
+from .sampling import Caps
 from .templates import LABEL_STYLES, Item, Template, render_item
 
 SPLIT_CHOICES = ("identification", "heldout", "train", "all")
@@ -283,9 +284,13 @@ def export_examples(
     labels: str | None = None,
     part: str | None = None,
     check_labels: bool = True,
+    caps: Caps | None = None,
     **options: Any,
 ) -> ExportSummary:
     """Render a benchmark and write the examples JSONL that ``culture-neurons score`` reads.
+
+    ``caps`` (``Caps(max_per_group, limit, seed)``) caps the examples with
+    :func:`culture_neurons.data.sampling.cap_examples` (the pipeline's ``max_per_group`` rule).
 
     With ``model`` (a hub id, local folder, GGUF file or alias), its tokenizer's chat template is
     applied and every label is checked to start with a distinct, non-empty token (see
@@ -310,6 +315,8 @@ def export_examples(
         part=part,
         **options,
     )
+    if caps is not None:
+        examples = caps.apply(examples)
     if tokenizer is not None and check_labels:
         from .labels import assert_labels_ok
 

@@ -7,7 +7,7 @@ Neurons are found on the identification part and effects are measured on the hel
 | BLEnD (and the demo culture set) | topics Food, Work life, Sport | Education, Family, Holidays/Celebration/Leisure |
 | CulturalBench | first half of each country's questions | second half |
 | NormAd | first half of each (country, label) | second half |
-| WorldValuesBench | per country, the 40 questions whose answer distribution differs most from the all-country distribution (KL divergence) | the rest |
+| WorldValuesBench | per country, the 40 questions whose answers diverge most (KL) from all countries' | the rest |
 | CountryRC | first half of the passages | second half |
 
 NLU sets (CommonsenseQA, QNLI, MRPC) are evaluation-only: every example is ``heldout``.
@@ -27,7 +27,6 @@ SPLITS = (IDENTIFICATION, HELDOUT)
 
 #: BLEnD topics of the identification part; every other topic is held out.
 IDENTIFICATION_TOPICS = ("Food", "Work life", "Sport")
-HELDOUT_TOPICS = ("Education", "Family", "Holidays/Celebration/Leisure")
 
 T = TypeVar("T")
 

@@ -135,7 +135,7 @@ def render_body(
         labels = option_labels(len(options), label_style)
         if item.answer_index is not None:
             gold = labels[order.index(item.answer_index)]
-    option_block = "\n".join(template.option_line.format(label=l, option=o) for l, o in zip(labels, options))
+    option_block = "\n".join(template.option_line.format(label=lab, option=o) for lab, o in zip(labels, options))
     fields = {
         "question": item.question,
         "options": option_block,
@@ -200,6 +200,34 @@ def render_item(
         chat_template_applied=applied,
         meta=meta,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The JSON-answer endings that the letter-answer templates of several benchmarks share. Each
+# returns the closing request and the answer prefix the model's reply starts with.
+
+
+def ask_answer(what: str) -> tuple[str, str]:
+    """``Reply in JSON with the <label> of WHAT, as in {"answer":"<label>"}.``"""
+    return (
+        f'Reply in JSON with the {{label_word}} of {what}, as in {{{{"answer":"<{{label_word}}>"}}}}.',
+        '{"answer":"',
+    )
+
+
+def ask_choice(adverb: str = "only") -> tuple[str, str]:
+    """``Give ADVERB the <label> (A, B, C or D) in the JSON field "choice".``"""
+    return f'Give {adverb} the {{label_word}} ({{label_list}}) in the JSON field "choice".', '{"choice":"'
+
+
+ASK_ANSWER_CHOICE = ('Respond with JSON only: {{"answer_choice":"<{label_word}>"}}', '{"answer_choice":"')
+
+
+def json_template(template_id: str, head: str, ask: tuple[str, str], slot: int) -> Template:
+    """A template whose text is ``head`` followed by a JSON-answer ending from :func:`ask_answer`,
+    :func:`ask_choice` or :data:`ASK_ANSWER_CHOICE`."""
+    text, prefix = ask
+    return Template(template_id, head + text, answer_prefix=prefix, slot=slot)
 
 
 # ---------------------------------------------------------------------------------------------

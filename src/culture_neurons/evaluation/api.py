@@ -12,9 +12,10 @@ Outputs:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import __version__
-from ..data.example import Example, read_examples
+from ..data.example import Example
 from ..errors import InputError
-from ..fileio import atomic_path, ensure_writable_parent, write_json_atomic
+from ..fileio import atomic_path, write_json_atomic
 from ..selection.neuronset import NeuronSet
+from .inputs import EvalInputs, load_benchmarks  # noqa: F401 - load_benchmarks re-exported: callers import it here
 from .metrics import mean_ci
-from .scorers import EvalOptions, evaluate_examples
+from .scorers import EvalOptions, evaluate_examples, example_kind
+from .summary import summary_document
 
 Benchmarks = Mapping[str, Sequence[Example]]
 
@@ -49,31 +51,6 @@ def as_benchmarks(benchmarks: Benchmarks | Sequence[Example]) -> dict[str, list[
     return out
 
 
-def load_benchmarks(specs: Sequence[str | os.PathLike]) -> dict[str, list[Example]]:
-    """Read benchmark files: each spec is ``path.jsonl`` or ``name=path.jsonl``.
-
-    Without a name, the benchmark is called after its examples' ``dataset`` field (or the file stem).
-    A missing or malformed file raises :class:`InputError` naming it.
-    """
-    out: dict[str, list[Example]] = {}
-    for spec in specs:
-        text = str(spec)
-        name, path = text.split("=", 1) if "=" in text and not Path(text).exists() else (None, text)
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(
-                f"benchmark file {path} does not exist (expected an examples JSONL, e.g. from `culture-neurons data export`)"
-            )
-        examples = read_examples(path)
-        if name is None:
-            datasets = {ex.dataset for ex in examples if ex.dataset}
-            name = datasets.pop() if len(datasets) == 1 else path.stem
-        if name in out:
-            raise InputError(f"benchmark {name!r} given twice; name them apart with name=path")
-        out[name] = examples
-    return out
-
-
 def evaluate_rows(
     model: Any,
     tokenizer: Any,
@@ -83,28 +60,35 @@ def evaluate_rows(
     factor: float = 2.0,
     condition: str | None = None,
     options: EvalOptions | None = None,
-    progress: bool = False,
+    progress: Any = False,
     site_map: Any = None,
+    means: Mapping[str, Any] | None = None,
     **overrides: Any,
 ) -> pd.DataFrame:
-    """Per-example rows of every benchmark under one condition (an intervention, or none)."""
+    """Per-example rows of every benchmark under one condition (an intervention, or none).
+
+    ``means`` (op ``mean``): the channel means of :func:`~culture_neurons.intervention.channel_means`.
+    ``progress``: a bool, or a caller's bar (see :func:`~.scorers.evaluate_examples`).
+    """
     from ..intervention import intervene
 
     benches = as_benchmarks(benchmarks)
     if neurons is not None and isinstance(neurons, NeuronSet) and len(neurons) == 0:
         raise InputError(f"NeuronSet {neurons.kind!r} is empty; there is nothing to {op}")
+    label = condition or ("original" if neurons is None else f"{op}:{_kind(neurons)}")
     frames = []
     for name, examples in benches.items():
+        if hasattr(progress, "set_postfix_str"):
+            progress.set_postfix_str(f"{label} on {name}")
         if neurons is None:
             rows = evaluate_examples(model, tokenizer, examples, options, progress, **overrides)
         else:
-            with intervene(model, neurons, op=op, factor=factor, site_map=site_map):
+            with intervene(model, neurons, op=op, factor=factor, site_map=site_map, means=means):
                 rows = evaluate_examples(model, tokenizer, examples, options, progress, **overrides)
         frame = pd.DataFrame(rows)
         frame["benchmark"] = name
         frames.append(frame)
     df = pd.concat(frames, ignore_index=True)
-    label = condition or ("original" if neurons is None else f"{op}:{_kind(neurons)}")
     df.insert(0, "condition", label)
     return df
 
@@ -113,7 +97,8 @@ def _kind(neurons: NeuronSet | Sequence[NeuronSet]) -> str:
     return neurons.kind if isinstance(neurons, NeuronSet) else "+".join(n.kind for n in neurons)
 
 
-def _metric(frame: pd.DataFrame) -> str:
+def metric_name(frame: pd.DataFrame) -> str:
+    """The metric of a benchmark's rows: ``alignment`` for scale questions, else ``accuracy``."""
     return "alignment" if (frame["kind"] == "scale").all() else "accuracy"
 
 
@@ -121,7 +106,10 @@ def summarise(rows: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict[str
     """Metrics per benchmark: overall and by country, split and template, with 95% bootstrap CIs."""
     out: dict[str, Any] = {}
     for bench, frame in rows.groupby("benchmark", sort=False):
-        entry: dict[str, Any] = {"metric": _metric(frame), "overall": mean_ci(frame["score"].to_numpy(), n_boot, seed)}
+        entry: dict[str, Any] = {
+            "metric": metric_name(frame),
+            "overall": mean_ci(frame["score"].to_numpy(), n_boot, seed),
+        }
         has_norm = frame["correct_norm"].notna().any() if "correct_norm" in frame else False
         if has_norm:
             entry["acc_norm"] = mean_ci(frame["correct_norm"].fillna(False).astype(float).to_numpy(), n_boot, seed)
@@ -145,15 +133,44 @@ class EvalResult:
     summary: dict[str, Any]
     config: dict[str, Any] = field(default_factory=dict)
 
+    warnings: list[str] = field(default_factory=list)
+
     def save(self, out: str | os.PathLike, rows_name: str = "rows.parquet") -> tuple[Path, Path]:
-        """Write ``rows.parquet`` (or CSV) and ``summary.json`` into the folder ``out``, atomically."""
+        """Write ``rows.parquet`` (or CSV) and ``summary.json`` (last) into the folder ``out``, atomically.
+
+        A failed write (a full disk) removes what this call wrote, and the folder if it made it.
+        """
         folder = Path(out)
-        rows_path = write_rows(self.rows, folder / rows_name)
-        summary_path = folder / "summary.json"
-        write_json_atomic(
-            summary_path, {"config": self.config, "package_version": __version__, "metrics": self.summary}
-        )
+        rows_path, summary_path = folder / rows_name, folder / "summary.json"
+        doc = summary_document("evaluation", self.config, self.summary, rows=self.rows, warnings=self.warnings)
+        with output_folder(folder):
+            write_rows(self.rows, rows_path)
+            write_json_atomic(summary_path, doc)
         return rows_path, summary_path
+
+
+@contextlib.contextmanager
+def output_folder(folder: str | os.PathLike) -> Iterator[Path]:
+    """Write into ``folder``; if the block fails, remove the files it wrote and the folder if it made it.
+
+    So a full disk leaves neither an empty output folder nor rows without their ``summary.json``.
+    Files that were there before are left alone (atomic writes never damage them).
+    """
+    folder = Path(folder)
+    existed = folder.exists()
+    before = {p.name for p in folder.iterdir()} if existed and folder.is_dir() else set()
+    try:
+        yield folder
+    except BaseException:
+        if folder.is_dir():
+            for path in folder.iterdir():
+                if path.name not in before and path.is_file():
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+            if not existed:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+        raise
 
 
 def write_rows(rows: pd.DataFrame, path: str | os.PathLike) -> Path:
@@ -200,21 +217,24 @@ def evaluate(
     options: EvalOptions | None = None,
     n_boot: int = 1000,
     seed: int = 0,
-    progress: bool = False,
+    progress: Any = False,
     site_map: Any = None,
+    means: Mapping[str, Any] | None = None,
     **overrides: Any,
 ) -> EvalResult:
     """Evaluate ``model`` on ``benchmarks`` (``{name: examples}`` or a list), optionally with ``neurons``
-    suppressed or enhanced, and summarise with bootstrap CIs.
+    suppressed, enhanced or mean-ablated (``op="mean"`` with ``means``), and summarise with bootstrap CIs.
 
     ``overrides`` are :class:`EvalOptions` fields (``scorer="choice"``, ``batch_size=16``, ...).
+    The result's ``warnings`` say when a benchmark's baseline accuracy is within noise of chance.
     """
     from dataclasses import replace
 
     opts = replace(options or EvalOptions(), **overrides)
     opts.validate()
+    benches = as_benchmarks(benchmarks)
     rows = evaluate_rows(
-        model, tokenizer, benchmarks, neurons, op, factor, options=opts, progress=progress, site_map=site_map
+        model, tokenizer, benches, neurons, op, factor, options=opts, progress=progress, site_map=site_map, means=means
     )
     config = {
         "options": opts.to_dict(),
@@ -223,7 +243,33 @@ def evaluate(
         "condition": rows["condition"].iloc[0],
         "neurons": None if neurons is None else {"kind": _kind(neurons), "op": op, "factor": factor},
     }
-    return EvalResult(rows, summarise(rows, n_boot, seed), config)
+    summary = summarise(rows, n_boot, seed)
+    warnings = (
+        chance_warnings(benches, {b: e["overall"] for b, e in summary.items()}, opts.scorer) if neurons is None else []
+    )
+    return EvalResult(rows, summary, config, warnings)
+
+
+def chance_warnings(
+    benchmarks: Mapping[str, Sequence[Example]],
+    accuracy: Mapping[str, Mapping[str, Any]],
+    scorer: str,
+    what: str = "accuracy",
+) -> list[str]:
+    """One warning per benchmark whose accuracy (``{bench: mean_ci dict}``, in %) is below or within
+    noise of its chance level, naming the likely cause and the fix."""
+    from ..chance import chance_level, chance_warning, scorer_fix
+
+    fix = scorer_fix(scorer)
+    out = []
+    for bench, metric in accuracy.items():
+        examples = [ex for ex in benchmarks.get(bench, ()) if example_kind(ex) == "mcq"]
+        if not examples or metric.get("value") is None:
+            continue
+        text = chance_warning(f"{bench}: {what}", metric["value"] / 100.0, chance_level(examples), len(examples), fix)
+        if text:
+            out.append(text)
+    return out
 
 
 def evaluate_files(
@@ -242,37 +288,48 @@ def evaluate_files(
     n_boot: int = 1000,
     seed: int = 0,
     progress: bool = True,
+    means: str | os.PathLike | None = None,
+    mean_examples: str | os.PathLike | None = None,
+    caps: Mapping[str, Any] | None = None,
     **overrides: Any,
 ) -> EvalResult:
-    """File-level :func:`evaluate` (what ``culture-neurons evaluate`` calls): inputs are checked
-    before the model loads; rows and ``summary.json`` are written into the folder ``out``."""
+    """File-level :func:`evaluate`: every input is checked before the model loads (:mod:`.inputs`);
+    rows and ``summary.json`` are written into the folder ``out``.
+
+    ``caps`` (``{"max_per_group": N, "limit": N, "seed": S}``) cap each benchmark as the pipeline's config does;
+    ``means`` / ``mean_examples`` give the channel means of ``op="mean"``.
+    """
     from ..distributed import init_from_env, is_main, local_device
     from ..models.loading import load_model
+    from .inputs import check_factor, gather_inputs, resolve_means
 
-    ensure_writable_parent(Path(out) / "summary.json")
-    benchmarks = load_benchmarks(benches)
-    sets = [NeuronSet.load(p) for p in neurons]
-    for path, ns in zip(neurons, sets):
-        if len(ns) == 0:
-            raise InputError(f"neuron set {path} is empty; there is nothing to {op}")
+    factor = check_factor(factor)
     opts = EvalOptions(**overrides)
     opts.validate()
+    caps = _checked_caps(caps)
+    inputs = gather_inputs(
+        benches,
+        neurons,
+        out,
+        op=op,
+        means=means,
+        mean_examples=mean_examples,
+        **caps,
+        other_inputs={"site_map": site_map},
+    )
     init_from_env(device)
     loaded, tokenizer = load_model(
         model, dtype=dtype, device=local_device(device), device_map=device_map, progress=progress
     )
-    if sets:
-        from ..intervention import check_fits
-        from ..models.adapters import get_adapter
-
-        adapter = get_adapter(loaded, site_map)
-        for ns in sets:
-            check_fits(ns, adapter, loaded)
+    _check_sets_fit(inputs.sets, loaded, site_map)
+    resolve_means(
+        inputs, loaded, tokenizer, chat_template=opts.chat_template, batch_size=opts.batch_size, site_map=site_map
+    )
     result = evaluate(
         loaded,
         tokenizer,
-        benchmarks,
-        sets or None,
+        inputs.benchmarks,
+        inputs.sets or None,
         op,
         factor,
         options=opts,
@@ -280,10 +337,43 @@ def evaluate_files(
         seed=seed,
         progress=progress,
         site_map=site_map,
+        means=inputs.means,
     )
-    result.config.update(
-        {"model": str(model), "benchmarks": [str(b) for b in benches], "neuron_files": [str(p) for p in neurons]}
-    )
+    result.config.update(_file_config(model, benches, neurons, inputs))
     if is_main():
         result.save(out, "rows.csv" if rows_format == "csv" else "rows.parquet")
     return result
+
+
+def _checked_caps(caps: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``caps`` as a dict, refusing keys other than ``max_per_group``, ``limit`` and ``seed``."""
+    caps = dict(caps or {})
+    unknown = set(caps) - {"max_per_group", "limit", "seed"}
+    if unknown:
+        raise InputError(f"unknown cap(s) {', '.join(sorted(unknown))}; use max_per_group, limit and seed")
+    return caps
+
+
+def _check_sets_fit(sets: Sequence[Any], model: Any, site_map: str | None) -> None:
+    """Refuse neuron sets that name layers or channels the loaded model lacks (before any scoring)."""
+    if not sets:
+        return
+    from ..intervention import check_fits
+    from ..models.adapters import get_adapter
+
+    adapter = get_adapter(model, site_map)
+    for ns in sets:
+        check_fits(ns, adapter, model)
+
+
+def _file_config(
+    model: str | os.PathLike, benches: Sequence[Any], neurons: Sequence[Any], inputs: EvalInputs
+) -> dict[str, Any]:
+    """What :func:`evaluate_files` adds to the result's config: the input files and the caps."""
+    return {
+        "model": str(model),
+        "benchmarks": [str(b) for b in benches],
+        "neuron_files": [str(p) for p in neurons],
+        "caps": inputs.caps,
+        "means": inputs.means_source,
+    }

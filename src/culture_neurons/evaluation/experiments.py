@@ -17,15 +17,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import __version__
 from ..data.example import Example
 from ..errors import InputError
-from ..fileio import write_json_atomic
+from ..fileio import write_json_atomic, write_text_atomic
 from ..selection.neuronset import NeuronSet
 from ..selection.select import select_random
-from .api import _metric, as_benchmarks, evaluate_rows, write_rows
+from . import plan as planner
+from .api import as_benchmarks, evaluate_rows, metric_name, output_folder, write_rows
 from .metrics import compare_to_random, mean_ci, paired_change
 from .scorers import EvalOptions
+from .summary import summary_document
 
 
 @dataclass
@@ -36,22 +37,28 @@ class ExperimentResult:
     summary: dict[str, Any]
     config: dict[str, Any] = field(default_factory=dict)
     matrix: pd.DataFrame | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def save(self, out: str | os.PathLike, rows_name: str = "rows.parquet") -> tuple[Path, Path]:
         """Write the rows (and ``matrix.csv`` when there is one), then ``summary.json`` into ``out``.
 
-        ``summary.json`` is written last: a folder holding it is complete.
+        ``summary.json`` is written last: a folder holding it is complete. A failed write (a full
+        disk) removes what this call wrote, and the folder if it made it (:func:`~.api.output_folder`).
         """
         folder = Path(out)
-        rows_path = write_rows(self.rows, folder / rows_name)
-        if self.matrix is not None:
-            from ..fileio import write_text_atomic
-
-            write_text_atomic(folder / "matrix.csv", self.matrix.to_csv())
-        summary_path = folder / "summary.json"
-        write_json_atomic(
-            summary_path, {"config": self.config, "package_version": __version__, "results": self.summary}
+        rows_path, summary_path = folder / rows_name, folder / "summary.json"
+        doc = summary_document(
+            str(self.config.get("experiment", "experiment")),
+            self.config,
+            self.summary,
+            rows=self.rows,
+            warnings=self.warnings,
         )
+        with output_folder(folder):
+            write_rows(self.rows, rows_path)
+            if self.matrix is not None:
+                write_text_atomic(folder / "matrix.csv", self.matrix.to_csv())
+            write_json_atomic(summary_path, doc)
         return rows_path, summary_path
 
 
@@ -117,7 +124,7 @@ def ablation_summary(
     summary: dict[str, Any] = {}
     for bench in benches:
         block, meta, parts = split_parts(scores, info, bench)
-        entry: dict[str, Any] = {"metric": _metric(meta)}
+        entry: dict[str, Any] = {"metric": metric_name(meta)}
         for part, index in parts.items():
             sub = block.loc[index]
             orig, tgt = sub["original"].to_numpy(), sub[target].to_numpy()
@@ -131,6 +138,47 @@ def ablation_summary(
             }
         summary[bench] = entry
     return summary
+
+
+def evaluate_conditions(
+    model: Any,
+    tokenizer: Any,
+    benches: Mapping[str, Sequence[Example]],
+    conditions: Sequence[planner.Condition],
+    factor: float,
+    options: EvalOptions,
+    *,
+    progress: bool = False,
+    site_map: Any = None,
+) -> pd.DataFrame:
+    """The per-example rows of every planned condition (``Condition.neurons`` holds the NeuronSet)."""
+    frames = [
+        evaluate_rows(
+            model,
+            tokenizer,
+            {b: benches[b] for b in c.benchmarks},
+            c.neurons,
+            c.op,
+            factor,
+            condition=c.label,
+            options=options,
+            progress=progress,
+            site_map=site_map,
+        )
+        for c in conditions
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def summarise_experiment(
+    rows: pd.DataFrame, experiment: planner.Experiment, n_boot: int = 1000, seed: int = 0
+) -> tuple[dict[str, Any], pd.DataFrame | None]:
+    """The summary (and, for cross-culture, the change matrix) of one planned experiment from its rows."""
+    if experiment.name == "cross-culture":
+        return cross_culture_summary(rows, planner.countries_of(experiment), experiment.op, n_boot, seed)
+    return ablation_summary(
+        rows, list(experiment.benchmarks), experiment.target or "", list(experiment.compared), n_boot, seed
+    ), None
 
 
 def run_ablation(
@@ -167,28 +215,16 @@ def run_ablation(
     opts.validate()
     benches = as_benchmarks(benchmarks)
     randoms = _random_sets(neuron_set, seeds, layer_matched, random_sets)
-    target = f"{op}:{neuron_set.kind}"
-    conditions = [("original", None), (target, neuron_set)] + [(f"{op}:{r.kind}", r) for r in randoms]
-    labels = [c for c, _ in conditions]
+    conditions, experiment = planner.ablation(
+        (neuron_set.kind, neuron_set), [(r.kind, r) for r in randoms], list(benches), op
+    )
+    labels = [c.label for c in conditions]
     if len(set(labels)) != len(labels):
         raise InputError(f"two conditions share a name ({labels}); give the random sets distinct seeds")
-    frames = [
-        evaluate_rows(
-            model,
-            tokenizer,
-            benches,
-            ns,
-            op,
-            factor,
-            condition=label,
-            options=opts,
-            progress=progress,
-            site_map=site_map,
-        )
-        for label, ns in conditions
-    ]
-    rows = pd.concat(frames, ignore_index=True)
-    summary = ablation_summary(rows, list(benches), target, labels[2:], n_boot, seed)
+    rows = evaluate_conditions(
+        model, tokenizer, benches, conditions, factor, opts, progress=progress, site_map=site_map
+    )
+    summary, _ = summarise_experiment(rows, experiment, n_boot, seed)
     config = {
         "experiment": "enhancement" if op == "enhance" else "ablation",
         "op": op,
@@ -295,24 +331,11 @@ def run_cross_culture(
         benches = {k: v for k, v in benches.items() if v}
         if not benches:
             raise InputError(f"no examples of split {split!r} in the benchmarks")
-    conditions = [("original", None)] + [(f"{op}:{c}", ns) for c, ns in sets.items()]
-    frames = [
-        evaluate_rows(
-            model,
-            tokenizer,
-            benches,
-            ns,
-            op,
-            factor,
-            condition=label,
-            options=opts,
-            progress=progress,
-            site_map=site_map,
-        )
-        for label, ns in conditions
-    ]
-    rows = pd.concat(frames, ignore_index=True)
-    summary, matrix = cross_culture_summary(rows, list(sets), op, n_boot, seed)
+    conditions, experiment = planner.cross_culture(list(sets.items()), list(benches), op)
+    rows = evaluate_conditions(
+        model, tokenizer, benches, conditions, factor, opts, progress=progress, site_map=site_map
+    )
+    summary, matrix = summarise_experiment(rows, experiment, n_boot, seed)
     config = {
         "experiment": "cross-culture",
         "op": op,

@@ -10,7 +10,8 @@ Which scorer an example gets depends on what it is (:func:`example_kind`):
   - ``choice``: argmax over the option labels' first tokens at the last prompt position;
   - ``loglik``: lm-evaluation-harness style, the log-likelihood of each option text as a
     continuation; ``correct`` is the argmax of the summed log-likelihood (lm-eval ``acc``),
-    ``correct_norm`` of the sum divided by the continuation's length in characters (``acc_norm``).
+    ``correct_norm`` of the sum divided by the option text's length in characters (lm-eval's ``acc_norm``,
+    which leaves the space before the option out of the length).
     It uses :mod:`culture_neurons.likelihood`, the implementation behind the scoring engine's
     ``choice`` target.
 - ``scale`` (``scale_min``/``scale_max`` set, WorldValuesBench): greedy generation of a few tokens,
@@ -22,37 +23,44 @@ Which scorer an example gets depends on what it is (:func:`example_kind`):
 
 ``generate`` and ``choice`` share one forward pass with logits at the last position only, and
 report the probability of each option label (softmax over the label tokens' logits).
-All rows are batched; prompts are left-padded with position ids that count real tokens.
+All rows are batched (the passes live in :mod:`.model_passes`); prompts are left-padded with position ids
+that count real tokens.
 """
 
 from __future__ import annotations
 
-import inspect
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-import torch
-
-from ..attribution.batching import length_batches, prompt_texts
 from ..data.example import Example
 from ..distributed import gather_in_order, shard, world
 from ..errors import InputError
-from ..likelihood import (
-    collate_rows,
-    encode_rows,
-    gold_option,
-    grouped_softmax,
-    option_continuation,
-    option_loglik_batches,
-    option_rows,
-)
+from ..likelihood import prompt_texts
+from .model_passes import clean_label, first_token_rows, generate_texts, loglik_rows
 from .saq import saq_match
 
+__all__ = [
+    "KINDS",
+    "SCORERS",
+    "EvalOptions",
+    "alignment",
+    "clean_label",
+    "evaluate_examples",
+    "evaluation_steps",
+    "example_kind",
+    "parse_scale",
+]
+
 SCORERS = ("generate", "choice", "loglik")
+
+
+def _no_tick(_n: int) -> None:
+    """The progress callback when nobody is watching."""
+
+
 KINDS = ("mcq", "scale", "saq", "open")
-_PUNCT = "\"'`.,:;!?)]}"
 
 
 @dataclass(frozen=True)
@@ -97,11 +105,6 @@ def example_kind(ex: Example) -> str:
     return "open"
 
 
-def clean_label(text: str) -> str:
-    """A decoded prediction as compared by exact match: whitespace and quote/closing punctuation stripped."""
-    return text.strip().strip(_PUNCT).strip()
-
-
 _INT = re.compile(r"^\s*[\"'`]?\s*([+-]?\d+)(?![\d])(?!\.\d)")
 
 
@@ -121,161 +124,12 @@ def alignment(pred: int | None, gold: float, lo: float, hi: float) -> float:
     return 100.0 * (1.0 - abs(pred - gold) / span)
 
 
-# ---------------------------------------------------------------------------------------------
-# model calls
-
-
-def _device(model: Any) -> torch.device:
-    return model.get_input_embeddings().weight.device
-
-
-def _pad_id(tokenizer: Any) -> int:
-    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-
-
-def _last_logits(model: Any, batch: Any) -> torch.Tensor:
-    """Logits at the last (prompt) position of a left-padded batch, ``[B, V]`` float32."""
-    params = inspect.signature(model.forward).parameters
-    kwargs: dict[str, Any] = {
-        "input_ids": batch.input_ids,
-        "attention_mask": batch.attention_mask.long(),
-        "use_cache": False,
-    }
-    if "position_ids" in params:
-        kwargs["position_ids"] = batch.position_ids
-    if "logits_to_keep" in params:
-        kwargs["logits_to_keep"] = 1
-    logits = model(**kwargs).logits
-    return logits[:, -1].float()
-
-
-def _label_continuations(ex: Example) -> tuple[list[str], int]:
-    """Each option label written the way the gold answer is (same surrounding whitespace), and the gold index."""
-    labels = list(ex.labels or [])
-    if not labels:
-        raise InputError(
-            f"example {ex.id!r} has options but no labels; the generate and choice scorers need labels (use --scorer loglik)"
-        )
-    answer = ex.answer
-    gold = answer.strip()
-    stripped = [label.strip() for label in labels]
-    if gold not in stripped:
-        raise InputError(f"example {ex.id!r}: answer {ex.answer!r} is not one of its labels {labels}")
-    lead = answer[: len(answer) - len(answer.lstrip())]
-    trail = answer[len(answer.rstrip()) :]
-    return [lead + s + trail for s in stripped], stripped.index(gold)
-
-
-def _first_token_rows(
-    model: Any, tokenizer: Any, examples: Sequence[Example], prompts: list[str], add_special: bool, opts: EvalOptions
-) -> list[dict[str, Any]]:
-    conts, golds = zip(*(_label_continuations(ex) for ex in examples))
-    rows = encode_rows(tokenizer, prompts, conts, add_special, [ex.id for ex in examples], first_token_only=True)
-    label_tokens = [[r.targets[0] for r in rs] for rs in rows]
-    for ex, toks in zip(examples, label_tokens):
-        if len(set(toks)) != len(toks):
-            raise InputError(
-                f"example {ex.id!r}: two option labels start with the same token, so label probabilities are ambiguous"
-            )
-    device, pad = _device(model), _pad_id(tokenizer)
-    out: list[dict[str, Any]] = [{} for _ in examples]
-    with torch.no_grad():
-        for idx in length_batches([rows[i][:1] for i in range(len(rows))], opts.batch_size):
-            batch = collate_rows(idx, [rows[i][:1] for i in idx], pad, "left").to(device)
-            logits = _last_logits(model, batch)
-            top = logits.argmax(-1).tolist()
-            width = max(len(label_tokens[i]) for i in idx)
-            tok = torch.tensor(
-                [label_tokens[i] + [label_tokens[i][0]] * (width - len(label_tokens[i])) for i in idx],
-                device=logits.device,
-            )
-            valid = torch.tensor([[j < len(label_tokens[i]) for j in range(width)] for i in idx], device=logits.device)
-            picked = logits.gather(1, tok).masked_fill(~valid, float("-inf"))
-            probs = picked.softmax(-1).cpu()
-            for slot, i in enumerate(idx):
-                ex, n = examples[i], len(label_tokens[i])
-                labels = [s.strip() for s in ex.labels]
-                p = probs[slot, :n].tolist()
-                if opts.scorer == "choice":
-                    pred = labels[int(probs[slot, :n].argmax())]
-                else:
-                    pred = clean_label(tokenizer.decode([top[slot]], skip_special_tokens=True))
-                gold = labels[golds[i]]
-                out[i] = {
-                    "prediction": pred,
-                    "gold": gold,
-                    "correct": pred == gold,
-                    "option_probs": p,
-                    "options": labels,
-                }
-    return out
-
-
-def _generate(
-    model: Any, tokenizer: Any, prompts: list[str], add_special: bool, max_new_tokens: int, batch_size: int
-) -> list[str]:
-    """Greedy continuations (decoded, special tokens dropped), batched with left padding."""
-    ids = tokenizer(prompts, add_special_tokens=add_special)["input_ids"]
-    for i, seq in enumerate(ids):
-        if not seq:
-            raise InputError(f"prompt #{i} tokenises to nothing")
-    device, pad = _device(model), _pad_id(tokenizer)
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    out = [""] * len(ids)
-    with torch.no_grad():
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            width = max(len(ids[i]) for i in idx)
-            input_ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):
-                input_ids[row, width - len(ids[i]) :] = torch.tensor(ids[i])
-                mask[row, width - len(ids[i]) :] = 1
-            gen = model.generate(
-                input_ids=input_ids.to(device),
-                attention_mask=mask.to(device),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                pad_token_id=pad,
-                num_beams=1,
-            )
-            for row, i in enumerate(idx):
-                out[i] = tokenizer.decode(gen[row, width:].tolist(), skip_special_tokens=True)
-    return out
-
-
-def _loglik_rows(
-    model: Any, tokenizer: Any, examples: Sequence[Example], prompts: list[str], add_special: bool, opts: EvalOptions
-) -> list[dict[str, Any]]:
-    rows = option_rows(tokenizer, examples, prompts, add_special)
-    golds = [gold_option(ex) for ex in examples]
-    out: list[dict[str, Any]] = [{} for _ in examples]
-    for idx, batch_rows, sums, counts in option_loglik_batches(model, rows, opts.batch_size, _pad_id(tokenizer)):
-        slot = {i: n for n, i in enumerate(idx)}
-        groups = torch.tensor([slot[r.example] for r in batch_rows])
-        probs = grouped_softmax(sums / counts, groups, len(idx)).tolist()
-        sums = sums.tolist()
-        per: dict[int, list[tuple[float, float]]] = {i: [] for i in idx}
-        for row, s, p in zip(batch_rows, sums, probs):
-            per[row.example].append((s, p))
-        for i in idx:
-            ex = examples[i]
-            options = list(ex.options)
-            lengths = [len(option_continuation(prompts[i], o)) for o in options]
-            total = [s for s, _ in per[i]]
-            normed = [s / max(n, 1) for s, n in zip(total, lengths)]
-            pick = max(range(len(total)), key=lambda j: (total[j], -j))
-            pick_norm = max(range(len(normed)), key=lambda j: (normed[j], -j))
-            names = [s.strip() for s in ex.labels] if ex.labels else [o.strip() for o in options]
-            out[i] = {
-                "prediction": names[pick],
-                "gold": names[golds[i]],
-                "correct": pick == golds[i],
-                "correct_norm": pick_norm == golds[i],
-                "option_probs": [p for _, p in per[i]],
-                "options": names,
-            }
-    return out
+def evaluation_steps(examples: Sequence[Example], options: EvalOptions | None = None) -> int:
+    """How many progress steps :func:`evaluate_examples` counts for ``examples``: one per example and
+    pass (multiple-choice examples under ``generate`` with ``max_new_tokens > 1`` take two passes)."""
+    opts = options or EvalOptions()
+    passes = 2 if opts.scorer == "generate" and opts.max_new_tokens > 1 else 1
+    return sum(passes if example_kind(ex) == "mcq" else 1 for ex in examples)
 
 
 def evaluate_examples(
@@ -283,10 +137,14 @@ def evaluate_examples(
     tokenizer: Any,
     examples: Sequence[Example],
     options: EvalOptions | None = None,
-    progress: bool = False,
+    progress: Any = False,
     **overrides: Any,
 ) -> list[dict[str, Any]]:
     """Score ``examples`` and return one row per example, in input order.
+
+    ``progress``: True for a bar of its own (ETA; one log line every 30 s without a terminal), or a
+    bar made by the caller (anything with ``update(n)``, e.g. one bar over all of an experiment's
+    conditions, sized with :func:`evaluation_steps`), which is advanced but not closed.
 
     Row keys: ``id, benchmark, country, split, template, kind, scorer, prediction, gold, correct,
     correct_norm (loglik only), score`` (1/0, or alignment / 100 for scale examples),
@@ -297,17 +155,39 @@ def evaluate_examples(
     if not examples:
         raise InputError("no examples to evaluate")
     rank, world_size = world()
+    mine = list(range(len(examples))) if world_size == 1 else shard(range(len(examples)), rank, world_size)
+    local_examples = [examples[i] for i in mine]
+    bar, owned = _bar(progress if rank == 0 else False, local_examples, opts)
+    try:
+        local = (
+            _evaluate_local(model, tokenizer, local_examples, opts, bar.update if bar is not None else _no_tick)
+            if mine
+            else []
+        )
+    finally:
+        if owned:
+            bar.close()
     if world_size == 1:
-        return _evaluate_local(model, tokenizer, examples, opts, progress)
-    # Data parallel: each rank takes a round-robin shard; every rank gets all rows back, in input order.
-    mine = shard(range(len(examples)), rank, world_size)
-    local = _evaluate_local(model, tokenizer, [examples[i] for i in mine], opts, progress and rank == 0) if mine else []
+        return local
+    # Data parallel: each rank took a round-robin shard; every rank gets all rows back, in input order.
     return gather_in_order(list(zip(mine, local)), len(examples), "evaluation rows")
 
 
+def _bar(progress: Any, examples: Sequence[Example], opts: EvalOptions) -> tuple[Any, bool]:
+    """``(bar or None, whether this call owns it)`` for ``evaluate_examples``' ``progress`` argument."""
+    if progress is None or progress is False:
+        return None, False
+    if progress is True:
+        from ..progress import progress as make_bar
+
+        return make_bar(total=evaluation_steps(examples, opts), desc="evaluating", unit="ex"), True
+    return progress, False
+
+
 def _evaluate_local(
-    model: Any, tokenizer: Any, examples: Sequence[Example], opts: EvalOptions, progress: bool
+    model: Any, tokenizer: Any, examples: Sequence[Example], opts: EvalOptions, tick: Callable[[int], None]
 ) -> list[dict[str, Any]]:
+    """Rows for this rank's examples: each kind scored in one batched pass (two for long ``generate``)."""
     prompts, add_special = prompt_texts(tokenizer, examples, opts.chat_template)
     kinds = [example_kind(ex) for ex in examples]
     results: list[dict[str, Any]] = [{} for _ in examples]
@@ -317,16 +197,9 @@ def _evaluate_local(
 
     mcq = part("mcq")
     if mcq:
-        exs, ps = [examples[i] for i in mcq], [prompts[i] for i in mcq]
-        if opts.scorer == "loglik":
-            got = _loglik_rows(model, tokenizer, exs, ps, add_special, opts)
-        else:
-            got = _first_token_rows(model, tokenizer, exs, ps, add_special, opts)
-            if opts.scorer == "generate" and opts.max_new_tokens > 1:
-                texts = _generate(model, tokenizer, ps, add_special, opts.max_new_tokens, opts.batch_size)
-                for g, text in zip(got, texts):
-                    g["prediction"] = clean_label(text)
-                    g["correct"] = g["prediction"] == g["gold"]
+        got = _mcq_results(
+            model, tokenizer, [examples[i] for i in mcq], [prompts[i] for i in mcq], add_special, opts, tick
+        )
         for i, g in zip(mcq, got):
             results[i] = {**g, "score": float(g["correct"])}
     for kind, n_tokens in (
@@ -337,58 +210,87 @@ def _evaluate_local(
         idx = part(kind)
         if not idx:
             continue
-        texts = _generate(model, tokenizer, [prompts[i] for i in idx], add_special, n_tokens, opts.batch_size)
-        for i, text in zip(idx, texts):
-            ex = examples[i]
-            if kind == "scale":
-                pred = parse_scale(text)
-                try:
-                    gold = float(ex.answer.strip())
-                except ValueError:
-                    raise InputError(f"example {ex.id!r}: scale answer {ex.answer!r} is not a number") from None
-                value = alignment(pred, gold, float(ex.scale_min), float(ex.scale_max))
-                results[i] = {
-                    "prediction": text.strip(),
-                    "parsed": pred,
-                    "gold": ex.answer.strip(),
-                    "correct": pred is not None and pred == gold,
-                    "score": value / 100.0,
-                }
-            elif kind == "saq":
-                hit = saq_match(text, [str(a) for a in ex.meta["answers"]])
-                results[i] = {
-                    "prediction": text.strip(),
-                    "gold": ex.answer,
-                    "matched": hit,
-                    "correct": hit is not None,
-                    "score": float(hit is not None),
-                }
-            else:
-                pred = clean_label(text)
-                results[i] = {
-                    "prediction": pred,
-                    "gold": clean_label(ex.answer),
-                    "correct": pred == clean_label(ex.answer),
-                    "score": float(pred == clean_label(ex.answer)),
-                }
-    rows = []
-    for ex, kind, res in zip(examples, kinds, results):
-        rows.append(
-            {
-                "id": ex.id,
-                "benchmark": ex.dataset or "",
-                "country": ex.group,
-                "split": ex.split or "",
-                "template": ex.template_id or "",
-                "kind": kind,
-                "scorer": opts.scorer if kind == "mcq" else "generate",
-                "prediction": res["prediction"],
-                "gold": res["gold"],
-                "correct": bool(res["correct"]),
-                "correct_norm": res.get("correct_norm"),
-                "score": float(res["score"]),
-                "option_probs": res.get("option_probs"),
-                "options": res.get("options"),
-            }
+        texts = generate_texts(
+            model, tokenizer, [prompts[i] for i in idx], add_special, n_tokens, opts.batch_size, tick
         )
-    return rows
+        for i, text in zip(idx, texts):
+            results[i] = _generated_result(kind, examples[i], text)
+    return [_output_row(ex, kind, res, opts.scorer) for ex, kind, res in zip(examples, kinds, results)]
+
+
+def _mcq_results(
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[Example],
+    prompts: list[str],
+    add_special: bool,
+    opts: EvalOptions,
+    tick: Callable[[int], None],
+) -> list[dict[str, Any]]:
+    """Multiple-choice results under ``opts.scorer`` (without ``score``)."""
+    if opts.scorer == "loglik":
+        return loglik_rows(model, tokenizer, examples, prompts, add_special, opts.batch_size, tick)
+    got = first_token_rows(
+        model, tokenizer, examples, prompts, add_special, opts.batch_size, opts.scorer == "choice", tick
+    )
+    if opts.scorer == "generate" and opts.max_new_tokens > 1:
+        # The label probabilities still come from the first pass; the prediction is the longer generation.
+        texts = generate_texts(model, tokenizer, prompts, add_special, opts.max_new_tokens, opts.batch_size, tick)
+        for g, text in zip(got, texts):
+            g["prediction"] = clean_label(text)
+            g["correct"] = g["prediction"] == g["gold"]
+    return got
+
+
+def _generated_result(kind: str, ex: Example, text: str) -> dict[str, Any]:
+    """The result of a ``scale``, ``saq`` or ``open`` example from its generated ``text``."""
+    if kind == "scale":
+        pred = parse_scale(text)
+        try:
+            gold = float(ex.answer.strip())
+        except ValueError:
+            raise InputError(f"example {ex.id!r}: scale answer {ex.answer!r} is not a number") from None
+        value = alignment(pred, gold, float(ex.scale_min), float(ex.scale_max))
+        return {
+            "prediction": text.strip(),
+            "parsed": pred,
+            "gold": ex.answer.strip(),
+            "correct": pred is not None and pred == gold,
+            "score": value / 100.0,
+        }
+    if kind == "saq":
+        hit = saq_match(text, [str(a) for a in ex.meta["answers"]])
+        return {
+            "prediction": text.strip(),
+            "gold": ex.answer,
+            "matched": hit,
+            "correct": hit is not None,
+            "score": float(hit is not None),
+        }
+    pred = clean_label(text)
+    return {
+        "prediction": pred,
+        "gold": clean_label(ex.answer),
+        "correct": pred == clean_label(ex.answer),
+        "score": float(pred == clean_label(ex.answer)),
+    }
+
+
+def _output_row(ex: Example, kind: str, res: dict[str, Any], scorer: str) -> dict[str, Any]:
+    """The public row of one example (see :func:`evaluate_examples`)."""
+    return {
+        "id": ex.id,
+        "benchmark": ex.dataset or "",
+        "country": ex.group,
+        "split": ex.split or "",
+        "template": ex.template_id or "",
+        "kind": kind,
+        "scorer": scorer if kind == "mcq" else "generate",
+        "prediction": res["prediction"],
+        "gold": res["gold"],
+        "correct": bool(res["correct"]),
+        "correct_norm": res.get("correct_norm"),
+        "score": float(res["score"]),
+        "option_probs": res.get("option_probs"),
+        "options": res.get("options"),
+    }

@@ -1,7 +1,8 @@
 """Suppress or enhance neurons through forward hooks that a context manager owns.
 
 ``suppress`` sets a neuron's channel of its site's output to exactly 0; ``enhance`` multiplies it
-by ``factor`` (2 by default). Both act at every position. Channels are mapped through the model's
+by ``factor`` (2 by default); ``mean`` sets it to the channel's mean activation over a reference set
+(:func:`~.means.channel_means`). All act at every position. Channels are mapped through the model's
 adapter, so fused projections (Phi-3 ``qkv_proj``/``gate_up_proj``, GPT-2 ``c_attn``, NeoX's
 per-head interleaved ``query_key_value``) are hit only in their site's slice. The output-channel
 index tensors are computed once per hooked module when the block is entered.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,7 @@ from ..selection.neuronset import NeuronSet
 
 log = logging.getLogger(__name__)
 
-OPS = ("suppress", "enhance")
+OPS = ("suppress", "enhance", "mean")
 
 
 @dataclass
@@ -37,6 +38,7 @@ class HookPlan:
     path: str
     module: nn.Module
     channels: torch.Tensor  # int64 [k], indices into the module's output features
+    values: torch.Tensor | None = None  # float32 [k]: op "mean" only, the value each channel is set to
 
 
 def _as_set(neuron_set: NeuronSet | Sequence[NeuronSet]) -> NeuronSet:
@@ -73,7 +75,8 @@ def check_fits(neuron_set: NeuronSet, adapter: ModelAdapter, model: Any = None) 
     missing = [s for s in neuron_set.sites if s not in adapter.sites]
     if missing:
         raise InputError(
-            f"{name} uses site(s) {', '.join(missing)}, which this {adapter.family} model lacks (it has {', '.join(adapter.sites)})"
+            f"{name} uses site(s) {', '.join(missing)}, which this {adapter.family} model lacks "
+            f"(it has {', '.join(adapter.sites)})"
         )
     for site, (layers, indices) in neuron_set.by_site().items():
         width = adapter.sites[site].width
@@ -110,35 +113,74 @@ def _site_channels(site: Site, indices: torch.Tensor) -> torch.Tensor:
     return site.channels.to(indices.device)[indices]
 
 
-def plan(neuron_set: NeuronSet | Sequence[NeuronSet], adapter: ModelAdapter, model: Any = None) -> list[HookPlan]:
-    """Group a set's neurons by hooked module and map them to output channels (no per-neuron loop)."""
+def _mean_values(
+    means: Mapping[str, torch.Tensor], site: str, layers: torch.Tensor, indices: torch.Tensor
+) -> torch.Tensor:
+    table = means.get(site)
+    if table is None:
+        raise InputError(
+            f"the channel means have no entry for site {site!r} (they cover {', '.join(sorted(means)) or 'nothing'}); "
+            "recompute them for this set (--mean-examples)"
+        )
+    if table.dim() != 2 or int(layers.max()) >= table.shape[0] or int(indices.max()) >= table.shape[1]:
+        raise InputError(
+            f"the channel means of site {site!r} have shape {tuple(table.shape)}, which does not cover this set "
+            "(computed on another model?)"
+        )
+    return table[layers, indices].float()
+
+
+def plan(
+    neuron_set: NeuronSet | Sequence[NeuronSet],
+    adapter: ModelAdapter,
+    model: Any = None,
+    means: Mapping[str, torch.Tensor] | None = None,
+) -> list[HookPlan]:
+    """Group a set's neurons by hooked module and map them to output channels (no per-neuron loop).
+
+    With ``means`` (``{site: [num_layers, width]}``), each plan also carries the value of each of its
+    channels, for the ``mean`` op.
+    """
     ns = _as_set(neuron_set)
     check_fits(ns, adapter, model)
-    per_module: dict[tuple[int, str], tuple[nn.Module, list[torch.Tensor]]] = {}
+    per_module: dict[tuple[int, str], tuple[nn.Module, list[torch.Tensor], list[torch.Tensor]]] = {}
     for site_name, (layers, indices) in ns.by_site().items():
         site = adapter.sites[site_name]
         out_channels = _site_channels(site, indices)
+        values = _mean_values(means, site_name, layers, indices) if means is not None else None
         for layer in layers.unique().tolist():
             key = (layer, site.module_paths[layer])
-            entry = per_module.setdefault(key, (site.modules[layer], []))
+            entry = per_module.setdefault(key, (site.modules[layer], [], []))
             entry[1].append(out_channels[layers == layer])
+            if values is not None:
+                entry[2].append(values[layers == layer])
     plans = []
-    for (layer, path), (module, parts) in sorted(per_module.items()):
-        channels = torch.cat(parts).unique().to(_module_device(module))
-        plans.append(HookPlan(layer, path, module, channels))
+    for (layer, path), (module, parts, value_parts) in sorted(per_module.items()):
+        channels = torch.cat(parts)
+        # Sites of one module own disjoint channels, and a NeuronSet holds no duplicates, so sorting
+        # keeps the channel -> value pairing while giving the same order as before.
+        channels, order = channels.sort()
+        vals = torch.cat(value_parts)[order] if value_parts else None
+        device = _module_device(module)
+        plans.append(HookPlan(layer, path, module, channels.to(device), None if vals is None else vals.to(device)))
     return plans
 
 
-def _hook(channels: torch.Tensor, op: str, factor: float):
-    cache: dict[torch.device, torch.Tensor] = {channels.device: channels}
+def _hook(channels: torch.Tensor, op: str, factor: float, values: torch.Tensor | None = None):
+    cache: dict[torch.device, tuple[torch.Tensor, torch.Tensor | None]] = {channels.device: (channels, values)}
 
     def hook(_module, _inputs, output):
         out = output[0] if isinstance(output, tuple) else output
-        idx = cache.get(out.device)
-        if idx is None:
-            idx = cache.setdefault(out.device, channels.to(out.device))
+        pair = cache.get(out.device)
+        if pair is None:
+            pair = cache.setdefault(
+                out.device, (channels.to(out.device), None if values is None else values.to(out.device))
+            )
+        idx, vals = pair
         if op == "suppress":
             new = out.index_fill(-1, idx, 0.0)
+        elif op == "mean":
+            new = out.index_copy(-1, idx, vals.to(out.dtype).expand(*out.shape[:-1], idx.numel()))
         else:
             new = out.index_copy(-1, idx, out.index_select(-1, idx) * factor)
         return (new, *output[1:]) if isinstance(output, tuple) else new
@@ -169,8 +211,9 @@ def intervene(
     *,
     adapter: ModelAdapter | None = None,
     site_map: Any = None,
+    means: Mapping[str, torch.Tensor] | None = None,
 ) -> Iterator[Intervention]:
-    """Suppress (zero) or enhance (multiply by ``factor``) the neurons of one or more sets.
+    """Suppress (zero), enhance (multiply by ``factor``) or mean-ablate the neurons of one or more sets.
 
     Usage::
 
@@ -178,22 +221,30 @@ def intervene(
             ...
         with intervene(model, [set_a, set_b], op="enhance", factor=2.0):
             ...
+        with intervene(model, general_set, op="mean", means=channel_means(model, tok, examples, general_set)):
+            ...
+
+    ``means`` (op ``mean`` only): ``{site: [num_layers, width]}`` mean activations, as returned by
+    :func:`~.means.channel_means` or read by :func:`~.means.load_means`; ``factor`` is ignored.
 
     Blocks nest: hooks registered by an inner block run after the outer block's. Every hook is
     removed when the block ends, also when an exception passes through, so the model computes
     exactly what it computed before. An empty set registers nothing and changes nothing.
 
     Raises:
-        InputError: unknown ``op``, bad ``factor``, or a set that does not fit the model (another
+        InputError: unknown ``op``, bad ``factor``, ``op="mean"`` without ``means`` (or means that do
+            not cover the set), or a set that does not fit the model (another
             model's layers or widths, a site the model lacks, out-of-range indices).
     """
     if op not in OPS:
         raise InputError(f"unknown intervention op {op!r}; choose one of {', '.join(OPS)}")
     if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor):
         raise InputError(f"factor must be a finite number, got {factor!r}")
+    if op == "mean" and means is None:
+        raise InputError("op 'mean' needs the channel means (means=channel_means(...), or --means / --mean-examples)")
     ns = _as_set(neuron_set)
     adapter = adapter or get_adapter(model, site_map)
-    plans = plan(ns, adapter, model)
-    hooks = [(p.module, _hook(p.channels, op, float(factor))) for p in plans]
+    plans = plan(ns, adapter, model, means if op == "mean" else None)
+    hooks = [(p.module, _hook(p.channels, op, float(factor), p.values)) for p in plans]
     with forward_hooks(hooks):
         yield Intervention(op, float(factor), len(ns), plans)

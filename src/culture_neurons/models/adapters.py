@@ -7,7 +7,8 @@ A family is data, not a branch. Each :class:`Family` maps the canonical sites
 
 to a module path relative to one decoder layer, plus an optional :class:`Split` for fused
 projections (Phi-3 ``qkv_proj``/``gate_up_proj``, GPT-2 ``c_attn``, GPT-NeoX ``query_key_value``).
-Adding a family means adding one table below and one tiny-model test.
+The tables live in :mod:`culture_neurons.models.adapter_tables` (re-exported here); this module
+resolves them against a loaded model and reads user site maps.
 
 A site's *channels* are always numbered like the unfused projection would number them: for
 ``attn.q`` channel ``h * head_dim + d`` is dimension ``d`` of head ``h``, whatever the fused layout.
@@ -17,152 +18,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import ArchitectureError
-
-SITES = ("mlp.gate", "mlp.up", "mlp.in", "attn.q", "attn.k", "attn.v")
-
-
-@dataclass(frozen=True)
-class Split:
-    """How to cut one part out of a fused projection's output channels.
-
-    ``layout="blocks"``: the output is ``[part0 | part1 | ...]`` with the given sizes.
-    ``layout="heads"``: the output is ``[head0: part0 | part1 | ..., head1: ...]``, i.e. the parts are
-    interleaved per attention head with the given per-head sizes (GPT-NeoX).
-
-    Sizes are ints or names resolved from the model config: ``q`` (heads × head_dim), ``kv``
-    (kv_heads × head_dim), ``ffn`` (intermediate size), ``hidden`` and ``head_dim``.
-    """
-
-    layout: Literal["blocks", "heads"]
-    sizes: tuple[int | str, ...]
-    part: int
-
-
-@dataclass(frozen=True)
-class SiteSpec:
-    """One canonical site: a module path inside a decoder layer, optionally a slice of its output."""
-
-    module: str
-    split: Split | None = None
-
-
-@dataclass(frozen=True)
-class Family:
-    """A declarative adapter for one architecture family."""
-
-    name: str
-    model_types: tuple[str, ...]
-    layers: tuple[str, ...]
-    sites: Mapping[str, SiteSpec]
-
-
-def _gated(q="self_attn.q_proj", k="self_attn.k_proj", v="self_attn.v_proj", gate="mlp.gate_proj", up="mlp.up_proj"):
-    return {
-        "mlp.gate": SiteSpec(gate),
-        "mlp.up": SiteSpec(up),
-        "attn.q": SiteSpec(q),
-        "attn.k": SiteSpec(k),
-        "attn.v": SiteSpec(v),
-    }
-
-
-def _fused(
-    module: str, sizes: tuple[int | str, ...], names: Sequence[str], layout: Literal["blocks", "heads"] = "blocks"
-):
-    return {name: SiteSpec(module, Split(layout, sizes, i)) for i, name in enumerate(names)}
-
-
-FAMILIES: tuple[Family, ...] = (
-    Family(
-        "llama",
-        (
-            "llama",
-            "mistral",
-            "qwen2",
-            "qwen3",
-            "gemma",
-            "gemma2",
-            "gemma3_text",
-            "olmo",
-            "olmo2",
-            "granite",
-            "cohere",
-            "cohere2",
-            "smollm3",
-            "ministral",
-            "helium",
-            "glm",
-            "exaone4",
-            "arcee",
-        ),
-        ("model.layers",),
-        _gated(),
-    ),
-    Family("gemma3", ("gemma3",), ("model.language_model.layers", "language_model.model.layers"), _gated()),
-    Family(
-        "phi3",
-        ("phi3",),
-        ("model.layers",),
-        {
-            **_fused("self_attn.qkv_proj", ("q", "kv", "kv"), ("attn.q", "attn.k", "attn.v")),
-            **_fused("mlp.gate_up_proj", ("ffn", "ffn"), ("mlp.gate", "mlp.up")),
-        },
-    ),
-    Family(
-        "phi",
-        ("phi",),
-        ("model.layers",),
-        {
-            "mlp.in": SiteSpec("mlp.fc1"),
-            "attn.q": SiteSpec("self_attn.q_proj"),
-            "attn.k": SiteSpec("self_attn.k_proj"),
-            "attn.v": SiteSpec("self_attn.v_proj"),
-        },
-    ),
-    Family(
-        "starcoder2",
-        ("starcoder2",),
-        ("model.layers",),
-        {
-            "mlp.in": SiteSpec("mlp.c_fc"),
-            "attn.q": SiteSpec("self_attn.q_proj"),
-            "attn.k": SiteSpec("self_attn.k_proj"),
-            "attn.v": SiteSpec("self_attn.v_proj"),
-        },
-    ),
-    Family(
-        "gpt2",
-        ("gpt2",),
-        ("transformer.h",),
-        {
-            "mlp.in": SiteSpec("mlp.c_fc"),
-            **_fused("attn.c_attn", ("hidden", "hidden", "hidden"), ("attn.q", "attn.k", "attn.v")),
-        },
-    ),
-    Family(
-        "gpt_neox",
-        ("gpt_neox",),
-        ("gpt_neox.layers",),
-        {
-            "mlp.in": SiteSpec("mlp.dense_h_to_4h"),
-            **_fused(
-                "attention.query_key_value",
-                ("head_dim", "head_dim", "head_dim"),
-                ("attn.q", "attn.k", "attn.v"),
-                "heads",
-            ),
-        },
-    ),
-)
+from .adapter_tables import FAMILIES, SITES, Family, SiteSpec, Split
 
 
 @dataclass

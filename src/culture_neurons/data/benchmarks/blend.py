@@ -31,7 +31,6 @@ The split is by topic (``questions/`` ``Topic`` column): Food, Work life and Spo
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 from collections import Counter
@@ -39,9 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import InputError
-from ..countries import BLEND_COUNTRIES, resolve_country
+from ..countries import resolve_country
 from ..hub import HubSource, load_hub_rows, load_hub_splits
-from ..readers import Row, find_file, read_json, read_records
+from ..readers import Row, find_file, read_records
 from ..registry import Benchmark, LoadRequest, register
 from ..splits import topic_split
 from ..templates import (
@@ -53,237 +52,21 @@ from ..templates import (
     Template,
     control_item,
 )
+from .blend_builder import build_mcq_items, similar
+from .blend_release import (
+    QUESTION_COLUMNS,
+    annotation_records,
+    country_order,
+    country_slug,
+    english_question,
+    read_annotations,
+    read_questions,
+    topics_from,
+)
 
 HUB_ID = "nayeon212/BLEnD"
 MCQ_FILES = ("mc_questions_file.csv", "mc_questions_file.parquet", "mc_questions_file.jsonl", "mc_questions_file.json")
 MCQ_COLUMNS = ("MCQID", "ID", "country", "prompt", "choices", "answer_idx")
-QUESTION_COLUMNS = ("ID", "Topic")
-ENGLISH_LOCAL = {"UK", "USA"}  # countries whose local question text is English
-
-_STOP = frozenset("a an the of and or in on at to for with from by as is are be de del la el los las le".split())
-_TIME = re.compile(r"^\d{1,2}(:\d{2})?\s*(am|pm|a\.m\.|p\.m\.)?$", re.I)
-_DATE = re.compile(r"^\d{1,2}/\d{1,2}$")
-
-
-# ---------------------------------------------------------------------------------------------
-# The lexical similarity check that replaces the authors' GPT-4 synonym check.
-
-
-def _words(text: str) -> set[str]:
-    words = re.findall(r"[\w']+", text.lower())
-    out = set()
-    for w in words:
-        if w in _STOP:
-            continue
-        if len(w) > 3 and w.endswith("es") and not w.endswith("ses"):
-            w = w[:-2]
-        elif len(w) > 2 and w.endswith("s") and not w.endswith("ss"):
-            w = w[:-1]
-        out.add(w)
-    return out
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text.replace(",", ""))
-        return True
-    except ValueError:
-        return False
-
-
-def similar(a: str, b: str) -> bool:
-    """Whether two answers are too close to both be options (same number, shared word, containment)."""
-    x, y = a.strip().lower(), b.strip().lower()
-    if not x or not y:
-        return x == y
-    if _is_number(x) and _is_number(y):
-        return float(x.replace(",", "")) == float(y.replace(",", ""))
-    if x == y or (min(len(x), len(y)) >= 3 and (x in y or y in x)):
-        return True
-    return bool(_words(x) & _words(y))
-
-
-def _format_ok(question: str, answer: str) -> bool:
-    if "HH:MM" in question:
-        return bool(_TIME.match(answer.strip()))
-    if "MM/DD" in question:
-        return bool(_DATE.match(answer.strip()))
-    if "Arabic" in question:
-        return _is_number(answer.strip())
-    return True
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading the short-answer release.
-
-
-def _country_from_filename(path: Path, suffix: str) -> str:
-    stem = path.name[: -len(suffix)]
-    return resolve_country(stem, "blend", where=str(path))
-
-
-def read_annotations(folder: Path) -> dict[str, dict[str, dict[str, Any]]]:
-    """``{country: {question id: record}}`` from ``annotations/<Country>_data.json``.
-
-    Accepts the repository form (an object keyed by id) and the hub form (a list with ``ID``).
-    """
-    files = sorted(folder.glob("*_data.json"))
-    if not files:
-        raise InputError(f"{folder}: no <Country>_data.json files (BLEnD annotations/)")
-    out: dict[str, dict[str, dict[str, Any]]] = {}
-    for path in files:
-        country = _country_from_filename(path, "_data.json")
-        out[country] = _annotation_records(read_json(path), str(path))
-    return out
-
-
-def _annotation_records(data: Any, where: str) -> dict[str, dict[str, Any]]:
-    if isinstance(data, list):
-        records = {}
-        for i, rec in enumerate(data, start=1):
-            if not isinstance(rec, dict) or "ID" not in rec:
-                raise InputError(f"{where}: record {i}: expected an object with an 'ID' key")
-            records[str(rec["ID"])] = rec
-        data = records
-    if not isinstance(data, dict) or not data:
-        raise InputError(f"{where}: expected a non-empty JSON object keyed by question id")
-    for qid, rec in data.items():
-        for key in ("annotations", "idks"):
-            if not isinstance(rec, dict) or key not in rec:
-                raise InputError(f"{where}: question {qid}: missing key {key!r}")
-        if not isinstance(rec["annotations"], list):
-            raise InputError(f"{where}: question {qid}: 'annotations' must be a list")
-    return data
-
-
-def read_questions(folder: Path) -> dict[str, dict[str, Row]]:
-    """``{country: {question id: row}}`` from ``questions/<Country>_questions.csv``."""
-    files = sorted(folder.glob("*_questions.csv"))
-    if not files:
-        raise InputError(f"{folder}: no <Country>_questions.csv files (BLEnD questions/)")
-    out: dict[str, dict[str, Row]] = {}
-    for path in files:
-        country = _country_from_filename(path, "_questions.csv")
-        out[country] = {str(r.need("ID")): r for r in read_records(path, QUESTION_COLUMNS)}
-    return out
-
-
-def _topics_from(questions: dict[str, dict[str, Row]]) -> dict[str, str]:
-    topics: dict[str, str] = {}
-    for per in questions.values():
-        for qid, row in per.items():
-            topics.setdefault(qid, str(row.need("Topic")).strip())
-    return topics
-
-
-def _answers(record: dict[str, Any]) -> list[tuple[str, int]]:
-    """(first English answer, votes) per annotation, in file order (the file is sorted by votes)."""
-    out = []
-    for ann in record["annotations"]:
-        en = ann.get("en_answers") or []
-        if en and str(en[0]).strip():
-            out.append((str(en[0]).strip(), int(ann.get("count", 0))))
-    return out
-
-
-def _question_fails(record: dict[str, Any]) -> bool:
-    idks = record.get("idks") or {}
-    if idks.get("not-applicable", 0) > 0 or sum(int(v) for v in idks.values()) > 2:
-        return True
-    answers = _answers(record)
-    return bool(answers) and max(c for _, c in answers) < 2
-
-
-def _english_question(country: str, record: dict[str, Any]) -> str:
-    if country in ENGLISH_LOCAL and record.get("question"):
-        return str(record["question"]).strip()
-    return str(record.get("en_question") or record.get("question") or "").strip()
-
-
-def _country_order(countries) -> list[str]:
-    rank = {c: i for i, c in enumerate(BLEND_COUNTRIES)}
-    return sorted(countries, key=lambda c: (rank.get(c, len(rank)), c))
-
-
-def _slug(country: str) -> str:
-    return country.replace(" ", "_")
-
-
-def build_mcq_items(
-    annotations: dict[str, dict[str, dict[str, Any]]],
-    topics: dict[str, str],
-    countries: tuple[str, ...] | None = None,
-    max_variants: int = 5,
-    filter_scope: str = "all",
-) -> list[Item]:
-    """Multiple-choice items from the short-answer annotations (rules in the module docstring)."""
-    if filter_scope not in ("all", "country"):
-        raise InputError(f"blend: filter_scope must be 'all' or 'country', not {filter_scope!r}")
-    if max_variants < 1:
-        raise InputError("blend: max_variants must be at least 1")
-    all_countries = _country_order(annotations)
-    targets = [c for c in all_countries if countries is None or c in countries]
-    qids = list(dict.fromkeys(q for c in all_countries for q in annotations[c]))
-    items: list[Item] = []
-    for qid in qids:
-        if qid not in topics:
-            continue
-        failing = {c for c in all_countries if qid in annotations[c] and _question_fails(annotations[c][qid])}
-        if filter_scope == "all" and failing:
-            continue
-        for country in targets:
-            record = annotations[country].get(qid)
-            if record is None or country in failing:
-                continue
-            question = _english_question(country, record)
-            own = [(a, n) for a, n in _answers(record) if _format_ok(question, a)]
-            if not own:
-                continue
-            top = max(n for _, n in own)
-            golds = list(dict.fromkeys(a for a, n in own if n == top))
-            candidates = []
-            for other in all_countries:
-                if other == country or qid not in annotations[other]:
-                    continue
-                for answer, votes in _answers(annotations[other][qid]):
-                    if votes >= 2:
-                        candidates.append((votes, answer, other))
-            candidates.sort(key=lambda t: -t[0])  # stable: ties keep country and file order
-            chosen: dict[str, str] = {}
-            blocked: set[str] = set()
-            for _, answer, other in candidates:
-                if other in chosen or answer in blocked or not _format_ok(question, answer):
-                    continue
-                if any(similar(answer, own_answer) for own_answer, _ in own) or any(
-                    similar(answer, c) for c in chosen.values()
-                ):
-                    blocked.add(answer)
-                    continue
-                chosen[other] = answer
-            if len(chosen) < 3:
-                continue
-            variant = 0
-            for gold in golds:
-                for combo in itertools.combinations(chosen.items(), 3):
-                    if variant >= max_variants:
-                        break
-                    items.append(
-                        Item(
-                            id=f"blend/{_slug(country)}/{qid}/v{variant}",
-                            group=country,
-                            split=topic_split(topics[qid]),
-                            question=question,
-                            options=(gold,) + tuple(a for _, a in combo),
-                            answer_index=0,
-                            meta={
-                                "question_id": qid,
-                                "topic": topics[qid],
-                                "option_countries": {gold: country, **{a: c for c, a in combo}},
-                            },
-                        )
-                    )
-                    variant += 1
-    return items
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,7 +124,7 @@ def mcq_items_from_rows(
             raise InputError(f"{row.where}: repeated option text in 'choices'")
         items.append(
             Item(
-                id=f"blend/{_slug(country)}/{qid}/v{variant}",
+                id=f"blend/{country_slug(country)}/{qid}/v{variant}",
                 group=country,
                 split=topic_split(topic),
                 question=_question_from_prompt(str(row.need("prompt"))),
@@ -367,7 +150,7 @@ def saq_items(
     if language not in ("en", "local"):
         raise InputError(f"blend-saq: language must be 'en' or 'local', not {language!r}")
     items: list[Item] = []
-    for country in _country_order(annotations):
+    for country in country_order(annotations):
         if countries is not None and country not in countries:
             continue
         for qid, record in annotations[country].items():
@@ -379,11 +162,11 @@ def saq_items(
             if not answers:
                 continue
             question = (
-                _english_question(country, record) if language == "en" else str(record.get("question") or "").strip()
+                english_question(country, record) if language == "en" else str(record.get("question") or "").strip()
             )
             items.append(
                 Item(
-                    id=f"blend-saq/{_slug(country)}/{qid}",
+                    id=f"blend-saq/{country_slug(country)}/{qid}",
                     group=country,
                     split=topic_split(topics[qid]),
                     question=question,
@@ -409,7 +192,7 @@ def _hub_annotations() -> dict[str, dict[str, dict[str, Any]]]:
     out = {}
     for code, rows in splits.items():
         country = resolve_country(code, "blend", where=f"hub {HUB_ID}[annotations/{code}]")
-        out[country] = _annotation_records([dict(r) for r in rows], f"hub {HUB_ID}[annotations/{code}]")
+        out[country] = annotation_records([dict(r) for r in rows], f"hub {HUB_ID}[annotations/{code}]")
     return out
 
 
@@ -417,7 +200,7 @@ def _local_topics(path: Path) -> dict[str, str] | None:
     folder = path if path.is_dir() else path.parent
     for candidate in (folder / "questions", folder.parent / "questions"):
         if candidate.is_dir():
-            return _topics_from(read_questions(candidate))
+            return topics_from(read_questions(candidate))
     return None
 
 
@@ -437,7 +220,7 @@ def load_mcq(req: LoadRequest) -> list[Item]:
     if ann_dir.is_dir() and q_dir.is_dir():
         return build_mcq_items(
             read_annotations(ann_dir),
-            _topics_from(read_questions(q_dir)),
+            topics_from(read_questions(q_dir)),
             req.countries,
             max_variants=max_variants,
             filter_scope=filter_scope,
@@ -461,7 +244,7 @@ def load_saq(req: LoadRequest) -> list[Item]:
     ann_dir, q_dir = folder / "annotations", folder / "questions"
     if not (ann_dir.is_dir() and q_dir.is_dir()):
         raise InputError(f"{folder}: BLEnD short-answer questions need the annotations/ and questions/ folders")
-    return saq_items(read_annotations(ann_dir), _topics_from(read_questions(q_dir)), req.countries, language)
+    return saq_items(read_annotations(ann_dir), topics_from(read_questions(q_dir)), req.countries, language)
 
 
 SAQ_TEMPLATES: tuple[Template, ...] = (

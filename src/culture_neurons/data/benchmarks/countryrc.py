@@ -74,7 +74,7 @@ def countryrc_items(rows: list[Row], countries: tuple[str, ...] | None) -> list[
             dummy = ranked[0] if "{country_dummy}" in row["context"] + row["question"] else None
             distractors = ranked[:3]
 
-            def fill(text: str) -> str:
+            def fill(text: str, target: str = target, dummy: str | None = dummy) -> str:
                 text = text.replace("{country}", get_country(target).name)
                 return text.replace("{country_dummy}", get_country(dummy).name) if dummy else text
 

@@ -20,7 +20,16 @@ from ..hub import HubSource, load_hub_rows
 from ..readers import Row, find_file, read_records
 from ..registry import Benchmark, LoadRequest, register
 from ..splits import half_split_by
-from ..templates import CLOZE_TEMPLATE, MCQ_TEMPLATES, Item, Template
+from ..templates import (
+    ASK_ANSWER_CHOICE,
+    CLOZE_TEMPLATE,
+    MCQ_TEMPLATES,
+    Item,
+    Template,
+    ask_answer,
+    ask_choice,
+    json_template,
+)
 
 HUB_ID = "kellycyy/CulturalBench"
 EASY_COLUMNS = (
@@ -154,26 +163,18 @@ def load_hard(req: LoadRequest) -> list[Item]:
 
 
 TF_TEMPLATES: tuple[Template, ...] = (
-    Template(
-        "tf1",
-        "{question}\n\n{options}\n\nReply in JSON with the {label_word} of your judgement, "
-        'as in {{"answer":"<{label_word}>"}}.',
-        answer_prefix='{"answer":"',
-        slot=0,
-    ),
-    Template(
+    json_template("tf1", "{question}\n\n{options}\n\n", ask_answer("your judgement"), 0),
+    json_template(
         "tf2",
-        "Judge the following answer to a question about culture.\n\n{question}\n{options}\n\n"
-        'Give just the {label_word} ({label_list}) in the JSON field "choice".',
-        answer_prefix='{"choice":"',
-        slot=1,
+        "Judge the following answer to a question about culture.\n\n{question}\n{options}\n\n",
+        ask_choice("just"),
+        1,
     ),
-    Template(
+    json_template(
         "tf3",
-        "Read the question and the proposed answer, then decide.\n\n{question}\n\nOptions:\n{options}\n\n"
-        'Respond with JSON only: {{"answer_choice":"<{label_word}>"}}',
-        answer_prefix='{"answer_choice":"',
-        slot=2,
+        "Read the question and the proposed answer, then decide.\n\n{question}\n\nOptions:\n{options}\n\n",
+        ASK_ANSWER_CHOICE,
+        2,
     ),
 )
 

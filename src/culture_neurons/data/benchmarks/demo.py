@@ -7,7 +7,11 @@
   countries whose answers overlap in reality are marked as conflicts and never used as each
   other's wrong options. Split by topic, like BLEnD.
 - ``demo-control``: the same questions with the question removed.
-- ``demo-nlu``: 104 project-written commonsense, category, opposite and short reading items.
+- ``demo-nlu``: 104 project-written commonsense, category, opposite and short reading items
+  (held out: the NLU side of the evaluation).
+- ``demo-nlu-id``: 96 further project-written items of the same four kinds, none shared with
+  ``demo-nlu`` (identification: scored to find general-ability neurons, which
+  ``select --exclude`` then keeps out of the culture sets).
 
 See ``data/demo/DATA_CARD.md`` for how the data was made and its limits. Every option carries its
 text, so option-likelihood targets (``answer``/``choice``) and scorers work on it, and the gold
@@ -24,7 +28,7 @@ from ...errors import InputError
 from ..countries import country_name, resolve_country
 from ..readers import read_json
 from ..registry import Benchmark, LoadRequest, register
-from ..splits import HELDOUT, topic_split
+from ..splits import HELDOUT, IDENTIFICATION, topic_split
 from ..templates import (
     CLOZE_TEMPLATE,
     CONTROL_CLOZE_TEMPLATE,
@@ -88,8 +92,8 @@ def culture_items(doc: Any, where: str, countries: tuple[str, ...] | None = None
     return items
 
 
-def nlu_items(doc: Any, where: str) -> list[Item]:
-    """Items of the demo NLU set."""
+def nlu_items(doc: Any, where: str, name: str = "demo-nlu", split: str = HELDOUT) -> list[Item]:
+    """Items of a demo NLU set (``demo-nlu``: held out; ``demo-nlu-id``: identification)."""
     if not isinstance(doc, dict) or not isinstance(doc.get("items"), list):
         raise InputError(f"{where}: expected an object with an 'items' list")
     items = []
@@ -106,9 +110,9 @@ def nlu_items(doc: Any, where: str) -> list[Item]:
         question = rec["question"] if not rec.get("context") else f"{rec['context']}\n{rec['question']}"
         items.append(
             Item(
-                id=f"demo-nlu/{rec['id']}",
-                group="demo-nlu",
-                split=HELDOUT,
+                id=f"{name}/{rec['id']}",
+                group=name,
+                split=split,
                 question=question,
                 options=tuple(options),
                 answer_index=rec["answer"],
@@ -133,11 +137,19 @@ def load_control(req: LoadRequest) -> list[Item]:
     return [control_item(it) for it in load_culture(req)]
 
 
+def _nlu_file(req: LoadRequest, name: str) -> Path:
+    path = demo_path(name) if req.path is None else req.path
+    return path / name if path.is_dir() else path
+
+
 def load_nlu(req: LoadRequest) -> list[Item]:
-    path = demo_path("nlu.json") if req.path is None else req.path
-    if path.is_dir():
-        path = path / "nlu.json"
+    path = _nlu_file(req, "nlu.json")
     return nlu_items(read_json(path), str(path))
+
+
+def load_nlu_identification(req: LoadRequest) -> list[Item]:
+    path = _nlu_file(req, "nlu_identification.json")
+    return nlu_items(read_json(path), str(path), "demo-nlu-id", IDENTIFICATION)
 
 
 _SPLIT = "topic: Food, Work life, Sport → identification; Education, Family, Holidays → heldout"
@@ -182,6 +194,21 @@ register(
         by_country=False,
         files="nlu.json",
         split_rule="evaluation only: all heldout",
+        citation="project-written",
+    )
+)
+register(
+    Benchmark(
+        name="demo-nlu-id",
+        title="Demo NLU identification: 96 general items to score, not shared with demo-nlu (project-written)",
+        kind="nlu",
+        load=load_nlu_identification,
+        templates=NLU_TEMPLATES,
+        extra_templates=(CLOZE_TEMPLATE,),
+        builtin=True,
+        by_country=False,
+        files="nlu_identification.json",
+        split_rule="identification only: scored to find general-ability neurons (select --exclude)",
         citation="project-written",
     )
 )

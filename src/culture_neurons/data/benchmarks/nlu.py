@@ -18,6 +18,7 @@ on them), and the group is the benchmark's name. ``part="train"`` gives training
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
 
 from ...errors import InputError
@@ -25,31 +26,38 @@ from ..hub import HubSource, load_hub_rows
 from ..readers import Row, find_file, read_records, read_text
 from ..registry import Benchmark, LoadRequest, register
 from ..splits import HELDOUT, TRAIN
-from ..templates import CLOZE_TEMPLATE, Item, Template
+from ..templates import ASK_ANSWER_CHOICE, CLOZE_TEMPLATE, Item, Template, ask_answer, ask_choice, json_template
 
 NLU_TEMPLATES: tuple[Template, ...] = (
-    Template(
-        "nlu1",
-        "{question}\n\n{options}\n\nReply in JSON with the {label_word} of the best answer, "
-        'as in {{"answer":"<{label_word}>"}}.',
-        answer_prefix='{"answer":"',
-        slot=0,
+    json_template("nlu1", "{question}\n\n{options}\n\n", ask_answer("the best answer"), 0),
+    json_template(
+        "nlu2", "Answer the multiple-choice question.\n\nQuestion: {question}\n{options}\n\n", ask_choice("only"), 1
     ),
-    Template(
-        "nlu2",
-        "Answer the multiple-choice question.\n\nQuestion: {question}\n{options}\n\n"
-        'Give only the {label_word} ({label_list}) in the JSON field "choice".',
-        answer_prefix='{"choice":"',
-        slot=1,
-    ),
-    Template(
+    json_template(
         "nlu3",
-        "Pick the option that best answers the question below.\n\n{question}\n\nOptions:\n{options}\n\n"
-        'Respond with JSON only: {{"answer_choice":"<{label_word}>"}}',
-        answer_prefix='{"answer_choice":"',
-        slot=2,
+        "Pick the option that best answers the question below.\n\n{question}\n\nOptions:\n{options}\n\n",
+        ASK_ANSWER_CHOICE,
+        2,
     ),
 )
+
+
+def _hub_or_local(
+    req: LoadRequest,
+    hub: HubSource,
+    hub_columns: tuple[str, ...],
+    files: tuple[str, ...],
+    what: str,
+    read: Callable[[Path], list[Row]],
+) -> list[Row]:
+    """The rows of one part: from the hub without a local path, else from ``req.path`` (a file, or
+    a folder holding one of ``files``)."""
+    if req.path is None:
+        return load_hub_rows(hub, hub_columns)
+    path = req.path if req.path.is_file() else find_file(req.path, files)
+    if path is None:
+        raise InputError(f"{req.path}: no {files[0]} ({what})")
+    return read(path)
 
 
 def _split_of(part: str) -> str:
@@ -104,14 +112,16 @@ def csqa_items(rows: list[Row], part: str) -> list[Item]:
 
 def load_csqa(req: LoadRequest) -> list[Item]:
     part = req.part or "validation"
-    if req.path is None:
-        return csqa_items(
-            load_hub_rows(HubSource("tau/commonsense_qa", None, part), ("id", "question", "answerKey")), part
-        )
-    path = req.path if req.path.is_file() else find_file(req.path, CSQA_FILES[part])
-    if path is None:
-        raise InputError(f"{req.path}: no {CSQA_FILES[part][0]} (CommonsenseQA {part})")
-    return csqa_items(read_records(path, ("id", "question", "answerKey")), part)
+    columns = ("id", "question", "answerKey")
+    rows = _hub_or_local(
+        req,
+        HubSource("tau/commonsense_qa", None, part),
+        columns,
+        CSQA_FILES[part],
+        f"CommonsenseQA {part}",
+        lambda path: read_records(path, columns),
+    )
+    return csqa_items(rows, part)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,16 +166,17 @@ def qnli_items(rows: list[Row], part: str) -> list[Item]:
 
 def load_qnli(req: LoadRequest) -> list[Item]:
     part = req.part or "validation"
-    if req.path is None:
-        return qnli_items(
-            load_hub_rows(HubSource("nyu-mll/glue", "qnli", part), ("question", "sentence", "label")), part
-        )
-    path = req.path if req.path.is_file() else find_file(req.path, QNLI_FILES[part])
-    if path is None:
-        raise InputError(f"{req.path}: no {QNLI_FILES[part][0]} (GLUE QNLI {part})")
-    return qnli_items(
-        read_records(path, ("index", "question", "sentence", "label"), delimiter="\t", quoting=csv.QUOTE_NONE), part
+    rows = _hub_or_local(
+        req,
+        HubSource("nyu-mll/glue", "qnli", part),
+        ("question", "sentence", "label"),
+        QNLI_FILES[part],
+        f"GLUE QNLI {part}",
+        lambda path: read_records(
+            path, ("index", "question", "sentence", "label"), delimiter="\t", quoting=csv.QUOTE_NONE
+        ),
     )
+    return qnli_items(rows, part)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from ..hub import HubSource, load_hub_rows
 from ..readers import Row, find_file, read_records
 from ..registry import Benchmark, LoadRequest, register
 from ..splits import half_split_by
-from ..templates import Item, Template
+from ..templates import ASK_ANSWER_CHOICE, Item, Template, ask_answer, ask_choice, json_template
 
 HUB_ID = "akhilayerukola/NormAd"
 COLUMNS = ("ID", "Country", "Story", "Gold Label")
@@ -83,26 +83,24 @@ def load(req: LoadRequest) -> list[Item]:
 
 
 TEMPLATES: tuple[Template, ...] = (
-    Template(
+    json_template(
         "normad1",
-        "{context}\n\nThink about the social norms of {country}. {question}\n\n{options}\n\n"
-        'Reply in JSON with the {label_word} of your answer, as in {{"answer":"<{label_word}>"}}.',
-        answer_prefix='{"answer":"',
-        slot=0,
+        "{context}\n\nThink about the social norms of {country}. {question}\n\n{options}\n\n",
+        ask_answer("your answer"),
+        0,
     ),
-    Template(
+    json_template(
         "normad2",
-        "Here is a short story set in {country}.\n\n{context}\n\nQuestion: {question}\n{options}\n\n"
-        'Give only the {label_word} ({label_list}) in the JSON field "choice".',
-        answer_prefix='{"choice":"',
-        slot=1,
+        "Here is a short story set in {country}.\n\n{context}\n\nQuestion: {question}\n{options}\n\n",
+        ask_choice("only"),
+        1,
     ),
-    Template(
+    json_template(
         "normad3",
         "Read the situation and judge it by the customs of {country}.\n\n{context}\n\n{question}\n"
-        'Options:\n{options}\n\nRespond with JSON only: {{"answer_choice":"<{label_word}>"}}',
-        answer_prefix='{"answer_choice":"',
-        slot=2,
+        "Options:\n{options}\n\n",
+        ASK_ANSWER_CHOICE,
+        2,
     ),
     Template(
         "normad4",

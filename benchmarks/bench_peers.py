@@ -1,0 +1,240 @@
+"""culture-neurons scoring against the tools a user would pick instead, side by side in one run.
+
+    pip install captum                        # optional; the captum rows are skipped without it
+    python benchmarks/bench_peers.py          # the issue's setup: random Llama 1024x2816x8, 32 examples, batch 8
+    python benchmarks/bench_peers.py --examples 16 --repeats 5 --threads 2
+
+The same quantity everywhere: for each example, p (softmax probability of the gold label's first
+token) times the max over real positions of activation x gradient at every site module, summed per
+group. captum computes it with ``LayerGradientXActivation`` over all site modules in one call
+(parameters frozen, as ours); nnsight, when installed, with ``.save()``-d outputs and gradients.
+
+1. An equality check first: relative error against our ScoreTable and the overlap of the top-1%
+   neuron sets per group.
+2. Interleaved timings (the methods take turns in each repeat; medians): wall time, CPU time and the
+   peak extra memory of each (CUDA: max allocated; CPU: peak RSS growth, reset between runs via
+   /proc/self/clear_refs), then a table of ratios. On a shared machine the ratios are what counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_scoring import Peak, fixed_mmap_threshold, issue_model, random_examples, word_tokenizer
+
+from culture_neurons.attribution.batching import target_rows
+from culture_neurons.attribution.engine import ScoringEngine, ScoringOptions
+from culture_neurons.likelihood import collate_rows, length_batches
+from culture_neurons.models.adapters import get_adapter
+
+
+def label_prob(model, input_ids, attention_mask, position_ids, gold):
+    """p per row: the probability of the gold token after the (left-padded) prompt."""
+    logits = model(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=1, use_cache=False
+    ).logits
+    return logits[:, -1].float().log_softmax(-1).gather(1, gold[:, None]).squeeze(1).exp()
+
+
+class Batches:
+    """The engine's own batches (length-sorted, left-padded), for every method."""
+
+    def __init__(self, tokenizer, examples, batch_size: int, device: str) -> None:
+        rows = target_rows(tokenizer, examples, "label", use_chat_template=False)
+        self.groups = sorted({ex.group for ex in examples})
+        gidx = {g: i for i, g in enumerate(self.groups)}
+        self.items = []
+        for idx in length_batches(rows, batch_size):
+            b = collate_rows(idx, [rows[i] for i in idx], tokenizer.pad_token_id, "left").to(device)
+            self.items.append((b, torch.tensor([gidx[examples[i].group] for i in idx], device=device)))
+
+
+def site_modules(model):
+    """(site, layer, module) for every site module of the adapter (one module per site here: no fused model)."""
+    adapter = get_adapter(model)
+    return [(name, layer, module) for name, site in adapter.sites.items() for layer, module in enumerate(site.modules)]
+
+
+def reduce_layers(per_module, mask, p, groups, out) -> None:
+    """Our quantity from full [B, T, F] a x g tensors: p x max over real positions, summed per group."""
+    for key, ag in per_module.items():
+        best = ag.float().masked_fill(~mask[..., None], float("-inf")).amax(1) * p[:, None]
+        out[key].index_add_(0, groups, best)
+
+
+def captum_scores(model, batches: Batches) -> dict:
+    from captum.attr import LayerGradientXActivation
+
+    sites = site_modules(model)
+    attr = LayerGradientXActivation(lambda *a: label_prob(model, *a), [m for _, _, m in sites])
+    flags = [(q, q.requires_grad) for q in model.parameters()]
+    out = {(s, layer): None for s, layer, _ in sites}
+    try:
+        for q, _ in flags:
+            q.requires_grad_(False)
+        for b, groups in batches.items:
+            gold = b.score_tok[:, 0]
+            args = (b.attention_mask.long(), b.position_ids, gold)
+            with torch.no_grad():
+                p = label_prob(model, b.input_ids, *args)
+            layers = attr.attribute(b.input_ids, additional_forward_args=args)
+            for (s, layer, _), ag in zip(sites, layers):
+                if out[(s, layer)] is None:
+                    out[(s, layer)] = torch.zeros(
+                        len(batches.groups), ag.shape[-1], dtype=torch.float32, device=ag.device
+                    )
+            reduce_layers(
+                {(s, layer): ag for (s, layer, _), ag in zip(sites, layers)}, b.attention_mask, p, groups, out
+            )
+            del layers
+    finally:
+        for q, flag in flags:
+            q.requires_grad_(flag)
+    return out
+
+
+def nnsight_scores(model, batches: Batches) -> dict:
+    from nnsight import NNsight
+
+    sites = site_modules(model)
+    names = {id(m): n for n, m in model.named_modules()}
+    wrapped = NNsight(model)
+    out = {(s, layer): None for s, layer, _ in sites}
+    for q in model.parameters():
+        q.requires_grad_(False)
+    for b, groups in batches.items:
+        gold = b.score_tok[:, 0]
+        saved = {}
+        with wrapped.trace(
+            input_ids=b.input_ids,
+            attention_mask=b.attention_mask.long(),
+            position_ids=b.position_ids,
+            logits_to_keep=1,
+            use_cache=False,
+        ):
+            wrapped.model.embed_tokens.output.requires_grad_(True)
+            for s, layer, m in sites:
+                node = wrapped.get(names[id(m)])
+                saved[(s, layer)] = (node.output.save(), node.output.grad.save())
+            logits = wrapped.output.logits
+            p = logits[:, -1].float().log_softmax(-1).gather(1, gold[:, None]).squeeze(1).exp()
+            p.sum().backward()
+            p_saved = p.save()
+        p = p_saved.detach()
+        for key, (a, _g) in saved.items():
+            if out[key] is None:
+                out[key] = torch.zeros(len(batches.groups), a.shape[-1], dtype=torch.float32, device=a.device)
+        reduce_layers({k: a.detach() * g for k, (a, g) in saved.items()}, b.attention_mask, p, groups, out)
+    return out
+
+
+def compare(ours, peer: dict, name: str) -> None:
+    """Relative error and top-1% overlap of ``peer``'s sums against our ScoreTable."""
+    worst = 0.0
+    flat_ours, flat_peer = [], []
+    for (site, layer), t in peer.items():
+        ref = ours.scores[site][layer].T.double()  # [groups, channels]
+        got = t.double().cpu()
+        worst = max(worst, ((got - ref).abs().max() / ref.abs().max()).item())
+        flat_ours.append(ref)
+        flat_peer.append(got)
+    a, b = torch.cat(flat_ours, 1), torch.cat(flat_peer, 1)
+    k = max(1, a.shape[1] // 100)
+    same = [set(a[g].topk(k).indices.tolist()) == set(b[g].topk(k).indices.tolist()) for g in range(a.shape[0])]
+    overlap = min(
+        len(set(a[g].topk(k).indices.tolist()) & set(b[g].topk(k).indices.tolist())) / k for g in range(a.shape[0])
+    )
+    print(
+        f"equality {name:9s}: max relative error {worst:.1e}; top-1% sets identical in {sum(same)}/{len(same)} groups "
+        f"(worst overlap {overlap:.4f}, {k} of {a.shape[1]} neurons)"
+    )
+
+
+def timed(fn: Callable[[], object], device: str) -> dict:
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    with Peak(device) as peak:
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn()
+        sync()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"wall": wall, "cpu": cpu, "peak": peak.peak}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--examples", type=int, default=32)
+    ap.add_argument("--tokens", type=int, default=89)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--hidden", type=int, default=1024)
+    ap.add_argument("--intermediate", type=int, default=2816)
+    ap.add_argument("--layers", type=int, default=8)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    fixed_mmap_threshold()
+    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else ["?"]
+    print(f"torch {torch.__version__}, device {args.device}, {args.threads} threads, load average {' '.join(load)}")
+    model = issue_model(args.hidden, args.intermediate, args.layers).to(args.device)
+    tokenizer = word_tokenizer(32000)
+    examples = random_examples(args.examples, args.tokens, 32000)
+    batches = Batches(tokenizer, examples, args.batch_size, args.device)
+    engine = ScoringEngine(model, tokenizer, ScoringOptions(batch_size=args.batch_size, chat_template=False))
+    print(
+        f"{len(examples)} examples in {len(batches.items)} batches, "
+        f"{sum(b.input_ids.shape[1] for b, _ in batches.items) / len(batches.items):.0f} "
+        f"tokens per row on average; {len(site_modules(model))} site modules"
+    )
+
+    def forward_only():
+        with torch.no_grad():
+            for b, _ in batches.items:
+                label_prob(model, b.input_ids, b.attention_mask.long(), b.position_ids, b.score_tok[:, 0])
+
+    methods: dict[str, Callable[[], object]] = {"culture-neurons": lambda: engine.score(examples, progress=False)}
+    ours = engine.score(examples, progress=False)
+    for name, module, fn in (("captum", "captum", captum_scores), ("nnsight", "nnsight", nnsight_scores)):
+        if importlib.util.find_spec(module) is None:
+            print(f"({name} not installed: pip install {module}; its rows are skipped)")
+            continue
+        try:
+            compare(ours, fn(model, batches), name)
+        except Exception as exc:  # a peer's API change must not hide the other rows
+            print(f"({name} failed: {type(exc).__name__}: {exc}; its rows are skipped)")
+            continue
+        methods[name] = lambda fn=fn: fn(model, batches)
+    methods["forward-only"] = forward_only
+    results: dict[str, list[dict]] = {name: [] for name in methods}
+    names = list(methods)
+    for r in range(args.repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order: no method always runs first
+            results[name].append(timed(methods[name], args.device))
+    med = {
+        name: {k: statistics.median(x[k] for x in rs) for k in ("wall", "cpu", "peak")} for name, rs in results.items()
+    }
+    base, ours_m = med["forward-only"], med["culture-neurons"]
+    print(
+        f"\n{'method':16s} {'wall s':>8s} {'cpu s':>8s} {'peak MiB':>9s} {'vs fwd':>7s} {'ours/it wall':>13s} "
+        f"{'ours/it cpu':>12s} {'its peak/ours':>14s}"
+    )
+    for name, m in med.items():
+        print(
+            f"{name:16s} {m['wall']:8.2f} {m['cpu']:8.2f} {m['peak'] / 2**20:9.1f} {m['wall'] / base['wall']:6.2f}x "
+            f"{ours_m['wall'] / m['wall']:12.2f}x {ours_m['cpu'] / m['cpu']:11.2f}x "
+            f"{m['peak'] / max(ours_m['peak'], 1):13.2f}x"
+        )
+    print(f"(medians of {args.repeats} interleaved repeats; peak = extra memory over the start of each run)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""Conditions and experiments as data: the one planner behind ablation, enhancement, cross-culture,
+the pipeline's evaluate stage and the fine-tuning comparison.
+
+A :class:`Condition` is one way of running the model (no intervention, or an operation on one
+neuron set) on some benchmarks; its ``label`` is the ``condition`` column of the per-example rows.
+An :class:`Experiment` names which conditions its summary compares. The planner never opens a
+neuron set: ``Condition.neurons`` is whatever handle the caller resolves (a NeuronSet, or the
+stem of a run directory's neuron file), so the same plan serves the Python API and the pipeline.
+
+Labels: ``original`` (or ``base`` for fine-tuning), and ``<op>:<set kind>`` for an intervention:
+``suppress:general``, ``suppress:random:3``, ``enhance:general``, ``suppress:Iran``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+ORIGINAL = "original"
+
+
+def condition_label(op: str, kind: str) -> str:
+    """The label of an intervention condition: ``<op>:<set kind>``."""
+    return f"{op}:{kind}"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One evaluated condition: ``op`` on ``neurons`` (None: the model as it is) over ``benchmarks``."""
+
+    label: str
+    op: str = "suppress"
+    neurons: Any = None
+    benchmarks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """What one summary compares: ``baseline``, the ``target`` condition (None for cross-culture and
+    fine-tuning) and the ``compared`` ones (random sets, countries' sets, trained sets)."""
+
+    name: str
+    target: str | None
+    compared: tuple[str, ...]
+    benchmarks: tuple[str, ...]
+    baseline: str = ORIGINAL
+    op: str = "suppress"
+
+    @property
+    def labels(self) -> list[str]:
+        """Every condition the summary reads, baseline first."""
+        return [self.baseline, *([self.target] if self.target else []), *self.compared]
+
+
+@dataclass
+class Plan:
+    """Conditions (each label once per benchmark, in first-planned order) and the experiments over them."""
+
+    conditions: list[Condition] = field(default_factory=list)
+    experiments: list[Experiment] = field(default_factory=list)
+
+    def add(self, conditions: Iterable[Condition], experiment: Experiment | None = None) -> None:
+        seen = {c.label: i for i, c in enumerate(self.conditions)}
+        for c in conditions:
+            if c.label in seen:
+                old = self.conditions[seen[c.label]]
+                if (old.op, old.neurons) != (c.op, c.neurons):
+                    raise ValueError(f"two different conditions share the label {c.label!r}")
+                merged = tuple(dict.fromkeys([*old.benchmarks, *c.benchmarks]))
+                self.conditions[seen[c.label]] = Condition(c.label, c.op, c.neurons, merged)
+            else:
+                seen[c.label] = len(self.conditions)
+                self.conditions.append(c)
+        if experiment is not None:
+            self.experiments.append(experiment)
+
+    def cells(self) -> list[tuple[Condition, str]]:
+        """Every (condition, benchmark) pair to evaluate, condition by condition."""
+        return [(c, b) for c in self.conditions for b in c.benchmarks]
+
+
+def original(benchmarks: Sequence[str]) -> Condition:
+    return Condition(ORIGINAL, "suppress", None, tuple(benchmarks))
+
+
+def ablation(
+    target: tuple[str, Any],
+    randoms: Sequence[tuple[str, Any]],
+    benchmarks: Sequence[str],
+    op: str = "suppress",
+    name: str | None = None,
+) -> tuple[list[Condition], Experiment]:
+    """``op`` on the ``target`` set against ``op`` on each random set. Sets are ``(kind, handle)``;
+    the experiment is ``ablation`` (``enhancement`` for ``op="enhance"``) unless ``name`` says otherwise."""
+    benches = tuple(benchmarks)
+    conds = [Condition(condition_label(op, kind), op, handle, benches) for kind, handle in [target, *randoms]]
+    exp_name = name or ("enhancement" if op == "enhance" else "ablation")
+    return [original(benches), *conds], Experiment(
+        exp_name, conds[0].label, tuple(c.label for c in conds[1:]), benches, op=op
+    )
+
+
+def cross_culture(
+    sets: Sequence[tuple[str, Any]], benchmarks: Sequence[str], op: str = "suppress"
+) -> tuple[list[Condition], Experiment]:
+    """``op`` on each country's set in turn; ``sets`` are ``(country, handle)``."""
+    benches = tuple(benchmarks)
+    conds = [Condition(condition_label(op, country), op, handle, benches) for country, handle in sets]
+    return [original(benches), *conds], Experiment("cross-culture", None, tuple(c.label for c in conds), benches, op=op)
+
+
+def finetune_comparison(sets: Sequence[str], benchmarks: Sequence[str], baseline: str = "base") -> Experiment:
+    """The fine-tuning comparison: each trained set's rows against the base model's."""
+    return Experiment("finetune", None, tuple(sets), tuple(benchmarks), baseline=baseline, op="train")
+
+
+def countries_of(experiment: Experiment) -> list[str]:
+    """The countries of a cross-culture experiment, from its condition labels."""
+    prefix = f"{experiment.op}:"
+    return [label.removeprefix(prefix) for label in experiment.compared]

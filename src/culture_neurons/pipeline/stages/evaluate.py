@@ -1,0 +1,215 @@
+"""The ``evaluate`` stage: every planned condition once per benchmark (cached), then each experiment's summary.
+
+The plan comes from :mod:`culture_neurons.evaluation.plan`, the same planner the Python API's
+``run_ablation`` and ``run_cross_culture`` use; the pipeline only adds caching: the ``original``
+rows are shared by every experiment, and a condition depends on its own neuron file's hash, not
+on the whole selection, so changing the general threshold leaves the culture-specific conditions
+untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ... import rundir
+from ...chance import chance_warning, scorer_fix
+from ...data import get_benchmark
+from ...evaluation import plan as planner
+from ...evaluation.api import evaluate_rows, read_rows, write_rows
+from ...evaluation.experiments import ExperimentResult, summarise_experiment
+from ...selection import NeuronSet
+from ..config import eval_options
+from ..runner import Context, FileRef, Stage
+from .select import neuron_files
+
+
+@dataclass
+class Sets:
+    """The neuron files the plan may use: ``{stem: path}`` (path None while a dry run plans them)."""
+
+    paths: dict[str, Path | None]
+
+    def randoms(self) -> list[tuple[str, str]]:
+        seeds = sorted(s for s in (rundir.random_seed_of(n) for n in self.paths) if s is not None)
+        return [(f"random:{s}", rundir.random_stem(s)) for s in seeds]
+
+    def specifics(self) -> list[str]:
+        return sorted(n for n in self.paths if rundir.is_specific(n))
+
+
+def _sets(ctx: Context, planned: bool) -> Sets:
+    c = ctx.config
+    if planned and not ctx.manifest.steps.get(rundir.SELECT_KEY, {}).get("outputs"):
+        # The neuron sets do not exist yet: plan with the configured names.
+        stems = (
+            ([rundir.GENERAL_STEM] + [rundir.random_stem(s) for s in range(c.select.random.seeds)])
+            if c.select.general.enabled
+            else []
+        )
+        countries = c.select.specific.countries
+        stems += [rundir.specific_stem(x) for x in (countries if isinstance(countries, list) else [])]
+        return Sets({n: None for n in stems})
+    return Sets(dict(neuron_files(ctx)))
+
+
+def _countries(ctx: Context, sets: Sets) -> list[tuple[str, str]]:
+    """``(country, stem)`` of the non-empty culture-specific sets (an empty one cannot be suppressed)."""
+    usable, skipped = [], []
+    for stem in sets.specifics():
+        path = sets.paths[stem]
+        if path is None:  # planned in a dry run
+            usable.append((stem, stem))
+            continue
+        ns = NeuronSet.load(path)
+        if len(ns) == 0:
+            skipped.append(stem.removeprefix("specific-"))
+        else:
+            usable.append((ns.kind.split(":", 1)[1], stem))
+    if skipped:
+        ctx.echo(f"[evaluate] cross-culture leaves out {', '.join(skipped)}: no culture-specific neurons were selected")
+    return usable
+
+
+def make_plan(ctx: Context, evals: dict[str, FileRef], sets: Sets) -> planner.Plan:
+    """The conditions and experiments the config asks for, over the sets that exist."""
+    wanted = ctx.config.evaluate.experiments
+    benches = list(evals)
+    culture = [
+        b for b in evals if get_benchmark(b).by_country and get_benchmark(b).kind not in ("countryrc", "control")
+    ]
+    plan = planner.Plan()
+    plan.add([planner.original(benches)])
+    for name, op in (("ablation", "suppress"), ("enhancement", "enhance")):
+        if name in wanted and rundir.GENERAL_STEM in sets.paths:
+            plan.add(*planner.ablation(("general", rundir.GENERAL_STEM), sets.randoms(), benches, op))
+    if "cross-culture" in wanted and culture and sets.specifics():
+        countries = _countries(ctx, sets)
+        if countries:
+            plan.add(*planner.cross_culture(countries, culture))
+    return plan
+
+
+def _condition(ctx: Context, cond: planner.Condition, f: FileRef, sets: Sets, planned: bool, bar: Any) -> str:
+    """One (condition, benchmark) step; returns the path of its rows."""
+    c, e = ctx.config, ctx.config.evaluate
+    opts = eval_options(c)
+    stem, bench = cond.neurons, f.bench
+    key = rundir.condition_key(bench, cond.label)
+    rel = rundir.recorded_output(ctx.manifest.steps, key, rundir.condition_rel(bench, cond.label), ".parquet")
+    neurons_sha = ctx.manifest.output_hashes(rundir.SELECT_KEY).get(rundir.neurons_rel(stem)) if stem else None
+    inputs = {
+        "label": cond.label,
+        "op": cond.op,
+        "factor": e.factor if cond.op == "enhance" else None,
+        "options": opts.to_dict(),
+        "neurons": stem,
+        "neurons_sha256": neurons_sha,
+        "model": rundir.model_fingerprint(c.model),
+    }
+
+    def make() -> tuple[list[Path], dict[str, Any]]:
+        model, tokenizer = ctx.model()
+        examples = ctx.read(f.rel)
+        ns = NeuronSet.load(sets.paths[stem]) if stem else None
+        rows = evaluate_rows(
+            model,
+            tokenizer,
+            {bench: examples},
+            ns,
+            cond.op,
+            e.factor,
+            condition=cond.label,
+            options=opts,
+            site_map=c.model.site_map,
+        )
+        if ctx.main:
+            write_rows(rows, ctx.run_dir / rel)
+        bar.update(len(examples))
+        return [ctx.run_dir / rel], {"n": len(examples), "value": float(rows["score"].mean()) * 100}
+
+    res = ctx.step(
+        key,
+        "evaluate",
+        f"{bench} · {cond.label}",
+        inputs,
+        make,
+        depends=[f.key],
+        all_ranks=True,
+        unknown_inputs=planned and stem is not None,
+    )
+    if res.status != "ran":
+        bar.update(len(ctx.read(f.rel)) if (ctx.run_dir / f.rel).exists() else 0)
+    if cond.label == planner.ORIGINAL:
+        export = ctx.result_of(f.key)
+        chance = export.info.get("chance") if export else None
+        ctx.baseline.append(
+            {"benchmark": bench, "n": res.info.get("n"), "accuracy": res.info.get("value"), "chance": chance}
+        )
+        _baseline_warning(ctx, bench, res.info.get("value"), chance, res.info.get("n"))
+    return rel
+
+
+def _baseline_warning(ctx: Context, bench: str, accuracy: float | None, chance: float | None, n: int | None) -> None:
+    if accuracy is None or chance is None or not n:
+        return
+    fix = scorer_fix(ctx.config.evaluate.scorer) + "; the interventions' effects on this benchmark say little"
+    warning = chance_warning("baseline accuracy", accuracy / 100, chance / 100, int(n), fix)
+    if warning:
+        ctx.warn(f"[evaluate] {bench}: {warning}")
+
+
+def _experiment(ctx: Context, exp: planner.Experiment, rels: dict[tuple[str, str], str]) -> None:
+    e = ctx.config.evaluate
+    opts = eval_options(ctx.config)
+    labels, benches = exp.labels, list(exp.benchmarks)
+    folder = ctx.run_dir / rundir.experiment_rel(exp.name)
+
+    def make() -> tuple[list[Path], dict[str, Any]]:
+        rows = pd.concat(
+            [read_rows(ctx.run_dir / rels[(b, lab)]) for lab in labels for b in benches], ignore_index=True
+        )
+        config = {
+            "experiment": exp.name,
+            "options": opts.to_dict(),
+            "n_boot": e.n_boot,
+            "seed": e.seed,
+            "benchmarks": benches,
+            "factor": e.factor if exp.name == "enhancement" else None,
+            "conditions": labels,
+        }
+        summary, matrix = summarise_experiment(rows, exp, e.n_boot, e.seed)
+        result = ExperimentResult(rows, summary, config, matrix)
+        paths = result.save(folder)
+        extra = [folder / "matrix.csv"] if result.matrix is not None else []
+        return [*paths, *extra], {"experiment": exp.name}
+
+    keys = [rundir.condition_key(b, lab) for b in benches for lab in labels]
+    ctx.step(
+        rundir.experiment_key(exp.name), "evaluate", exp.name, {"n_boot": e.n_boot, "seed": e.seed}, make, depends=keys
+    )
+
+
+def run(ctx: Context) -> None:
+    if not ctx.config.evaluate.experiments:
+        return
+    evals = {f.bench: f for f in ctx.exports_of("eval")}
+    planned = ctx.dry_run and rundir.SELECT_KEY in ctx.pending
+    sets = _sets(ctx, planned)
+    plan = make_plan(ctx, evals, sets)
+    total = sum(
+        len(ctx.read(evals[b].rel)) if not ctx.dry_run or (ctx.run_dir / evals[b].rel).exists() else 0
+        for _, b in plan.cells()
+    )
+    bar = ctx.bar(total, "evaluate")
+    rels = {(b, cond.label): _condition(ctx, cond, evals[b], sets, planned, bar) for cond, b in plan.cells()}
+    bar.close()
+    for exp in plan.experiments:
+        _experiment(ctx, exp, rels)
+    ctx.log_stage("evaluate")
+
+
+STAGE = Stage("evaluate", run, enabled=lambda config: bool(config.evaluate.experiments))

@@ -1,0 +1,150 @@
+"""True ablation effects on the scoring target: p without intervention minus p with neurons zeroed.
+
+``p`` is the attribution target of :class:`~culture_neurons.attribution.engine.ScoringOptions`
+(``label``, ``answer`` or ``choice``), computed without gradients from the same rows the engine
+scores. Many single-neuron ablations cost forward passes only: the batch of rows is replicated
+once per neuron, and one forward hook per touched module multiplies its output by a 0/1 mask that
+zeroes, in each replica, that replica's neuron(s) alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from ..attribution.batching import target_rows
+from ..data.example import Example
+from ..intervention.intervene import plan
+from ..likelihood import collate_rows, continuation_logprobs, gold_option, grouped_softmax, mean_logprob
+from ..models.adapters import get_adapter
+from ..models.hooks import forward_hooks
+from ..selection.neuronset import NeuronSet
+
+
+def _probs(model: Any, batch: Any, target: str, gold: torch.Tensor | None) -> torch.Tensor:
+    """p per example slot of ``batch``."""
+    logprobs = continuation_logprobs(model, batch)
+    if target == "label":
+        return logprobs[:, 0].exp()
+    mean = mean_logprob(logprobs, batch.score_valid)
+    if target == "answer":
+        return mean.exp()
+    return grouped_softmax(mean, batch.row_example, len(batch.examples))[gold.to(mean.device)]
+
+
+def _gold_rows(rows: Sequence[Sequence[Any]], examples: Sequence[Example], target: str) -> list[int]:
+    if target != "choice":
+        return [0] * len(rows)
+    return [next(i for i, r in enumerate(rows[e]) if r.option == gold_option(examples[e])) for e in range(len(rows))]
+
+
+class TargetRows:
+    """Encoded rows of a fixed example subset, reused for every ablation."""
+
+    def __init__(
+        self, tokenizer: Any, examples: Sequence[Example], target: str = "choice", chat_template: bool = True
+    ) -> None:
+        self.examples = list(examples)
+        self.target = target
+        self.rows = target_rows(tokenizer, self.examples, target, chat_template)
+        self.gold = _gold_rows(self.rows, self.examples, target)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def batch(self, idx: Sequence[int], replicas: int) -> tuple[Any, torch.Tensor | None, int]:
+        """Rows of examples ``idx`` repeated ``replicas`` times; returns (batch, gold rows, rows per replica)."""
+        per = [self.rows[i] for i in idx]
+        batch = collate_rows(list(range(len(idx) * replicas)), per * replicas, self.pad_id, "right")
+        n_rows = sum(len(r) for r in per)
+        gold = None
+        if self.target == "choice":
+            offsets = torch.tensor([0] + [len(r) for r in per * replicas]).cumsum(0)[:-1]
+            gold = offsets + torch.tensor([self.gold[i] for i in idx] * replicas)
+        return batch, gold, n_rows
+
+
+def _device(model: Any) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _mask_hooks(units: Sequence[Sequence[Any]], rows_per_replica: int, replicas: int) -> list[tuple[Any, Any]]:
+    """One hook per module: in replica r, zero the channels of ``units[r]`` (a list of HookPlans)."""
+    per_module: dict[int, tuple[Any, list[tuple[int, torch.Tensor]]]] = {}
+    for r, plans in enumerate(units):
+        for p in plans:
+            per_module.setdefault(id(p.module), (p.module, []))[1].append((r, p.channels))
+    hooks = []
+    for module, entries in per_module.values():
+
+        def hook(_m, _inputs, output, entries=entries):
+            out = output[0] if isinstance(output, tuple) else output
+            mask = torch.ones(replicas, out.shape[-1], dtype=out.dtype, device=out.device)
+            for r, ch in entries:
+                mask[r, ch.to(out.device)] = 0
+            mask = mask.repeat_interleave(rows_per_replica, 0)
+            shape = (mask.shape[0],) + (1,) * (out.dim() - 2) + (out.shape[-1],)
+            new = out * mask.reshape(shape)
+            return (new, *output[1:]) if isinstance(output, tuple) else new
+
+        hooks.append((module, hook))
+    return hooks
+
+
+def ablation_effects(
+    model: Any, rows: TargetRows, units: Sequence[NeuronSet], max_rows: int = 256, site_map: Any = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean p drop when each unit (a NeuronSet: one neuron, or several zeroed together) is zeroed.
+
+    Args:
+        model: the model (eval mode).
+        rows: the fixed example subset, encoded once.
+        units: what to zero, one forward replica each.
+        max_rows: the most sequences in one forward pass (bounds memory: logits are rows x vocab).
+
+    Returns:
+        ``(effects [units], base_p [examples])``: effect = mean over examples of (p - p with the unit zeroed).
+    """
+    adapter = get_adapter(model, site_map)
+    plans = [plan(u, adapter, model) for u in units]
+    n_ex = len(rows.examples)
+    rows_per_ex = max(len(r) for r in rows.rows)
+    ex_chunk = max(1, min(n_ex, max_rows // rows_per_ex))
+    base = torch.zeros(n_ex, dtype=torch.float64)
+    drops = torch.zeros(len(units), dtype=torch.float64)
+    device = _device(model)
+    with torch.no_grad():
+        for start in range(0, n_ex, ex_chunk):
+            idx = list(range(start, min(n_ex, start + ex_chunk)))
+            batch, gold, _ = rows.batch(idx, 1)
+            base[idx] = _probs(model, batch.to(device), rows.target, gold).double().cpu()
+            n_rows = sum(len(rows.rows[i]) for i in idx)
+            replicas = max(1, max_rows // max(n_rows, 1))
+            for u0 in range(0, len(units), replicas):
+                chunk = plans[u0 : u0 + replicas]
+                batch, gold, per = rows.batch(idx, len(chunk))
+                with forward_hooks(_mask_hooks(chunk, per, len(chunk))):
+                    p = _probs(model, batch.to(device), rows.target, gold).double().cpu().reshape(len(chunk), len(idx))
+                drops[u0 : u0 + len(chunk)] += (base[idx][None, :] - p).sum(1)
+    return drops / max(n_ex, 1), base
+
+
+def single_neurons(ns: NeuronSet) -> list[NeuronSet]:
+    """Each neuron of ``ns`` as a one-neuron set (same model shape), in the set's order."""
+    out = []
+    for i in range(len(ns)):
+        sel = torch.tensor([i])
+        out.append(
+            NeuronSet(
+                ns.site_names,
+                ns.site_ids[sel],
+                ns.layers[sel],
+                ns.indices[sel],
+                ns.scores[sel],
+                kind=f"{ns.kind}[{i}]",
+                num_layers=ns.num_layers,
+                widths=ns.widths,
+                model=ns.model,
+            )
+        )
+    return out

@@ -1,0 +1,1 @@
+"""Reliability tests: bad inputs, faults, kills, determinism."""
