@@ -154,6 +154,11 @@ def experiment_rel(name: str) -> str:
     return f"eval/{name}"
 
 
+def stage_of_key(key: str) -> str:
+    """The stage a step key belongs to (``export``, ``score``, ``evaluate``, ...): its first part."""
+    return key.partition(":")[0]
+
+
 def parse_export_key(key: str) -> tuple[str, str] | None:
     """``(role, benchmark slug)`` of an export step key, else None."""
     if not key.startswith("export:"):

@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from ...rundir import stage_of_key
 from ..page import ReportContext, absolute_strings, esc, redact_paths, shown_path, table
 
 # The pipeline's stage order (steps are shown in it, whatever order a resumed run finished them in).
@@ -21,7 +22,7 @@ def ordered_steps(steps: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, Map
     """Steps sorted by stage (the pipeline's order; unknown stages last) and then by key."""
 
     def rank(item: tuple[str, Mapping[str, Any]]) -> tuple[int, str]:
-        stage = item[1].get("stage") or item[0].split(":", 1)[0]
+        stage = item[1].get("stage") or stage_of_key(item[0])
         return (STAGE_ORDER.index(stage) if stage in STAGE_ORDER else len(STAGE_ORDER), item[0])
 
     return sorted(steps.items(), key=rank)

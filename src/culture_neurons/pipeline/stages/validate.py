@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ... import rundir
 from ...data.registry import build_examples, get_benchmark
 from ...data.sampling import cap_examples
 from ...validity.options import SelectionSettings, ValidityOptions
@@ -94,7 +95,7 @@ def run(ctx: Context) -> None:
         outputs = sorted(p for p in out.rglob("*") if p.is_file() and not p.name.endswith(".tmp"))
         return outputs, {"readings": summary["readings"], "default_set": summary["default_set"]["size"]}
 
-    depends = sorted(k for k in ctx.manifest.steps if k.split(":", 1)[0] in ("export", "score", "select"))
+    depends = sorted(k for k in ctx.manifest.steps if rundir.stage_of_key(k) in ("export", "score", "select"))
     inputs = {"validate": _jsonable(vars(section)) if section is not None else None}
     ctx.step(KEY, "validate", "validity analyses", inputs, make, depends=depends)
     ctx.log_stage("validate")
