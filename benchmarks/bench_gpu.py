@@ -23,24 +23,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_scoring import random_examples, report, time_phases, word_tokenizer
+from bench_scoring import WORDS, random_examples, report, time_phases, word_tokenizer
 
 from culture_neurons.data import Example
-
-WORDS = [
-    "rice",
-    "festival",
-    "family",
-    "tea",
-    "school",
-    "holiday",
-    "market",
-    "bread",
-    "music",
-    "dance",
-    "football",
-    "lunch",
-]
 
 
 def text_examples(n: int, tokens: int) -> list[Example]:

@@ -29,7 +29,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_scoring import Peak, fixed_mmap_threshold, issue_model, random_examples, word_tokenizer
+from bench_scoring import (
+    Peak,
+    add_issue_model_args,
+    fixed_mmap_threshold,
+    issue_model,
+    load_average,
+    random_examples,
+    word_tokenizer,
+)
 
 from culture_neurons.attribution.batching import target_rows
 from culture_neurons.attribution.engine import ScoringEngine, ScoringOptions
@@ -172,19 +180,11 @@ def timed(fn: Callable[[], object], device: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--examples", type=int, default=32)
-    ap.add_argument("--tokens", type=int, default=89)
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--hidden", type=int, default=1024)
-    ap.add_argument("--intermediate", type=int, default=2816)
-    ap.add_argument("--layers", type=int, default=8)
+    add_issue_model_args(ap, examples=32)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     fixed_mmap_threshold()
-    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else ["?"]
-    print(f"torch {torch.__version__}, device {args.device}, {args.threads} threads, load average {' '.join(load)}")
+    print(f"torch {torch.__version__}, device {args.device}, {args.threads} threads, load average {load_average()}")
     model = issue_model(args.hidden, args.intermediate, args.layers).to(args.device)
     tokenizer = word_tokenizer(32000)
     examples = random_examples(args.examples, args.tokens, 32000)

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_scoring import Peak, fixed_mmap_threshold, issue_model, random_examples, word_tokenizer
+from bench_scoring import Peak, fixed_mmap_threshold, issue_model, load_average, random_examples, word_tokenizer
 
 from culture_neurons.attribution.engine import ScoringEngine, ScoringOptions
 
@@ -138,8 +138,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     fixed_mmap_threshold()
-    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else ["?"]
-    print(f"torch {torch.__version__}, device {args.device}, {args.threads} threads, load average {' '.join(load)}")
+    print(f"torch {torch.__version__}, device {args.device}, {args.threads} threads, load average {load_average()}")
     chosen = args.only or [*SERIES, "selection"]
     for axis, (small, large) in SERIES.items():
         if axis in chosen:

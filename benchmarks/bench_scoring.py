@@ -27,6 +27,41 @@ from culture_neurons.attribution.engine import ScoringEngine, ScoringOptions
 from culture_neurons.data import Example, write_examples
 from culture_neurons.likelihood import collate_rows, length_batches
 
+#: Everyday-culture words the synthetic prompts are made of (shared by the benchmark scripts).
+WORDS = [
+    "rice",
+    "festival",
+    "family",
+    "tea",
+    "school",
+    "holiday",
+    "market",
+    "bread",
+    "music",
+    "dance",
+    "football",
+    "lunch",
+]
+
+
+def load_average() -> str:
+    """The machine's 1/5/15-minute load averages, printed beside every timing (ratios matter, not seconds)."""
+    path = Path("/proc/loadavg")
+    return " ".join(path.read_text().split()[:3]) if path.exists() else "?"
+
+
+def add_issue_model_args(ap: argparse.ArgumentParser, examples: int) -> None:
+    """The options of the benchmarks that time the issue's random Llama on random examples."""
+    ap.add_argument("--examples", type=int, default=examples)
+    ap.add_argument("--tokens", type=int, default=89)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--hidden", type=int, default=1024)
+    ap.add_argument("--intermediate", type=int, default=2816)
+    ap.add_argument("--layers", type=int, default=8)
+
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -313,20 +348,7 @@ def main() -> None:
             "smollm2-135m-instruct", device=args.device, dtype="float32" if args.device == "cpu" else None
         )
         rng = random.Random(1)
-        vocab_words = [
-            "rice",
-            "festival",
-            "family",
-            "tea",
-            "school",
-            "holiday",
-            "market",
-            "bread",
-            "music",
-            "dance",
-            "football",
-            "lunch",
-        ]
+        vocab_words = WORDS
         smol = [
             Example(
                 id=f"s{i}",
