@@ -14,13 +14,13 @@ from click.testing import CliRunner
 from culture_neurons.cli import cli
 from culture_neurons.data import Example, read_examples, write_examples
 from culture_neurons.data.sampling import cap_examples
-from culture_neurons.evaluation import evaluate
+from culture_neurons.evaluation import EvalOptions, evaluate
 from culture_neurons.evaluation.api import chance_warnings
 from culture_neurons.evaluation.display import ablation_lines
 from culture_neurons.evaluation.summary import read_summary
 from culture_neurons.intervention import channel_means
 from culture_neurons.models.adapters import get_adapter
-from culture_neurons.selection import NeuronSet
+from culture_neurons.selection import NeuronSet, RandomBaseline
 from tests.tiny import build_tokenizer, make_examples, tiny_model
 
 LABELS = ("A", "B", "C", "D")
@@ -455,7 +455,27 @@ def test_run_variants_with_one_factor_equals_run_ablation():
         widths=adapter.widths,
     )
     benches = {"demo": mcq(8)}
-    ours = run_variants(model, tok, benches, ns, op="enhance", factors=[3.0], seeds=2, scorer="choice", n_boot=50)
-    ref = run_ablation(model, tok, benches, ns, op="enhance", factor=3.0, seeds=2, scorer="choice", n_boot=50)
+    ours = run_variants(
+        model,
+        tok,
+        benches,
+        ns,
+        op="enhance",
+        factors=[3.0],
+        random=RandomBaseline(2),
+        options=EvalOptions(scorer="choice"),
+        n_boot=50,
+    )
+    ref = run_ablation(
+        model,
+        tok,
+        benches,
+        ns,
+        op="enhance",
+        factor=3.0,
+        random=RandomBaseline(2),
+        options=EvalOptions(scorer="choice"),
+        n_boot=50,
+    )
     assert ours.summary == ref.summary
     assert sorted(ours.rows["condition"].unique()) == sorted(ref.rows["condition"].unique())

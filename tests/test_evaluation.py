@@ -13,6 +13,7 @@ from culture_neurons.cli import cli
 from culture_neurons.data import Example, write_examples
 from culture_neurons.errors import InputError
 from culture_neurons.evaluation import (
+    EvalOptions,
     alignment,
     compare_to_random,
     evaluate,
@@ -28,7 +29,7 @@ from culture_neurons.evaluation.metrics import format_p, specificity_gap
 from culture_neurons.evaluation.saq import contains_run, normalise, saq_match
 from culture_neurons.models.adapters import get_adapter
 from culture_neurons.models.prompting import render_prompt
-from culture_neurons.selection import NeuronSet
+from culture_neurons.selection import NeuronSet, RandomBaseline
 from tests.tiny import build_tokenizer, make_examples, tiny_model
 
 LABELS = ("A", "B", "C", "D")
@@ -317,7 +318,9 @@ def test_summary_and_rows_files(llama, tok, tmp_path):
 def test_ablation_experiment(llama, tok):
     exs = mcq(8)
     target = gate_set(llama, layers=(0,), n=60)
-    result = run_ablation(llama, tok, {"demo": exs}, target, seeds=3, scorer="choice", n_boot=100)
+    result = run_ablation(
+        llama, tok, {"demo": exs}, target, random=RandomBaseline(3), options=EvalOptions(scorer="choice"), n_boot=100
+    )
     assert sorted(result.rows["condition"].unique()) == sorted(
         ["original", "suppress:general", "suppress:random:0", "suppress:random:1", "suppress:random:2"]
     )
@@ -331,7 +334,16 @@ def test_ablation_experiment(llama, tok):
     tgt = result.rows[result.rows["condition"] == "suppress:general"]["score"].mean() * 100
     assert all_["change"]["value"] == pytest.approx(tgt - orig["score"].mean() * 100)
     assert len(all_["random_changes"]) == 3 and 0 <= all_["difference"]["p_one_sided"] <= 1
-    enh = run_ablation(llama, tok, {"demo": exs}, target, op="enhance", seeds=[5], scorer="choice", n_boot=50)
+    enh = run_ablation(
+        llama,
+        tok,
+        {"demo": exs},
+        target,
+        op="enhance",
+        random=RandomBaseline([5]),
+        options=EvalOptions(scorer="choice"),
+        n_boot=50,
+    )
     assert enh.config["experiment"] == "enhancement" and "enhance:random:5" in set(enh.rows["condition"])
     with pytest.raises(InputError, match="empty"):
         run_ablation(llama, tok, exs, NeuronSet.from_columns([], [], [], kind="general"))
@@ -351,7 +363,7 @@ def test_cross_culture_matrix(llama, tok, tmp_path):
         )
         for i, c in enumerate(["Japan", "Mexico", "Spain"])
     ]
-    result = run_cross_culture(llama, tok, exs, sets, scorer="choice", n_boot=50)
+    result = run_cross_culture(llama, tok, exs, sets, options=EvalOptions(scorer="choice"), n_boot=50)
     assert list(result.matrix.index) == ["Japan", "Mexico", "Spain"] and list(result.matrix.columns) == [
         "Japan",
         "Mexico",

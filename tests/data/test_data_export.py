@@ -298,6 +298,57 @@ def test_hub_blend_uses_topics_config(monkeypatch):
     assert (item.group, item.split, item.gold, item.question) == ("UK", "identification", "c", "What?")
 
 
+def _fake_csqa_hub(calls):
+    def fake(hub_id, config, split, **kwargs):
+        calls.append((hub_id, config, split, kwargs))
+        return [
+            {
+                "id": f"h{i}",
+                "question": f"Q{i}?",
+                "question_concept": "c",
+                "choices": {"label": ["A", "B"], "text": ["yes", "no"]},
+                "answerKey": "B",
+            }
+            for i in range(3)
+        ]
+
+    return fake
+
+
+def test_hub_provenance_pins_revision_and_hashes_rows(monkeypatch):
+    calls = []
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("HF_DATASETS_OFFLINE")
+    monkeypatch.setattr(hub, "_load_dataset", _fake_csqa_hub(calls))
+    load_items("commonsenseqa")  # outside the block: unpinned, nothing recorded
+    with hub.hub_provenance("abc123") as fetched:
+        load_items("commonsenseqa")
+    assert calls[0][3] == {} and calls[1][3] == {"revision": "abc123"}
+    (info,) = fetched.values()
+    rows = _fake_csqa_hub([])(None, None, None)
+    assert info == {
+        "revision": "abc123",
+        "splits": {"validation": {"rows": 3, "sha256": hub.rows_sha256(rows)}},
+    }
+    # the hash is of content: other rows give another hash, the same rows (any key order) the same one
+    assert hub.rows_sha256(rows[:2]) != hub.rows_sha256(rows)
+    assert hub.rows_sha256([dict(reversed(list(r.items()))) for r in rows]) == hub.rows_sha256(rows)
+
+
+def test_data_export_revision_prints_the_hub_fingerprint(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("HF_DATASETS_OFFLINE")
+    monkeypatch.setattr(hub, "_load_dataset", _fake_csqa_hub(calls))
+    out = tmp_path / "csqa.jsonl"
+    result = CliRunner().invoke(cli, ["data", "export", "commonsenseqa", "--revision", "v1.0", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert calls[0][3] == {"revision": "v1.0"}
+    assert "hub: load_dataset('tau/commonsense_qa', split='validation') at v1.0 (validation: 3 rows sha256" in (
+        result.output
+    )
+
+
 def test_data_root_layout(tmp_path, culturalbench_dir, normad_file):
     # a root folder with one sub-folder per benchmark, like ../shared/data
     assert len(load_items("culturalbench-easy", data_dir=tmp_path)) == 6

@@ -203,11 +203,51 @@ def test_manifest_records_library_versions_and_model_provenance(tmp_path_factory
     out, _result, _ = shared_run(tmp_path_factory)
     manifest = json.loads((out / "manifest.json").read_text())
     versions = manifest["versions"]
-    for lib in ("torch", "transformers", "tokenizers", "huggingface_hub", "safetensors"):
+    for lib in ("torch", "transformers", "tokenizers", "huggingface_hub", "safetensors", "datasets", "peft", "lm-eval"):
         assert lib in versions, lib
     assert manifest["model"]["provenance"]["source"] == "local"
     exports = [rec for key, rec in manifest["steps"].items() if key.startswith("export:")]
     assert all("input_files" in rec["info"] for rec in exports)
+
+
+def test_hub_data_is_pinned_and_fingerprinted_in_the_manifest(model_dir, tmp_path, monkeypatch):
+    import culture_neurons.data.hub as hub
+
+    calls = []
+
+    def fake(hub_id, config, split, **kwargs):
+        calls.append(kwargs)
+        choices = {"label": ["A", "B", "C"], "text": ["stone", "water", "bread"]}
+        return [
+            {
+                "id": f"q{i}",
+                "question": f"What is wet {i}?",
+                "question_concept": "c",
+                "choices": choices,
+                "answerKey": "B",
+            }
+            for i in range(4)
+        ]
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setattr(hub, "_load_dataset", fake)
+    out = tmp_path / "run"
+    config = tiny_run_config(
+        model_dir,
+        out,
+        data={"revisions": {"commonsenseqa": "r2"}},
+        evaluate={"benchmarks": ["demo-culture", "commonsenseqa"]},
+    )
+    run_pipeline(config, progress=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    step = next(rec for key, rec in manifest["steps"].items() if key.startswith("export:") and "commonsenseqa" in key)
+    (fetched,) = step["info"]["hub"].values()
+    assert fetched["revision"] == "r2" and fetched["splits"]["validation"]["rows"] == 4
+    assert len(fetched["splits"]["validation"]["sha256"]) == 64
+    assert calls and all(c == {"revision": "r2"} for c in calls)
+    local = [rec for key, rec in manifest["steps"].items() if key.startswith("export:") and "demo" in key]
+    assert local and all("hub" not in rec["info"] for rec in local)
 
 
 def test_tensorboard_gets_the_headline_numbers(tmp_path):

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..chance import chance_level
 from ..data.example import Example, read_examples
-from ..data.sampling import cap_examples
+from ..data.sampling import Caps
 from ..errors import Interrupted, ScoringError
 from ..fileio import (
     check_input_file,
@@ -20,6 +20,7 @@ from ..fileio import (
     refuse_overwriting_inputs,
     remove_stale_temps,
 )
+from ..models.load_options import LoadOptions
 from .engine import ScoringOptions, score_examples
 from .scoretable import ScoreTable
 
@@ -64,24 +65,20 @@ def score_file(
     examples: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    dtype: str | None = None,
-    device: str | None = None,
-    device_map: str | None = None,
-    max_memory: str | dict | None = None,
+    load: LoadOptions | None = None,
     site_map: str | os.PathLike | None = None,
     progress: bool = True,
     checkpoint_every: int = 20,
-    max_per_group: int | None = None,
-    limit: int | None = None,
-    seed: int = 0,
+    caps: Caps | None = None,
     **options: Any,
 ) -> ScoreTable:
     """Score an examples JSONL file with a model and write the ScoreTable to ``out`` atomically.
 
     Inputs are checked (output folder writable and not one of the inputs, device known, every JSONL
     line valid, every prompt within the model's context) before any scoring, so mistakes surface in
-    seconds. ``max_per_group``/``limit``/``seed`` cap the examples as the config's keys do.
-    ``options`` are :class:`ScoringOptions` fields. Progress is checkpointed to ``<out>.ckpt`` every
+    seconds. ``load`` places the model (dtype, device, device_map, max_memory, revision); ``caps``
+    (max_per_group, limit, seed) cap the examples as the config's keys do. ``options`` are
+    :class:`ScoringOptions` fields. Progress is checkpointed to ``<out>.ckpt`` every
     ``checkpoint_every`` batches (0 disables it) and when SIGTERM/SIGINT arrives; rerunning the same
     command after a crash or preemption resumes from there. Under ``torchrun`` each rank scores its
     shard and rank 0 writes the table. For ``label``/``choice`` targets the examples' chance level is
@@ -95,21 +92,21 @@ def score_file(
     refuse_overwriting_inputs({"--out": out, "the checkpoint": checkpoint}, _inputs(model, examples, site_map))
     opts = ScoringOptions(**options)
     opts.validate()
-    if device_map is None:
-        validate_device(device)
+    load = load or LoadOptions()
+    if load.device_map is None:
+        validate_device(load.device)
     check_input_file(examples, "examples file")
-    exs = cap_examples(read_examples(examples), max_per_group=max_per_group, limit=limit, seed=seed)
+    exs = (caps or Caps()).apply(read_examples(examples))
     for stale in [out] + ([checkpoint] if checkpoint else []):
         remove_stale_temps(stale)
     resume = (
         f"rerun the same command to resume from {checkpoint}" if checkpoint else "rerun the same command to start over"
     )
     try:
-        init_from_env(device)
-        device = local_device(device)
+        init_from_env(load.device)
         start = time.perf_counter()
         loaded, tokenizer = load_model(
-            model, dtype=dtype, device=device, device_map=device_map, max_memory=max_memory, progress=progress
+            model, **{**load.kwargs(), "device": local_device(load.device)}, progress=progress
         )
         log.info("%s (in %.1f s)", describe_loaded(loaded), time.perf_counter() - start)
         check_context_length(loaded, tokenizer, exs, opts)

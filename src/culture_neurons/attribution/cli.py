@@ -6,8 +6,9 @@ import time
 
 import click
 
-from ..data.sampling import cap_options
+from ..data.sampling import Caps, cap_options
 from ..errors import InputError
+from ..models.load_options import LoadOptions, load_options
 from .engine import AGGREGATIONS, TARGETS
 
 
@@ -53,6 +54,44 @@ def report(table, out, start: float) -> None:
             click.echo(warning, err=True)
 
 
+def scoring_options(func):
+    """Click decorator adding the :class:`ScoringOptions` options; the command receives them as one
+    ``options`` dict of ScoringOptions fields (``--no-chat-template`` becomes ``chat_template``)."""
+    import functools
+
+    names = ("batch_size", "target", "aggregation", "control", "reference_compat", "padding_side", "sites")
+
+    @functools.wraps(func)
+    def wrapper(*args, no_chat_template, **kw):
+        options = {name: kw.pop(name) for name in names}
+        options["chat_template"] = not no_chat_template
+        options["sites"] = parse_sites(options["sites"])
+        return func(*args, options=options, **kw)
+
+    for option in reversed(
+        [
+            click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1)),
+            click.option("--target", type=click.Choice(TARGETS), default="label", show_default=True, help="What p is."),
+            click.option(
+                "--aggregation",
+                type=click.Choice(AGGREGATIONS),
+                default="max",
+                show_default=True,
+                help="Reduction over positions.",
+            ),
+            click.option("--control", is_flag=True, help="Control set: clamp example scores at 0."),
+            click.option(
+                "--reference-compat", is_flag=True, help="Zero-filled padding, to match the reference code's numbers."
+            ),
+            click.option("--padding-side", type=click.Choice(["left", "right"]), default="left", show_default=True),
+            click.option("--no-chat-template", is_flag=True, help="Use prompts as they are, without a chat template."),
+            click.option("--sites", default=None, help="Comma-separated subset of sites to score (default: all)."),
+        ]
+    ):
+        wrapper = option(wrapper)
+    return wrapper
+
+
 @click.command()
 @click.option(
     "--model", "-m", required=True, help="Hub id, local folder, .gguf file, or alias (smollm2-135m-instruct)."
@@ -65,33 +104,14 @@ def report(table, out, start: float) -> None:
     help="Examples JSONL (id, prompt, answer, group).",
 )
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Output ScoreTable (.safetensors).")
-@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
-@click.option(
-    "--dtype",
-    type=click.Choice(["float32", "bfloat16", "float16"]),
-    default=None,
-    help="Default: bfloat16 on CUDA, else float32.",
-)
-@click.option("--device", default=None, help="cpu, cuda, cuda:1, ... (default: CUDA when available).")
-@click.option("--device-map", default=None, help="Shard a large model, e.g. 'auto' (overrides --device).")
-@click.option(
-    "--max-memory", default=None, help="Per-device limits with --device-map, e.g. '0=70GiB,1=70GiB,cpu=200GiB'."
-)
-@click.option("--target", type=click.Choice(TARGETS), default="label", show_default=True, help="What p is.")
-@click.option(
-    "--aggregation", type=click.Choice(AGGREGATIONS), default="max", show_default=True, help="Reduction over positions."
-)
-@click.option("--control", is_flag=True, help="Control set: clamp example scores at 0.")
-@click.option("--reference-compat", is_flag=True, help="Zero-filled padding, to match the reference code's numbers.")
-@click.option("--padding-side", type=click.Choice(["left", "right"]), default="left", show_default=True)
-@click.option("--no-chat-template", is_flag=True, help="Use prompts as they are, without the chat template.")
+@scoring_options
+@load_options
 @click.option(
     "--site-map",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
     help="TOML/JSON site map for an unknown architecture.",
 )
-@click.option("--sites", default=None, help="Comma-separated subset of sites to score (default: all).")
 @click.option(
     "--checkpoint-every",
     default=20,
@@ -102,27 +122,15 @@ def report(table, out, start: float) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @cap_options
 def score(
-    model,
-    examples,
-    out,
-    batch_size,
-    dtype,
-    device,
-    device_map,
-    max_memory,
-    target,
-    aggregation,
-    control,
-    reference_compat,
-    padding_side,
-    no_chat_template,
-    site_map,
-    sites,
-    checkpoint_every,
-    quiet,
-    max_per_group,
-    limit,
-    seed,
+    model: str,
+    examples: str,
+    out: str,
+    options: dict,
+    load: LoadOptions,
+    site_map: str | None,
+    checkpoint_every: int,
+    quiet: bool,
+    caps: Caps,
 ) -> None:
     """Score every neuron on EXAMPLES and write a ScoreTable."""
     from .api import score_file
@@ -132,24 +140,12 @@ def score(
         model,
         examples,
         out,
-        dtype=dtype,
-        device=device,
-        device_map=device_map,
-        max_memory=max_memory,
+        load=load,
         site_map=site_map,
         progress=not quiet,
         checkpoint_every=checkpoint_every,
-        max_per_group=max_per_group,
-        limit=limit,
-        seed=seed,
-        batch_size=batch_size,
-        target=target,
-        aggregation=aggregation,
-        control=control,
-        reference_compat=reference_compat,
-        padding_side=padding_side,
-        chat_template=not no_chat_template,
-        sites=parse_sites(sites),
+        caps=caps,
+        **options,
     )
     from ..distributed import is_main
 

@@ -11,6 +11,7 @@ import click
 
 from ..errors import InputError
 from .countries import BENCHMARK_ALIASES, BLEND_COUNTRIES, TARGET_COUNTRIES, all_countries
+from .hub import hub_provenance
 from .registry import SPLIT_CHOICES, Benchmark, export_examples, list_benchmarks
 from .sampling import Caps, cap_options
 
@@ -134,6 +135,11 @@ def _source_options(split: str, templates_help: str):
     default=None,
     help="Apply this model's chat template and check its label tokens (hub id, folder, GGUF or alias).",
 )
+@click.option(
+    "--revision",
+    default=None,
+    help="Hub dataset revision (branch, tag or commit) when loading from the hub; recorded with a hash of the rows.",
+)
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=str), help="Output JSONL file.")
 def export_cmd(
     benchmark: str,
@@ -146,23 +152,28 @@ def export_cmd(
     part: str | None,
     options: tuple[str, ...],
     caps: Caps,
+    revision: str | None,
     out: str,
 ) -> None:
     """Render BENCHMARK into the examples JSONL that `culture-neurons score` reads."""
-    summary = export_examples(
-        benchmark,
-        out,
-        split=split,
-        countries=list(countries) or None,
-        data_dir=data_dir,
-        model=model,
-        templates=templates,
-        labels=labels,
-        part=part,
-        caps=caps,
-        **_parse_options(options),
-    )
+    with hub_provenance(revision) as fetched:
+        summary = export_examples(
+            benchmark,
+            out,
+            split=split,
+            countries=list(countries) or None,
+            data_dir=data_dir,
+            model=model,
+            templates=templates,
+            labels=labels,
+            part=part,
+            caps=caps,
+            **_parse_options(options),
+        )
     click.echo(summary.table())
+    for source, info in fetched.items():
+        hashes = ", ".join(f"{name}: {s['rows']} rows sha256 {s['sha256'][:12]}" for name, s in info["splits"].items())
+        click.echo(f"hub: {source} at {info['revision']} ({hashes})")
     chat = "chat template applied" if summary.chat_template_applied else "no chat template"
     click.echo(
         f"wrote {summary.n_examples} examples to {summary.path} (templates: {', '.join(summary.templates)}; {chat})"

@@ -4,11 +4,20 @@ This is the normal path for a user who is online and gives no local files. It is
 no ``--data-dir`` is given, and never when ``HF_HUB_OFFLINE`` or ``HF_DATASETS_OFFLINE`` is set.
 Any failure becomes :class:`HubUnavailable`, which the registry turns into a message that says how
 to point at local files instead.
+
+Provenance: inside :func:`hub_provenance` every fetch is pinned to the given revision (a branch, tag or
+commit of the dataset repository) and recorded with a SHA-256 of the rows it returned, so a run's
+manifest identifies hub data by content, the way it identifies local files by their hashes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import hashlib
+import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,11 +54,45 @@ def hub_offline() -> bool:
     )
 
 
-def _load_dataset(hub_id: str, config: str | None, split: str | None) -> Any:
+@dataclass
+class _Provenance:
+    revision: str | None
+    fetched: dict[str, dict[str, Any]]
+
+
+# Set by hub_provenance(); a context variable, so concurrent exports never see each other's record.
+_PROVENANCE: contextvars.ContextVar[_Provenance | None] = contextvars.ContextVar("hub_provenance", default=None)
+
+
+@contextlib.contextmanager
+def hub_provenance(revision: str | None = None) -> Iterator[dict[str, dict[str, Any]]]:
+    """Pin hub fetches in this block to ``revision`` and record what each one returned.
+
+    Yields a dict, filled as the block runs: ``{"load_dataset(...)": {"revision", "splits": {name:
+    {"rows", "sha256"}}}}`` for every hub dataset loaded (nothing for local or built-in data).
+    """
+    record = _Provenance(revision or None, {})
+    token = _PROVENANCE.set(record)
+    try:
+        yield record.fetched
+    finally:
+        _PROVENANCE.reset(token)
+
+
+def rows_sha256(records: list[dict[str, Any]]) -> str:
+    """SHA-256 of a split's rows as canonical JSON: the same rows give the same hash on any machine."""
+    digest = hashlib.sha256()
+    for row in records:
+        digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _load_dataset(hub_id: str, config: str | None, split: str | None, **kwargs: Any) -> Any:
     """The one call into ``datasets`` (tests replace this function; they never reach the network)."""
     import datasets
 
-    return datasets.load_dataset(hub_id, config, split=split)
+    return datasets.load_dataset(hub_id, config, split=split, **kwargs)
 
 
 def _fetch(source: HubSource) -> dict[str, list[dict[str, Any]]]:
@@ -59,14 +102,23 @@ def _fetch(source: HubSource) -> dict[str, list[dict[str, Any]]]:
         import datasets  # noqa: F401
     except ImportError as exc:
         raise HubUnavailable("the `datasets` package is not installed (pip install datasets)") from exc
+    record = _PROVENANCE.get()
+    pinned = {"revision": record.revision} if record is not None and record.revision else {}
     try:
-        dataset = _load_dataset(source.id, source.config, source.split)
+        dataset = _load_dataset(source.id, source.config, source.split, **pinned)
     except Exception as exc:  # network errors, missing configs, authentication...
         message = str(exc).splitlines()[0] if str(exc) else ""
         raise HubUnavailable(f"{source.describe()} failed: {type(exc).__name__}: {message}") from exc
     if isinstance(dataset, dict):  # a DatasetDict (split=None)
-        return {str(name): [dict(r) for r in dataset[name]] for name in dataset}
-    return {source.split or "default": [dict(r) for r in dataset]}
+        splits = {str(name): [dict(r) for r in dataset[name]] for name in dataset}
+    else:
+        splits = {source.split or "default": [dict(r) for r in dataset]}
+    if record is not None:
+        record.fetched[source.describe()] = {
+            "revision": pinned.get("revision", "default branch (unpinned)"),
+            "splits": {name: {"rows": len(rows), "sha256": rows_sha256(rows)} for name, rows in splits.items()},
+        }
+    return splits
 
 
 def _rows(source: HubSource, split: str, records: list[dict[str, Any]], required: tuple[str, ...]) -> list[Row]:

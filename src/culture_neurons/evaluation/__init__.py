@@ -1,6 +1,6 @@
 """Evaluation: scorers, metrics with bootstrap CIs, the ablation and cross-culture experiments, and their variants."""
 
-from .api import EvalResult, evaluate, evaluate_files, evaluate_rows, load_benchmarks, read_rows, summarise, write_rows
+from .api import EvalResult, evaluate, evaluate_rows, load_benchmarks, read_rows, summarise, write_rows
 from .experiments import ExperimentResult, run_ablation, run_cross_culture
 from .metrics import compare_to_random, format_p, mean_ci, paired_change, specificity_gap
 from .scorers import SCORERS, EvalOptions, alignment, evaluate_examples, example_kind, parse_scale
@@ -16,7 +16,6 @@ __all__ = [
     "compare_to_random",
     "evaluate",
     "evaluate_examples",
-    "evaluate_files",
     "evaluate_rows",
     "example_kind",
     "format_p",

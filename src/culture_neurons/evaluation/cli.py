@@ -133,8 +133,9 @@ def _evaluate_lm_eval(kw, inputs, model, tokenizer, tasks, factor, include, limi
     """The ablation experiment on lm-eval tasks (and on --bench files, if any), one summary for both."""
     import pandas as pd
 
-    from ..integrations.lm_eval_conditions import run_lm_eval_conditions, save_lm_eval_results
+    from ..integrations.lm_eval_conditions import LmEvalSettings, run_lm_eval_conditions, save_lm_eval_results
     from ..progress import progress
+    from ..selection.randomsets import RandomBaseline
     from .display import ablation_lines
     from .experiments import ExperimentResult, run_ablation
     from .sweep import run_variants
@@ -149,16 +150,19 @@ def _evaluate_lm_eval(kw, inputs, model, tokenizer, tasks, factor, include, limi
             op=kw["op"],
             factor=factor,
             means=inputs.means,
-            seeds=seeds,
-            include_path=include,
-            limit=limit,
-            batch_size=kw["batch_size"],
+            random=RandomBaseline(seeds),
+            settings=LmEvalSettings(include_path=include, limit=limit, batch_size=kw["batch_size"]),
             n_boot=kw["n_boot"],
             progress=bar,
         )
     frames, summary = [got["rows"]], dict(got["summary"])
     if inputs.benchmarks:
-        common = {"seeds": seeds, "n_boot": kw["n_boot"], "site_map": kw["site_map"], **eval_opts(kw)}
+        common = {
+            "random": RandomBaseline(seeds),
+            "n_boot": kw["n_boot"],
+            "site_map": kw["site_map"],
+            "options": EvalOptions(**eval_opts(kw)),
+        }
         with eval_bar(kw, inputs, 2 + seeds) as bar:
             if kw["op"] == "mean":
                 ours = run_variants(
@@ -201,6 +205,7 @@ def _evaluate_lm_eval(kw, inputs, model, tokenizer, tasks, factor, include, limi
 def ablate(neurons, seeds, layer_matched, **kw) -> None:
     """Original vs NEURONS vs random sets of the same size (--op enhance: the enhancement experiment;
     --op enhance --factor 0,0.5,1.5,2,3: the factor sweep, a curve; --op mean: mean ablation)."""
+    from ..selection.randomsets import RandomBaseline
     from .display import ablation_lines, curve_lines
     from .experiments import run_ablation
     from .sweep import run_variants, variant_conditions
@@ -210,11 +215,10 @@ def ablate(neurons, seeds, layer_matched, **kw) -> None:
     ns = inputs.sets[0]
     model, tokenizer = load_for_eval(kw, inputs, [ns])
     common: dict[str, Any] = {
-        "seeds": seeds,
-        "layer_matched": layer_matched,
+        "random": RandomBaseline(seeds, layer_matched),
         "n_boot": kw["n_boot"],
         "site_map": kw["site_map"],
-        **eval_opts(kw),
+        "options": EvalOptions(**eval_opts(kw)),
     }
     with eval_bar(kw, inputs, variant_conditions(len(factors), seeds)) as bar:
         if kw["op"] == "mean" or len(factors) > 1:
@@ -303,7 +307,7 @@ def cross_culture(neurons, split, **kw) -> None:
             n_boot=kw["n_boot"],
             progress=bar,
             site_map=kw["site_map"],
-            **eval_opts(kw),
+            options=EvalOptions(**eval_opts(kw)),
         )
     baseline_warnings(result, inputs, kw)
     if not save_result(result, kw, inputs):

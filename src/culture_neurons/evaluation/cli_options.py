@@ -86,6 +86,7 @@ def common_options(fn):
         click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None),
         click.option("--device", default=None),
         click.option("--device-map", default=None),
+        click.option("--revision", default=None, help="Hub branch, tag or commit of the model (hub ids only)."),
         click.option("--site-map", type=click.Path(exists=True, dir_okay=False), default=None),
         click.option("--quiet", "-q", is_flag=True),
     ]
@@ -170,6 +171,7 @@ def load_for_eval(kw, inputs, sets=()):
         dtype=kw["dtype"],
         device=local_device(kw["device"]),
         device_map=kw["device_map"],
+        revision=kw["revision"],
         progress=not kw["quiet"],
     )
     say(kw, describe_loaded(model))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from ..data.example import Example
 from ..errors import InputError
 from ..fileio import write_json_atomic, write_text_atomic
 from ..selection.neuronset import NeuronSet
-from ..selection.select import select_random
+from ..selection.randomsets import RandomBaseline
 from . import plan as planner
 from .api import as_benchmarks, evaluate_rows, metric_name, output_folder, write_rows
 from .metrics import compare_to_random, mean_ci, paired_change
@@ -77,19 +77,6 @@ def condition_table(rows: pd.DataFrame, conditions: Sequence[str]) -> pd.DataFra
             + (f" ({', '.join(missing)} missing)" if missing else "")
         )
     return table[conditions]
-
-
-def _random_sets(
-    neuron_set: NeuronSet, seeds: int | Sequence[int], layer_matched: bool, random_sets: Sequence[NeuronSet] | None
-) -> list[NeuronSet]:
-    if random_sets is not None:
-        sets = list(random_sets)
-        bad = [s.kind for s in sets if len(s) != len(neuron_set)]
-        if bad:
-            raise InputError(f"random set(s) {bad} differ in size from {neuron_set.kind!r} ({len(neuron_set)} neurons)")
-        return sets
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
-    return [select_random(neuron_set, s, layer_matched=layer_matched) for s in seed_list]
 
 
 def split_parts(
@@ -189,15 +176,12 @@ def run_ablation(
     *,
     op: str = "suppress",
     factor: float = 2.0,
-    seeds: int | Sequence[int] = 10,
-    layer_matched: bool = False,
-    random_sets: Sequence[NeuronSet] | None = None,
+    random: RandomBaseline | None = None,
     options: EvalOptions | None = None,
     n_boot: int = 1000,
     seed: int = 0,
     progress: bool = False,
     site_map: Any = None,
-    **overrides: Any,
 ) -> ExperimentResult:
     """Original vs ``op`` on ``neuron_set`` vs ``op`` on random sets of the same size.
 
@@ -205,16 +189,18 @@ def run_ablation(
     (identification vs held-out), the summary gives the metric under each condition and
     :func:`~.metrics.compare_to_random`: the change with its CI, the mean random change, the paired
     bootstrap difference with p-values, and the fraction of random seeds with a smaller drop.
-    ``op="enhance"`` gives the enhancement experiment.
+    ``op="enhance"`` gives the enhancement experiment. ``random`` says which random sets (default:
+    10 seeds, not layer-matched).
     """
     if not isinstance(neuron_set, NeuronSet):
         raise InputError(f"neuron_set must be a NeuronSet, got {type(neuron_set).__name__}")
     if len(neuron_set) == 0:
         raise InputError(f"NeuronSet {neuron_set.kind!r} is empty; there is nothing to {op}")
-    opts = replace(options or EvalOptions(), **overrides)
+    opts = options or EvalOptions()
     opts.validate()
     benches = as_benchmarks(benchmarks)
-    randoms = _random_sets(neuron_set, seeds, layer_matched, random_sets)
+    random = random or RandomBaseline()
+    randoms = random.draw(neuron_set)
     conditions, experiment = planner.ablation(
         (neuron_set.kind, neuron_set), [(r.kind, r) for r in randoms], list(benches), op
     )
@@ -225,19 +211,33 @@ def run_ablation(
         model, tokenizer, benches, conditions, factor, opts, progress=progress, site_map=site_map
     )
     summary, _ = summarise_experiment(rows, experiment, n_boot, seed)
-    config = {
-        "experiment": "enhancement" if op == "enhance" else "ablation",
-        "op": op,
-        "factor": factor,
+    head = {"experiment": "enhancement" if op == "enhance" else "ablation", "op": op, "factor": factor}
+    config = experiment_config(head, neuron_set, randoms, random, opts, (n_boot, seed), list(benches))
+    return ExperimentResult(rows, summary, config)
+
+
+def experiment_config(
+    head: Mapping[str, Any],
+    neuron_set: NeuronSet,
+    randoms: Sequence[NeuronSet],
+    random: RandomBaseline,
+    options: EvalOptions,
+    bootstrap: tuple[int, int],
+    benchmarks: Sequence[str],
+) -> dict[str, Any]:
+    """The ``config`` of a set-vs-random experiment's summary: ``head`` (experiment, op, factor...), then
+    the set, its random sets, the options, ``(n_boot, seed)`` and the benchmarks, in that key order."""
+    n_boot, seed = bootstrap
+    return {
+        **head,
         "neuron_set": {"kind": neuron_set.kind, "count": len(neuron_set), "sha256": neuron_set.content_hash()},
         "random_sets": [r.kind for r in randoms],
-        "layer_matched": layer_matched,
-        "options": opts.to_dict(),
+        "layer_matched": random.layer_matched,
+        "options": options.to_dict(),
         "n_boot": n_boot,
         "seed": seed,
-        "benchmarks": list(benches),
+        "benchmarks": list(benchmarks),
     }
-    return ExperimentResult(rows, summary, config)
 
 
 def cross_culture_summary(
@@ -302,7 +302,6 @@ def run_cross_culture(
     seed: int = 0,
     progress: bool = False,
     site_map: Any = None,
-    **overrides: Any,
 ) -> ExperimentResult:
     """Suppress each country's specific set in turn and measure the change for every country.
 
@@ -323,7 +322,7 @@ def run_cross_culture(
     empty = [c for c, ns in sets.items() if len(ns) == 0]
     if empty:
         raise InputError(f"the specific set(s) of {', '.join(empty)} are empty; there is nothing to {op}")
-    opts = replace(options or EvalOptions(), **overrides)
+    opts = options or EvalOptions()
     opts.validate()
     benches = as_benchmarks(benchmarks)
     if split is not None:

@@ -11,7 +11,6 @@ benchmark and part with the change, the change against random and their 95% CIs 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 import pandas as pd
@@ -19,9 +18,9 @@ import pandas as pd
 from ..data.example import Example
 from ..errors import InputError
 from ..selection.neuronset import NeuronSet
-from ..selection.select import select_random
+from ..selection.randomsets import RandomBaseline
 from .api import as_benchmarks, evaluate_rows
-from .experiments import ExperimentResult, ablation_summary
+from .experiments import ExperimentResult, ablation_summary, experiment_config
 from .inputs import parse_factors
 from .scorers import EvalOptions
 
@@ -89,14 +88,12 @@ def run_variants(
     op: str = "enhance",
     factors: Sequence[float] | str = (2.0,),
     means: Mapping[str, Any] | None = None,
-    seeds: int | Sequence[int] = 10,
-    layer_matched: bool = False,
+    random: RandomBaseline | None = None,
     options: EvalOptions | None = None,
     n_boot: int = 1000,
     seed: int = 0,
     progress: Any = False,
     site_map: Any = None,
-    **overrides: Any,
 ) -> ExperimentResult:
     """Original vs ``op`` on ``neuron_set`` vs ``op`` on random sets, for one or several factors.
 
@@ -105,11 +102,11 @@ def run_variants(
     model is evaluated once and shared by every factor.
     """
     values = _checked_factors(neuron_set, op, factors, means)
-    opts = replace(options or EvalOptions(), **overrides)
+    opts = options or EvalOptions()
     opts.validate()
     benches = as_benchmarks(benchmarks)
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
-    randoms = [select_random(neuron_set, s, layer_matched=layer_matched) for s in seed_list]
+    random = random or RandomBaseline()
+    randoms = random.draw(neuron_set)
     frames = [evaluate_rows(model, tokenizer, benches, None, condition="original", options=opts, progress=progress)]
     by_factor: dict[float, dict[str, Any]] = {}
     sweep = len(values) > 1
@@ -137,19 +134,13 @@ def run_variants(
         by_factor[factor] = ablation_summary(rows_so_far, list(benches), target, random_labels, n_boot, seed)
     rows = pd.concat(frames, ignore_index=True)
     experiment = {"mean": "mean-ablation", "enhance": "enhancement"}.get(op, "ablation")
-    config = {
+    head = {
         "experiment": "enhancement-sweep" if sweep else experiment,
         "op": op,
         "factor": values[0] if not sweep else None,
         "factors": values,
-        "neuron_set": {"kind": neuron_set.kind, "count": len(neuron_set), "sha256": neuron_set.content_hash()},
-        "random_sets": [r.kind for r in randoms],
-        "layer_matched": layer_matched,
-        "options": opts.to_dict(),
-        "n_boot": n_boot,
-        "seed": seed,
-        "benchmarks": list(benches),
     }
+    config = experiment_config(head, neuron_set, randoms, random, opts, (n_boot, seed), list(benches))
     return _variants_result(rows, by_factor, values, config)
 
 

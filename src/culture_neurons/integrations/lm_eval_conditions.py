@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import pandas as pd
 from ..errors import InputError
 from ..fileio import write_text_atomic
 from ..selection.neuronset import NeuronSet
-from ..selection.select import select_random
+from ..selection.randomsets import RandomBaseline
 
 PRIMARY = ("acc", "exact_match", "acc_norm")  # the per-sample metric used as `score`, first present wins
 
@@ -91,6 +92,22 @@ def _evaluate(lm: Any, tasks: list[str], task_manager: Any, limit: int | None, s
     )
 
 
+@dataclass(frozen=True)
+class LmEvalSettings:
+    """How lm-eval runs each condition.
+
+    Attributes:
+        include_path: a folder of task YAMLs (e.g. from ``culture-neurons data export-lm-eval``); with every
+            task found there, lm-eval's own task folder is not indexed.
+        limit: documents per task (``None``: all).
+        batch_size: lm-eval's batch size.
+    """
+
+    include_path: str | None = None
+    limit: int | None = None
+    batch_size: int = 8
+
+
 def run_lm_eval_conditions(
     model: Any,
     tokenizer: Any,
@@ -100,11 +117,8 @@ def run_lm_eval_conditions(
     op: str = "suppress",
     factor: float = 2.0,
     means: Mapping[str, Any] | None = None,
-    seeds: int | Sequence[int] = 3,
-    layer_matched: bool = False,
-    include_path: str | None = None,
-    limit: int | None = None,
-    batch_size: int = 8,
+    random: RandomBaseline | None = None,
+    settings: LmEvalSettings | None = None,
     n_boot: int = 1000,
     seed: int = 0,
     progress: Any = None,
@@ -113,7 +127,8 @@ def run_lm_eval_conditions(
 
     Returns ``{"rows": DataFrame, "summary": {task: ablation entry},
     "results": {condition: lm-eval results without samples},
-    "conditions": [...]}``.
+    "conditions": [...]}``. ``random`` defaults to 3 random sets; ``settings`` to lm-eval's own task folder,
+    every document and batches of 8.
     """
     from lm_eval.tasks import TaskManager
 
@@ -121,6 +136,8 @@ def run_lm_eval_conditions(
     from .lm_eval_model import CultureNeuronsLM
 
     names = parse_tasks(tasks)
+    settings = settings or LmEvalSettings()
+    include_path = settings.include_path
     # Indexing lm-eval's own task folder takes ~40 s on 2 cores: skip it when the local folder has every task.
     manager = TaskManager(include_path=include_path, include_defaults=False) if include_path else None
     if manager is None or any(t not in manager.all_tasks for t in names):
@@ -131,8 +148,7 @@ def run_lm_eval_conditions(
             f"unknown lm-eval task(s) {', '.join(unknown)}"
             + ("" if include_path else " (local tasks: --lm-eval-include DIR)")
         )
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
-    randoms = [select_random(neuron_set, s, layer_matched=layer_matched) for s in seed_list]
+    randoms = (random or RandomBaseline(seeds=3)).draw(neuron_set)
     target = f"{op}:{neuron_set.kind}"
     conditions: list[tuple[str, NeuronSet | None]] = [
         ("original", None),
@@ -150,9 +166,9 @@ def run_lm_eval_conditions(
             op=op,
             factor=factor,
             means=means if op == "mean" else None,
-            batch_size=batch_size,
+            batch_size=settings.batch_size,
         )
-        out = _evaluate(lm, names, manager, limit, seed)
+        out = _evaluate(lm, names, manager, settings.limit, seed)
         frames.append(sample_rows(out.pop("samples", {}), label))
         results[label] = out
         if progress is not None:

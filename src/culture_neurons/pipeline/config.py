@@ -6,7 +6,7 @@ Each section's keys are the arguments of:
 - ``[model]``: :func:`culture_neurons.models.loading.load_model` (``name``, ``revision``, ``dtype``, ``device``,
   ``device_map``, ``max_memory``) and the adapter's ``site_map``
 - ``[data]``: :func:`culture_neurons.data.build_examples` (``data_dir``, ``countries``, ``templates``, ``labels``,
-  per-benchmark ``options``) and ``chat_template``
+  per-benchmark ``options``), ``chat_template`` and per-benchmark hub ``revisions``
 - ``[score]``: :class:`culture_neurons.attribution.engine.ScoringOptions` and :func:`score_examples`
   (``checkpoint_every``), plus which benchmarks are scored
 - ``[select.general]``: :func:`culture_neurons.selection.select_general`

@@ -35,7 +35,7 @@ LIBRARIES = (
     "huggingface_hub",
     "datasets",
     "peft",
-    "lm_eval",
+    "lm-eval",
     "accelerate",
     "numpy",
     "pandas",

@@ -112,6 +112,7 @@ class DataSection:
     labels: str | None = None
     chat_template: bool = True  # render prompts with the model's chat template (export, scoring, evaluation)
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per benchmark: {"blend": {"max_variants": 5}}
+    revisions: dict[str, str] = field(default_factory=dict)  # per benchmark: hub dataset revision (branch, tag, commit)
 
 
 ScoreSection = options_section(

@@ -3,7 +3,7 @@
 from .general import select_general
 from .neuronset import Neuron, NeuronSet
 from .options import GeneralOptions, SpecificOptions
-from .randomsets import select_random
+from .randomsets import RandomBaseline, select_random
 from .specific import CountryPlan, plan_countries, select_specific, select_specific_many
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "GeneralOptions",
     "Neuron",
     "NeuronSet",
+    "RandomBaseline",
     "SpecificOptions",
     "plan_countries",
     "select_general",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -122,3 +123,32 @@ def select_random(
         params=params,
         sources=sources,
     )
+
+
+@dataclass(frozen=True)
+class RandomBaseline:
+    """The random sets an experiment compares a selected set against.
+
+    Attributes:
+        seeds: how many sets (seeds ``0..N-1``) or the seeds themselves.
+        layer_matched: also match the selected set's per-layer counts (see :func:`select_random`).
+        sets: ready-made random sets to use instead of drawing (each must be the selected set's size).
+    """
+
+    seeds: int | Sequence[int] = 10
+    layer_matched: bool = False
+    sets: Sequence[NeuronSet] | None = None
+
+    def seed_list(self) -> list[int]:
+        """The seeds drawn, in order."""
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else [int(s) for s in self.seeds]
+
+    def draw(self, like: NeuronSet) -> list[NeuronSet]:
+        """The random sets for ``like``: :attr:`sets` after a size check, else one draw per seed."""
+        if self.sets is not None:
+            sets = list(self.sets)
+            bad = [s.kind for s in sets if len(s) != len(like)]
+            if bad:
+                raise InputError(f"random set(s) {bad} differ in size from {like.kind!r} ({len(like)} neurons)")
+            return sets
+        return [select_random(like, s, layer_matched=self.layer_matched) for s in self.seed_list()]

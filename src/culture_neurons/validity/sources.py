@@ -21,6 +21,7 @@ from ..data.example import Example, read_examples
 from ..data.registry import build_examples, get_benchmark
 from ..data.sampling import cap_examples, sample_key
 from ..errors import InputError
+from ..rundir import data_dir_for
 from ..selection.neuronset import NeuronSet
 from .options import ValidityData
 
@@ -55,14 +56,9 @@ class BenchmarkSpec:
 
 def _build(name: str, split: str, spec: BenchmarkSpec, templates: str, countries: Any = "spec") -> list[Example]:
     bench = get_benchmark(name)
-    data_dir = None if bench.builtin and not bench.files else spec.data_dir
     by_country = countries if countries != "spec" else (spec.countries if bench.by_country else None)
-    try:
-        return build_examples(name, split=split, countries=by_country, data_dir=data_dir, templates=templates)
-    except InputError:
-        if data_dir is None:
-            raise
-        return build_examples(name, split=split, countries=by_country, data_dir=None, templates=templates)
+    data_dir = data_dir_for(bench, spec.data_dir)
+    return build_examples(name, split=split, countries=by_country, data_dir=data_dir, templates=templates)
 
 
 def _names(text: str) -> list[str]:

@@ -9,6 +9,7 @@ from typing import Any
 from ... import rundir
 from ...chance import chance_level
 from ...data import build_examples, get_benchmark, write_examples
+from ...data.hub import hub_provenance
 from ...data.labels import assert_labels_ok
 from ...data.registry import count_by_group_split, locate_data
 from ...data.sampling import cap_examples
@@ -70,10 +71,14 @@ def export_one(ctx: Context, role: str, bench: str, split: str, cap: int) -> Fil
         "tokenizer": c.model.name if c.data.chat_template else None,
         "data": rundir.data_signature(located),
     }
+    revision = c.data.revisions.get(bench)
+    if revision:  # only when pinned, so runs made before [data] revisions existed keep their inputs hash
+        inputs["revision"] = revision
 
     def make() -> tuple[list[Path], dict[str, Any]]:
         tok = ctx.tokenizer() if c.data.chat_template else None
-        examples = _build(ctx, bench, split, cap, data_dir, tok)
+        with hub_provenance(revision) as fetched:
+            examples = _build(ctx, bench, split, cap, data_dir, tok)
         if tok is not None and c.score.target == "label" and role != "eval" and any(ex.labels for ex in examples):
             assert_labels_ok(examples, tok, benchmark=bench)
         write_examples(ctx.run_dir / rel, examples)
@@ -82,6 +87,7 @@ def export_one(ctx: Context, role: str, bench: str, split: str, cap: int) -> Fil
             "counts": count_by_group_split(examples),
             "chance": chance_percent(examples),
             "input_files": rundir.file_hashes(located),
+            **({"hub": fetched} if fetched else {}),
         }
 
     res = ctx.step(key, "export", f"{bench} ({split})", inputs, make)
