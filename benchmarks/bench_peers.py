@@ -110,18 +110,32 @@ def captum_scores(model, batches: Batches) -> dict:
     return out
 
 
+def forward_order(model, sites: list, batch) -> list:
+    """``sites`` sorted by when their modules run in a forward pass (nnsight 0.8 serves values in that order)."""
+    seen: list[int] = []
+    handles = [m.register_forward_hook(lambda mod, i, o, k=k: seen.append(k)) for k, (_, _, m) in enumerate(sites)]
+    try:
+        with torch.no_grad():
+            model(input_ids=batch.input_ids[:1], attention_mask=batch.attention_mask[:1].long(), logits_to_keep=1)
+    finally:
+        for h in handles:
+            h.remove()
+    first = {k: i for i, k in reversed(list(enumerate(seen)))}
+    return [sites[k] for k in sorted(first, key=first.get)]
+
+
 def nnsight_scores(model, batches: Batches) -> dict:
+    import nnsight
     from nnsight import NNsight
 
-    sites = site_modules(model)
     names = {id(m): n for n, m in model.named_modules()}
+    sites = forward_order(model, site_modules(model), batches.items[0][0])
     wrapped = NNsight(model)
     out = {(s, layer): None for s, layer, _ in sites}
     for q in model.parameters():
         q.requires_grad_(False)
     for b, groups in batches.items:
         gold = b.score_tok[:, 0]
-        saved = {}
         with wrapped.trace(
             input_ids=b.input_ids,
             attention_mask=b.attention_mask.long(),
@@ -130,14 +144,17 @@ def nnsight_scores(model, batches: Batches) -> dict:
             use_cache=False,
         ):
             wrapped.model.embed_tokens.output.requires_grad_(True)
-            for s, layer, m in sites:
-                node = wrapped.get(names[id(m)])
-                saved[(s, layer)] = (node.output.save(), node.output.grad.save())
+            acts, grads = nnsight.save([]), nnsight.save([])
+            for _s, _layer, m in sites:  # forward order
+                acts.append(wrapped.get(names[id(m)]).output)
             logits = wrapped.output.logits
             p = logits[:, -1].float().log_softmax(-1).gather(1, gold[:, None]).squeeze(1).exp()
-            p.sum().backward()
             p_saved = p.save()
+            with p.sum().backward():
+                for a in reversed(acts):  # gradients arrive in reverse order
+                    grads.append(a.grad)
         p = p_saved.detach()
+        saved = {(s, layer): (a, g) for (s, layer, _), a, g in zip(sites, acts, reversed(grads))}
         for key, (a, _g) in saved.items():
             if out[key] is None:
                 out[key] = torch.zeros(len(batches.groups), a.shape[-1], dtype=torch.float32, device=a.device)

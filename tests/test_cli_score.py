@@ -277,3 +277,14 @@ def test_a_model_that_answers_gets_no_warning(tmp_path):
     mean_p = float(result.output.split("mean target probability ")[1].split()[0])
     assert mean_p > 0.6, result.output
     assert "warning:" not in result.output
+
+
+@pytest.mark.parametrize("command", ["score", "evaluate"])
+def test_revision_reaches_load_model(tmp_path, command):
+    # an alias has no hub revisions, so a --revision that reached load_model is refused in one line
+    examples = write_jsonl(tmp_path / "e.jsonl", records())
+    out = tmp_path / "s.safetensors"
+    args = ["-e", examples, "-o", out] if command == "score" else ["-b", examples, "-o", tmp_path]
+    result = run(command, "-m", "smollm2-135m-instruct", "--revision", "v1", *args, "-q")
+    assert result.exit_code != 0
+    assert "revision 'v1' applies to hub ids only, not to 'smollm2-135m-instruct'" in result.output

@@ -7,6 +7,7 @@ compiled, so a syntax slip still fails.
 from __future__ import annotations
 
 import importlib.util
+import linecache
 import re
 from pathlib import Path
 
@@ -72,7 +73,10 @@ def test_every_python_recipe_runs(tmp_path, monkeypatch):
         if i == 0:
             assert 'MODEL = "smollm2-135m-instruct"' in code
             code = code.replace('"smollm2-135m-instruct"', repr(str(model_dir)))
-        compiled = compile(code, f"{DOC.name} block {i}", "exec")
+        name = f"{DOC.name} block {i}"
+        # nnsight (0.8+) reads a trace's `with` block from its source file; give the block one, as a file would
+        linecache.cache[name] = (len(code), None, code.splitlines(True), name)
+        compiled = compile(code, name, "exec")
         if needs and importlib.util.find_spec(needs) is None:
             continue
         exec(compiled, namespace)

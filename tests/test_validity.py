@@ -251,3 +251,67 @@ def test_mean_ablation_sets_exactly_the_mean():
             acts.append(seen["raw"][0, :, 9].double())
     assert float(means["mlp.gate"][1, 9]) == pytest.approx(float(torch.cat(acts).mean()), rel=1e-5, abs=1e-6)
     assert not math.isclose(float(means["mlp.gate"][1, 9]), 0.0, abs_tol=1e-9)
+
+
+# ---------------------------------------------------------------------------------------------
+# sides: benchmarks at chance are left out of the pooled effects
+
+
+def _two_option(name: str, n: int):
+    from culture_neurons.data import Example
+
+    return [
+        Example(id=f"{name}{i}", prompt="Q? Answer:", answer=" yes", group=name, options=["yes", "no"])
+        for i in range(n)
+    ]
+
+
+def _frame(scores: dict[str, tuple[str, list[float]]]):
+    import pandas as pd
+
+    rows = [
+        {"side": side, "benchmark": bench, "id": f"{bench}{i}", "score": s}
+        for bench, (side, values) in scores.items()
+        for i, s in enumerate(values)
+    ]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("drop", [True, False])
+def test_chance_report_leaves_at_chance_benchmarks_out_of_the_pool(drop):
+    from culture_neurons.validity.conditions import chance_report
+
+    n = 40
+    benches = {"culture": {"c": _two_option("c", n)}, "nlu": {"good": _two_option("g", n), "coin": _two_option("k", n)}}
+    frame = _frame(
+        {"c": ("culture", [1.0] * n), "good": ("nlu", [1.0] * 36 + [0.0] * 4), "coin": ("nlu", [1.0, 0.0] * 20)}
+    )
+    report = chance_report(benches, frame, n_boot=50, seed=0, drop_at_chance=drop)
+    assert report["benchmarks"]["coin"]["at_chance"] and not report["benchmarks"]["good"]["at_chance"]
+    assert len(report["warnings"]) == 1 and "coin baseline accuracy" in report["warnings"][0]
+    nlu = report["sides"]["nlu"]
+    if drop:  # the coin-flip benchmark cannot show a drop: the side pools the informative one only
+        assert nlu == {"informative": True, "pooled": ["good"], "left_out": ["coin"]}
+    else:
+        assert nlu == {"informative": False, "pooled": ["good", "coin"], "left_out": []}
+    # a side with nothing above chance keeps everything and is not informative
+    all_coin = _frame({"c": ("culture", [1.0] * n), "good": ("nlu", [1.0, 0.0] * 20), "coin": ("nlu", [0.0, 1.0] * 20)})
+    side = chance_report(benches, all_coin, n_boot=50, seed=0, drop_at_chance=drop)["sides"]["nlu"]
+    assert side == {"informative": False, "pooled": ["good", "coin"], "left_out": []}
+
+
+def test_evaluator_pools_only_the_benchmarks_above_chance(tmp_path):
+    from culture_neurons.evaluation.scorers import EvalOptions
+    from culture_neurons.validity.conditions import Evaluator
+
+    n = 40
+    culture, nlu = {"c": _two_option("c", n)}, {"good": _two_option("g", n), "coin": _two_option("k", n)}
+    ev = Evaluator(None, None, culture, nlu, EvalOptions(scorer="loglik"), tmp_path, bootstrap=(50, 0))
+    frame = _frame(
+        {"c": ("culture", [1.0] * n), "good": ("nlu", [1.0] * 36 + [0.0] * 4), "coin": ("nlu", [1.0, 0.0] * 20)}
+    )
+    frame["id"] = [ex.id for exs in (culture["c"], nlu["good"], nlu["coin"]) for ex in exs]
+    ev._evaluate = lambda path, *args: frame.to_parquet(path) or frame  # no model: the condition's rows as given
+    scores = ev.scores("original")
+    assert scores["nlu"].tolist() == [1.0] * 36 + [0.0] * 4 and scores["culture"].size == n
+    assert set(ev.by_benchmark("original")) == {"c", "good", "coin"}  # per-benchmark views keep everything

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,21 +29,17 @@ def _names(text: str | None) -> tuple[str, ...]:
     return tuple(x.strip() for x in (text or "").split(",") if x.strip())
 
 
-def build_options(
-    analyses: str | None,
-    quick: bool,
-    folds: int,
-    seeds: int,
-    sweep: str | None,
-    factors: str | None,
-    faith: int | None,
-    faith_examples: int | None,
-    n_boot: int,
-    layer_matched: bool,
-) -> ValidityOptions:
-    """ValidityOptions from the command line; ``quick`` shrinks every analysis (the demo's size)."""
-    kwargs: dict[str, Any] = {"folds": folds, "random_seeds": seeds, "n_boot": n_boot, "layer_matched": layer_matched}
-    if quick:
+def build_options(kw: Mapping[str, Any]) -> ValidityOptions:
+    """ValidityOptions from the parsed command line; ``--quick`` shrinks every analysis (the demo's size)."""
+    analyses, sweep, factors, faith = kw["analyses"], kw["sweep"], kw["factors"], kw["faith"]
+    kwargs: dict[str, Any] = {
+        "folds": kw["folds"],
+        "random_seeds": kw["seeds"],
+        "n_boot": kw["n_boot"],
+        "layer_matched": kw["layer_matched"],
+        "drop_at_chance": not kw["keep_chance_benchmarks"],
+    }
+    if kw["quick"]:
         kwargs.update(
             t_mlp_sweep=(0.005, 0.01, 0.02),
             specific_t_sweep=(0.003,),
@@ -63,8 +60,8 @@ def build_options(
         kwargs["enhance_factors"] = _floats(factors)
     if faith is not None:
         kwargs.update(faith_top=faith, faith_threshold=faith, faith_random=faith)
-    if faith_examples is not None:
-        kwargs["faith_examples"] = faith_examples
+    if kw["faith_examples"] is not None:
+        kwargs["faith_examples"] = kw["faith_examples"]
     opts = ValidityOptions(**kwargs)
     opts.validate()
     return opts
@@ -150,6 +147,11 @@ def build_options(
     "--faith-examples", type=int, default=None, help="Identification examples the single-neuron effects average over."
 )
 @click.option("--layer-matched", is_flag=True, help="Random sets also match the per-layer counts.")
+@click.option(
+    "--keep-chance-benchmarks",
+    is_flag=True,
+    help="Pool every benchmark of a side, also those the model answers at chance (default: leave those out).",
+)
 @click.option("--n-boot", type=int, default=1000, show_default=True)
 @click.option("--t-mlp", type=float, default=0.01, show_default=True)
 @click.option("--t-attn", type=float, default=0.002, show_default=True)
@@ -237,18 +239,7 @@ def build_study(
     from ..models.loading import load_model
     from .study import Study
 
-    options = build_options(
-        kw["analyses"],
-        kw["quick"],
-        kw["folds"],
-        kw["seeds"],
-        kw["sweep"],
-        kw["factors"],
-        kw["faith"],
-        kw["faith_examples"],
-        kw["n_boot"],
-        kw["layer_matched"],
-    )
+    options = build_options(kw)
     data, info = load_data(run_dir, data_dir, kw)
     model_name = model_name or info.get("model")
     scoring = {"target": "choice", "chat_template": kw["chat_template"], "batch_size": kw["batch_size"]}

@@ -4,7 +4,9 @@ Every condition (original, suppress a set, enhance by a factor, mean-ablate) is 
 held-out culture and NLU examples once; the per-example scores are saved to
 ``validity/evals/<label>-<hash>.parquet`` so an interrupted run resumes without re-evaluating.
 The two sides pool their benchmarks' items: the culture drop is the mean change over every
-cultural item, the NLU drop over every NLU item.
+cultural item, the NLU drop over every NLU item. A benchmark on which the original model is within
+noise of chance cannot show a drop, so with ``drop_at_chance`` it is left out of its side's pool
+(and reported as left out), as long as the side keeps at least one benchmark above chance.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class Evaluator:
         options: EvalOptions,
         folder: Path,
         progress: bool = False,
+        drop_at_chance: bool = True,
+        bootstrap: tuple[int, int] = (1000, 0),
     ) -> None:
         self.model, self.tokenizer, self.options = model, tokenizer, options
         self.benches = {
@@ -54,6 +58,30 @@ class Evaluator:
         self.folder = folder
         self.progress = progress
         self.evaluations = 0  # conditions actually evaluated (not read from the cache)
+        self.drop_at_chance = drop_at_chance
+        self.bootstrap = bootstrap  # (n_boot, seed) of the baselines' CIs
+        self._baselines: dict[str, Any] | None = None
+
+    def baselines(self) -> dict[str, Any]:
+        """The original model's accuracy per benchmark against its chance level, and which benchmarks the
+        sides pool (computed once, before any pooled scores, so every condition pools the same items)."""
+        if self._baselines is None:
+            original = self._frame("original", None, "suppress", 2.0, None)
+            self._baselines = chance_report(self.benches, original, *self.bootstrap, self.drop_at_chance)
+        return self._baselines
+
+    def _frame(
+        self, label: str, ns: NeuronSet | None, op: str, factor: float, means: Mapping[str, Any] | None
+    ) -> pd.DataFrame:
+        path = self._path(label, ns, op, factor)
+
+        def load() -> pd.DataFrame | None:
+            found = self._cached(ns, op, factor)
+            return pd.read_parquet(found) if found is not None else None
+
+        # The claim is keyed by the condition, not the label, so two labels of one condition run once.
+        claim = self.folder / self._digest(ns, op, factor)
+        return compute_once(claim, load, lambda: self._evaluate(path, label, ns, op, factor, means))
 
     def _digest(self, ns: NeuronSet | None, op: str, factor: float) -> str:
         ids = {side: {b: [ex.id for ex in exs] for b, exs in benches.items()} for side, benches in self.benches.items()}
@@ -86,17 +114,16 @@ class Evaluator:
         factor: float = 2.0,
         means: Mapping[str, Any] | None = None,
     ) -> dict[str, np.ndarray]:
-        """``{side: per-item scores}`` under one condition (items in benchmark order, then input order)."""
-        path = self._path(label, ns, op, factor)
-
-        def load() -> pd.DataFrame | None:
-            found = self._cached(ns, op, factor)
-            return pd.read_parquet(found) if found is not None else None
-
-        # The claim is keyed by the condition, not the label, so two labels of one condition run once.
-        claim = self.folder / self._digest(ns, op, factor)
-        frame = compute_once(claim, load, lambda: self._evaluate(path, label, ns, op, factor, means))
-        return {side: frame.loc[frame["side"] == side, "score"].to_numpy(np.float64) for side in SIDES}
+        """``{side: per-item scores}`` under one condition (items in benchmark order, then input order), over
+        the benchmarks each side pools (see :meth:`baselines`)."""
+        pooled = self.baselines()["pooled"]
+        frame = self._frame(label, ns, op, factor, means)
+        return {
+            side: frame.loc[(frame["side"] == side) & frame["benchmark"].isin(pooled[side]), "score"].to_numpy(
+                np.float64
+            )
+            for side in SIDES
+        }
 
     def many(
         self, requests: Sequence[tuple[str, NeuronSet | None, str, float, Mapping[str, Any] | None]]
@@ -152,10 +179,55 @@ class Evaluator:
         factor: float = 2.0,
         means: Mapping[str, Any] | None = None,
     ) -> dict[str, np.ndarray]:
-        """``{benchmark: per-item scores}`` of a condition (evaluating it if needed)."""
-        self.scores(label, ns, op, factor, means)
-        frame = pd.read_parquet(self._cached(ns, op, factor))
+        """``{benchmark: per-item scores}`` of a condition (evaluating it if needed), every benchmark."""
+        frame = self._frame(label, ns, op, factor, means)
         return {str(b): g["score"].to_numpy(np.float64) for b, g in frame.groupby("benchmark", sort=False)}
+
+
+def chance_report(
+    benches: Mapping[str, Mapping[str, Sequence[Example]]],
+    original: pd.DataFrame,
+    n_boot: int,
+    seed: int,
+    drop_at_chance: bool = True,
+) -> dict[str, Any]:
+    """Per benchmark: the original accuracy (CI), its chance level and whether it is within noise of chance;
+    per side: the benchmarks pooled and whether the side is informative (some pooled benchmark above chance)."""
+    from ..chance import chance_level, chance_warning
+
+    out: dict[str, Any] = {"benchmarks": {}, "sides": {}, "warnings": [], "pooled": {}}
+    for side in SIDES:
+        above, present = [], []
+        for bench, exs in benches[side].items():
+            if not exs:
+                continue
+            present.append(bench)
+            scores = original.loc[original["benchmark"] == bench, "score"].to_numpy(np.float64)
+            acc = mean_ci(scores, n_boot, seed)
+            chance = chance_level(exs) * 100.0
+            warn = chance_warning(
+                f"{bench} baseline accuracy",
+                acc["value"] / 100.0,
+                chance / 100.0,
+                acc["n"],
+                fix=f"the {side} side says nothing about this benchmark; "
+                "pick or cap benchmarks on which the model is above chance",
+            )
+            out["benchmarks"][bench] = {"side": side, "accuracy": acc, "chance": chance, "at_chance": warn is not None}
+            if warn:
+                out["warnings"].append(warn)
+            else:
+                above.append(bench)
+        pooled = above if drop_at_chance and above else present
+        for bench in present:
+            out["benchmarks"][bench]["pooled"] = bench in pooled
+        out["pooled"][side] = pooled
+        out["sides"][side] = {
+            "informative": bool(above) and (len(above) == len(pooled)),
+            "pooled": pooled,
+            "left_out": [b for b in present if b not in pooled],
+        }
+    return out
 
 
 def effect_vs_random(

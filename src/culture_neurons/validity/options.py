@@ -45,6 +45,8 @@ class ValidityOptions:
         enhance_factors: the enhancement sweep; ``mean_op``: compare mean ablation with zeroing.
         mean_examples: identification examples the channel means are taken over.
         max_rows: sequences per forward pass of the faithfulness batches.
+        drop_at_chance: leave benchmarks on which the original model is within noise of chance out of
+            their side's pooled effects (a side keeps all of them when none is above chance).
         n_boot, seed: bootstrap resamples and the seed of every draw.
     """
 
@@ -64,6 +66,7 @@ class ValidityOptions:
     additivity_k: tuple[int, ...] = (5, 10, 25, 50)
     enhance_factors: tuple[float, ...] = (0.0, 0.5, 1.5, 2.0, 3.0)
     mean_op: bool = True
+    drop_at_chance: bool = True
     mean_examples: int = 64
     max_rows: int = 256
     n_boot: int = 1000

@@ -46,6 +46,11 @@ def reading_specificity(section: Mapping[str, Any]) -> str:
         verdict += (
             f"; with the NLU exclusion filter the gap is {_ci(excl['value'], excl.get('ci_low'), excl.get('ci_high'))}"
         )
+    nlu = ((section.get("baselines") or {}).get("sides") or {}).get("nlu") or {}
+    if nlu.get("left_out"):
+        verdict += (
+            f" (NLU side: {', '.join(nlu.get('pooled', []))}; left out as at chance: {', '.join(nlu['left_out'])})"
+        )
     return verdict
 
 

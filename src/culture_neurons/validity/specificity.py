@@ -4,47 +4,25 @@ For the default general set, and for the set re-selected with the NLU exclusion 
 in the top ``exclude_r`` of an NLU identification table dropped, as the CountryRC filter does), the
 specificity gap (culture drop minus NLU drop, points, bootstrap CI and p) is reported twice: drops
 against the original model, and excess drops against the mean of random sets of the same size.
-Each side's baseline is checked against chance first: a side at chance cannot show a drop.
+Each benchmark's baseline is checked against chance first: one at chance cannot show a drop, so it is
+left out of its side's pool (``drop_at_chance``); a side with no benchmark above chance cannot be judged.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..chance import chance_level, chance_warning
-from .conditions import SIDES, accuracy, effect_vs_random, gap
+from .conditions import accuracy, effect_vs_random, gap
 from .overlap import layer_distribution, overlap
 from .study import Study
 
 
 def baselines(study: Study) -> dict[str, Any]:
-    """Accuracy of the original model on every benchmark, its chance level, and a warning when at chance."""
-    per = study.evaluator.by_benchmark("original")
-    n_boot, seed = study.options.n_boot, study.options.seed
-    out: dict[str, Any] = {"benchmarks": {}, "sides": {}, "warnings": []}
-    for side in SIDES:
-        side_ok = []
-        for bench, exs in study.evaluator.benches[side].items():
-            if not exs:
-                continue
-            from ..evaluation.metrics import mean_ci
-
-            acc = mean_ci(per[bench], n_boot, seed)
-            chance = chance_level(exs) * 100.0
-            warn = chance_warning(
-                f"{bench} baseline accuracy",
-                acc["value"] / 100.0,
-                chance / 100.0,
-                acc["n"],
-                fix=f"the {side} side says nothing about this benchmark; "
-                "pick or cap benchmarks on which the model is above chance",
-            )
-            out["benchmarks"][bench] = {"side": side, "accuracy": acc, "chance": chance, "at_chance": warn is not None}
-            if warn:
-                out["warnings"].append(warn)
-            side_ok.append(warn is None)
-        out["sides"][side] = {"informative": bool(side_ok) and all(side_ok)}
-    out["overall"] = accuracy(study.original, n_boot, seed)
+    """Accuracy of the original model on every benchmark against chance, which benchmarks each side pools,
+    and the pooled accuracy per side."""
+    opts = study.options
+    out = {k: v for k, v in study.evaluator.baselines().items() if k != "pooled"}
+    out["overall"] = accuracy(study.original, opts.n_boot, opts.seed)
     return out
 
 

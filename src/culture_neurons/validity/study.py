@@ -15,7 +15,8 @@ from ..data.example import Example
 from ..errors import InputError
 from ..evaluation.scorers import EvalOptions
 from ..selection.neuronset import NeuronSet
-from ..selection.select import select_general, select_random
+from ..selection.randomsets import RandomBaseline
+from ..selection.select import select_general
 from .claims import compute_once
 from .conditions import Evaluator
 from .folds import cell_name, fold_tables, load_if, score_cells, template_tables, templates_of, total
@@ -53,7 +54,15 @@ class Study:
         if data.control is None and not data.control_tables:
             raise InputError("validity needs control examples or control tables (the paper's control subtraction)")
         self.evaluator = Evaluator(
-            model, tokenizer, data.culture, data.nlu, self.evaluation, self.out / "evals", progress
+            model,
+            tokenizer,
+            data.culture,
+            data.nlu,
+            self.evaluation,
+            self.out / "evals",
+            progress,
+            drop_at_chance=self.options.drop_at_chance,
+            bootstrap=(self.options.n_boot, self.options.seed),
         )
 
     # -- scoring ------------------------------------------------------------------------------
@@ -172,10 +181,8 @@ class Study:
 
     def randoms(self, like: NeuronSet) -> list[NeuronSet]:
         """Random sets of the same size (per pool; per layer too with ``layer_matched``)."""
-        return [
-            select_random(like, seed=1000 + i, layer_matched=self.options.layer_matched)
-            for i in range(self.options.random_seeds)
-        ]
+        seeds = [1000 + i for i in range(self.options.random_seeds)]
+        return RandomBaseline(seeds, self.options.layer_matched).draw(like)
 
     def suppression(
         self, label: str, ns: NeuronSet, op: str = "suppress", means: Any = None
