@@ -16,6 +16,7 @@ allocated). Selection runs ``select_general`` and ``select_specific`` on synthet
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import statistics
 import sys
@@ -59,6 +60,7 @@ def score_once(size: dict, device: str, repeats: int) -> tuple[float, float]:
     engine.score(examples[:8], progress=False)
     times, peaks = [], []
     for _ in range(repeats):
+        gc.collect()  # each point's peak from a collected heap
         with Peak(device) as peak:
             start = time.perf_counter()
             engine.score(examples, progress=False)

@@ -166,6 +166,18 @@ def test_malformed_config_names_the_key_before_any_work(model_dir, tmp_path, mon
     assert not out.exists()
 
 
+def test_the_terminal_summary_says_what_holds(tmp_path_factory, capsys):
+    from culture_neurons.analysis.claims import claims_lines
+    from culture_neurons.pipeline.cli import print_summary
+
+    out, result, _model = shared_run(tmp_path_factory)
+    print_summary(result, 1.0)
+    printed = capsys.readouterr().out
+    lines = claims_lines(out)
+    assert lines[0] == "What holds and what does not:" and len(lines) > 1
+    assert "\n".join(lines) in printed and printed.index(lines[0]) > printed.index("Baseline accuracy")
+
+
 def test_cli_prints_one_line_for_a_bad_config(model_dir, tmp_path):
     from click.testing import CliRunner
 

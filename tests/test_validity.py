@@ -182,7 +182,12 @@ def _slow_choice_p(model, tok, ex):
     return float(probs[gold_option(ex)])
 
 
-def test_single_neuron_effects_match_a_one_at_a_time_loop():
+@pytest.mark.parametrize("shared_prefix", [True, False], ids=["prompt-once", "prompt-per-row"])
+def test_single_neuron_effects_match_a_one_at_a_time_loop(monkeypatch, shared_prefix):
+    import culture_neurons.validity.effects as effects_module
+
+    if not shared_prefix:  # the path for models without a KV cache
+        monkeypatch.setattr(effects_module, "supports_shared_prefix", lambda model: False)
     model, tok = tiny_model("llama", seed=3), build_tokenizer(chat_template=False)
     exs = choice_examples(5, templates=("cloze",))
     rows = TargetRows(tok, exs, "choice", chat_template=False)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ..analysis.claims import claims_lines
 from ..analysis.report import write_report
 from ..distributed import is_main
 from .config import ConfigError, builtin_config, load_config, parse_toml_value, to_toml
@@ -35,7 +36,8 @@ def _config_source(config: str) -> Path:
     raise ConfigError(f"config file {path} does not exist (built-in configs: demo, paper)")
 
 
-def _print_summary(result, wall: float) -> None:
+def print_summary(result, wall: float) -> None:
+    """What ``run`` and ``demo`` print at the end: stages, baselines, headline table, what holds, warnings."""
     if not is_main():  # under torchrun, one summary
         return
     click.echo("")
@@ -62,6 +64,10 @@ def _print_summary(result, wall: float) -> None:
     if result.headline:
         click.echo("")
         click.echo(result.results_table())
+    holds = claims_lines(result.run_dir)
+    if holds:
+        click.echo("")
+        click.echo("\n".join(holds))
     if result.warnings:
         click.echo("")
         for warning in result.warnings:
@@ -114,7 +120,7 @@ def run(config: str, out: str | None, sets: tuple[str, ...], dry_run: bool, prin
         return
     start = time.perf_counter()
     result = run_pipeline(cfg, out or cfg.run_dir(source.stem), dry_run=dry_run, progress=not quiet, echo=_echo(quiet))
-    _print_summary(result, time.perf_counter() - start)
+    print_summary(result, time.perf_counter() - start)
 
 
 @click.command()
@@ -171,4 +177,4 @@ def demo(out: str | None, data_dir: str | None, sets: tuple[str, ...], dry_run: 
         )
     start = time.perf_counter()
     result = run_pipeline(cfg, cfg.run.out, dry_run=dry_run, progress=not quiet, echo=_echo(quiet))
-    _print_summary(result, time.perf_counter() - start)
+    print_summary(result, time.perf_counter() - start)

@@ -4,12 +4,15 @@
 (``label``, ``answer`` or ``choice``), computed without gradients from the same rows the engine
 scores. Many single-neuron ablations cost forward passes only: the batch of rows is replicated
 once per neuron, and one forward hook per touched module multiplies its output by a 0/1 mask that
-zeroes, in each replica, that replica's neuron(s) alone.
+zeroes, in each replica, that replica's neuron(s) alone. Where the model takes a KV cache, each
+replica's prompts run once and its options continue from the cache (as the engine's ``choice``
+target does), so a 4-option item costs about one prompt pass instead of four.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -17,21 +20,42 @@ import torch
 from ..attribution.batching import target_rows
 from ..data.example import Example
 from ..intervention.intervene import plan
-from ..likelihood import collate_rows, continuation_logprobs, gold_option, grouped_softmax, mean_logprob
+from ..likelihood import (
+    collate_rows,
+    continuation_logprobs,
+    gold_option,
+    grouped_softmax,
+    mean_logprob,
+    shared_prefix_forward,
+    supports_shared_prefix,
+)
 from ..models.adapters import get_adapter
 from ..models.hooks import forward_hooks
 from ..selection.neuronset import NeuronSet
 
 
-def _probs(model: Any, batch: Any, target: str, gold: torch.Tensor | None) -> torch.Tensor:
-    """p per example slot of ``batch``."""
-    logprobs = continuation_logprobs(model, batch)
+def _target_p(
+    logprobs: torch.Tensor, valid: torch.Tensor, row_example: torch.Tensor, n: int, target: str, gold: Any
+) -> torch.Tensor:
+    """p per example slot from per-row continuation log-probabilities."""
     if target == "label":
         return logprobs[:, 0].exp()
-    mean = mean_logprob(logprobs, batch.score_valid)
+    mean = mean_logprob(logprobs, valid)
     if target == "answer":
         return mean.exp()
-    return grouped_softmax(mean, batch.row_example, len(batch.examples))[gold.to(mean.device)]
+    return grouped_softmax(mean, row_example, n)[gold.to(mean.device)]
+
+
+def _probs(model: Any, batch: Any, target: str, gold: torch.Tensor | None) -> torch.Tensor:
+    """p per example slot of ``batch`` (every row runs its whole prompt)."""
+    logprobs = continuation_logprobs(model, batch)
+    return _target_p(logprobs, batch.score_valid, batch.row_example, len(batch.examples), target, gold)
+
+
+def _shared_probs(model: Any, rows: Sequence[Any], n: int, pad_id: int, target: str, gold: Any) -> torch.Tensor:
+    """p per example slot of ``rows`` (example ids ``0..n-1``), each prompt run once."""
+    out = shared_prefix_forward(model, rows, pad_id)
+    return _target_p(out.logp, out.valid, out.slot, n, target, gold)
 
 
 def _gold_rows(rows: Sequence[Sequence[Any]], examples: Sequence[Example], target: str) -> list[int]:
@@ -63,13 +87,27 @@ class TargetRows:
             gold = offsets + torch.tensor([self.gold[i] for i in idx] * replicas)
         return batch, gold, n_rows
 
+    def replicated(self, idx: Sequence[int], replicas: int) -> list[Any]:
+        """The rows of :meth:`batch` as a flat list, replica-major, example ids ``0..len(idx) * replicas - 1``:
+        every replica's prompts stay distinct, so the shared-prefix pass never merges two replicas."""
+        per = [self.rows[i] for i in idx]
+        return [
+            dataclasses.replace(row, example=r * len(idx) + j)
+            for r in range(replicas)
+            for j, ex_rows in enumerate(per)
+            for row in ex_rows
+        ]
+
 
 def _device(model: Any) -> torch.device:
     return next(model.parameters()).device
 
 
-def _mask_hooks(units: Sequence[Sequence[Any]], rows_per_replica: int, replicas: int) -> list[tuple[Any, Any]]:
-    """One hook per module: in replica r, zero the channels of ``units[r]`` (a list of HookPlans)."""
+def _mask_hooks(units: Sequence[Sequence[Any]], per_replica: Mapping[int, int], replicas: int) -> list[tuple[Any, Any]]:
+    """One hook per module: in replica r, zero the channels of ``units[r]`` (a list of HookPlans).
+
+    ``per_replica`` maps a pass's batch size to its sequences per replica (the shared-prefix path runs a
+    prompt pass, one sequence per example, and a continuation pass, one per option row)."""
     per_module: dict[int, tuple[Any, list[tuple[int, torch.Tensor]]]] = {}
     for r, plans in enumerate(units):
         for p in plans:
@@ -82,7 +120,7 @@ def _mask_hooks(units: Sequence[Sequence[Any]], rows_per_replica: int, replicas:
             mask = torch.ones(replicas, out.shape[-1], dtype=out.dtype, device=out.device)
             for r, ch in entries:
                 mask[r, ch.to(out.device)] = 0
-            mask = mask.repeat_interleave(rows_per_replica, 0)
+            mask = mask.repeat_interleave(per_replica[out.shape[0]], 0)
             shape = (mask.shape[0],) + (1,) * (out.dim() - 2) + (out.shape[-1],)
             new = out * mask.reshape(shape)
             return (new, *output[1:]) if isinstance(output, tuple) else new
@@ -113,19 +151,28 @@ def ablation_effects(
     base = torch.zeros(n_ex, dtype=torch.float64)
     drops = torch.zeros(len(units), dtype=torch.float64)
     device = _device(model)
+    shared = supports_shared_prefix(model)
+
+    def probs(idx: list[int], chunk: Sequence[Sequence[Any]]) -> torch.Tensor:
+        n = max(1, len(chunk))
+        batch, gold, per = rows.batch(idx, n)
+        hooks = _mask_hooks(chunk, {n * per: per, n * len(idx): len(idx)}, n) if chunk else []
+        with forward_hooks(hooks):
+            if shared:
+                p = _shared_probs(model, rows.replicated(idx, n), n * len(idx), rows.pad_id, rows.target, gold)
+            else:
+                p = _probs(model, batch.to(device), rows.target, gold)
+        return p.double().cpu().reshape(n, len(idx))
+
     with torch.no_grad():
         for start in range(0, n_ex, ex_chunk):
             idx = list(range(start, min(n_ex, start + ex_chunk)))
-            batch, gold, _ = rows.batch(idx, 1)
-            base[idx] = _probs(model, batch.to(device), rows.target, gold).double().cpu()
+            base[idx] = probs(idx, [])[0]
             n_rows = sum(len(rows.rows[i]) for i in idx)
             replicas = max(1, max_rows // max(n_rows, 1))
             for u0 in range(0, len(units), replicas):
                 chunk = plans[u0 : u0 + replicas]
-                batch, gold, per = rows.batch(idx, len(chunk))
-                with forward_hooks(_mask_hooks(chunk, per, len(chunk))):
-                    p = _probs(model, batch.to(device), rows.target, gold).double().cpu().reshape(len(chunk), len(idx))
-                drops[u0 : u0 + len(chunk)] += (base[idx][None, :] - p).sum(1)
+                drops[u0 : u0 + len(chunk)] += (base[idx][None, :] - probs(idx, chunk)).sum(1)
     return drops / max(n_ex, 1), base
 
 
