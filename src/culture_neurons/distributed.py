@@ -76,6 +76,19 @@ def barrier() -> None:
         dist.barrier()
 
 
+def leave() -> None:
+    """Leave the process group together: wait for every rank, then destroy the group (no-op without one).
+
+    Without it a rank that finishes first exits while rank 0 is still printing, and gloo can abort the
+    other rank at interpreter exit when its peer's sockets are already gone.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def shard(items: Sequence[T], rank: int, world_size: int) -> list[T]:
     """Round-robin share of ``items`` for ``rank``: deterministic, sizes differ by at most one."""
     return list(items[rank::world_size])

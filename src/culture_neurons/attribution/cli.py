@@ -147,8 +147,8 @@ def score(
         caps=caps,
         **options,
     )
-    from ..distributed import is_main
+    from ..distributed import is_main, leave
 
-    if not is_main():
-        return
-    report(table, out, start)
+    if is_main():
+        report(table, out, start)
+    leave()

@@ -10,7 +10,7 @@ import click
 
 from ..analysis.claims import claims_lines
 from ..analysis.report import write_report
-from ..distributed import is_main
+from ..distributed import is_main, leave
 from .config import ConfigError, builtin_config, load_config, parse_toml_value, to_toml
 from .demo import demo_config
 from .result import format_table
@@ -121,6 +121,7 @@ def run(config: str, out: str | None, sets: tuple[str, ...], dry_run: bool, prin
     start = time.perf_counter()
     result = run_pipeline(cfg, out or cfg.run_dir(source.stem), dry_run=dry_run, progress=not quiet, echo=_echo(quiet))
     print_summary(result, time.perf_counter() - start)
+    leave()
 
 
 @click.command()
@@ -178,3 +179,4 @@ def demo(out: str | None, data_dir: str | None, sets: tuple[str, ...], dry_run: 
     start = time.perf_counter()
     result = run_pipeline(cfg, cfg.run.out, dry_run=dry_run, progress=not quiet, echo=_echo(quiet))
     print_summary(result, time.perf_counter() - start)
+    leave()
