@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +70,10 @@ def shared_run(tmp_path_factory) -> tuple[Path, Any]:
         out = root / "run"
         _SHARED["run"] = (out, run_pipeline(tiny_run_config(model, out), progress=False), model)
     return _SHARED["run"]
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now: torchrun's rendezvous port, so concurrent test runs never collide."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

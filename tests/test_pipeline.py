@@ -15,7 +15,7 @@ import torch
 from culture_neurons import ScoreTable
 from culture_neurons.pipeline import ConfigError, load_config, run_pipeline, to_toml
 from tests.kill import kill_or_skip
-from tests.pipeline_helpers import shared_run, tiny_run_config
+from tests.pipeline_helpers import free_port, shared_run, tiny_run_config
 
 
 @pytest.fixture(scope="module")
@@ -316,7 +316,7 @@ def test_pipeline_under_torchrun_matches_one_process(finished, model_dir, tmp_pa
         "--nproc-per-node",
         "2",
         "--master-port",
-        "29541",
+        str(free_port()),
         "-m",
         "culture_neurons",
         "run",
@@ -327,9 +327,8 @@ def test_pipeline_under_torchrun_matches_one_process(finished, model_dir, tmp_pa
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stdout.count("Run directory:") == 1  # only rank 0 prints and writes
     written = {k: v for k, v in _mtimes(out).items() if k != "manifest.json"}
-    again = subprocess.run(
-        cmd, env=env, capture_output=True, text=True, timeout=600
-    )  # resume: every rank skips the same steps
+    cmd[cmd.index("--master-port") + 1] = str(free_port())  # a fresh rendezvous port for the resume
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)  # every rank skips the same steps
     assert again.returncode == 0 and "ran" not in again.stdout.split("Baseline")[0].replace("skipped", ""), (
         again.stdout[-3000:]
     )
