@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +78,9 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def torchrun_command(*args: object) -> list[str]:
+    """``culture-neurons ARGS`` under torchrun with two ranks, on a fresh free rendezvous port."""
+    head = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port())]
+    return [*head, "-m", "culture_neurons", *map(str, args)]

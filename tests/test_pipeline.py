@@ -15,7 +15,7 @@ import torch
 from culture_neurons import ScoreTable
 from culture_neurons.pipeline import ConfigError, load_config, run_pipeline, to_toml
 from tests.kill import kill_or_skip
-from tests.pipeline_helpers import free_port, shared_run, tiny_run_config
+from tests.pipeline_helpers import shared_run, tiny_run_config, torchrun_command
 
 
 @pytest.fixture(scope="module")
@@ -309,26 +309,13 @@ def test_pipeline_under_torchrun_matches_one_process(finished, model_dir, tmp_pa
     out = tmp_path / "run"
     cfg = _toml_file(tmp_path, to_toml(load_config(tiny_run_config(model_dir, out))))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-port",
-        str(free_port()),
-        "-m",
-        "culture_neurons",
-        "run",
-        str(cfg),
-        "-q",
-    ]
+    cmd = torchrun_command("run", cfg, "-q")
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stdout.count("Run directory:") == 1  # only rank 0 prints and writes
     written = {k: v for k, v in _mtimes(out).items() if k != "manifest.json"}
-    cmd[cmd.index("--master-port") + 1] = str(free_port())  # a fresh rendezvous port for the resume
-    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)  # every rank skips the same steps
+    # resume, on a fresh rendezvous port: every rank skips the same steps
+    again = subprocess.run(torchrun_command("run", cfg, "-q"), env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "ran" not in again.stdout.split("Baseline")[0].replace("skipped", ""), (
         again.stdout[-3000:]
     )

@@ -17,7 +17,7 @@ from culture_neurons.attribution import engine as engine_mod
 from culture_neurons.attribution.engine import score_examples
 from culture_neurons.errors import ScoringError
 from tests.kill import kill_or_skip
-from tests.pipeline_helpers import free_port
+from tests.pipeline_helpers import torchrun_command
 from tests.tiny import build_tokenizer, make_examples, tiny_model
 
 
@@ -121,29 +121,9 @@ def test_two_gloo_processes_equal_one(tmp_path):
     assert _cli("score", "-m", model, "-e", examples, "-o", single, "--batch-size", 2, "-q").wait() == 0
     double = tmp_path / "double.safetensors"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-port",
-        str(free_port()),
-        "-m",
-        "culture_neurons",
-        "score",
-        "-m",
-        str(model),
-        "-e",
-        str(examples),
-        "-o",
-        str(double),
-        "--batch-size",
-        "2",
-        "--device",
-        "cpu",
-        "-q",
-    ]
+    cmd = torchrun_command(
+        "score", "-m", model, "-e", examples, "-o", double, "--batch-size", 2, "--device", "cpu", "-q"
+    )
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     a, b = ScoreTable.load(single), ScoreTable.load(double)
@@ -153,20 +133,9 @@ def test_two_gloo_processes_equal_one(tmp_path):
     assert torch.allclose(a.prob_sums, b.prob_sums, rtol=1e-6)
 
 
-def _torchrun(*args, port):
+def _torchrun(*args):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-port",
-        str(port),
-        "-m",
-        "culture_neurons",
-        *map(str, args),
-    ]
+    cmd = torchrun_command(*args)
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -178,7 +147,7 @@ def test_distributed_evaluation_rows_are_complete(tmp_path):
     single, double = tmp_path / "single", tmp_path / "double"
     common = ["-m", model, "-b", examples, "--scorer", "choice", "--n-boot", 50, "--device", "cpu", "-q"]
     assert _cli("evaluate", *common, "-o", single).wait() == 0
-    proc = _torchrun("evaluate", *common, "-o", double, port=free_port())
+    proc = _torchrun("evaluate", *common, "-o", double)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
     a, b = read_rows(single / "rows.parquet"), read_rows(double / "rows.parquet")
@@ -220,11 +189,11 @@ def test_killing_one_rank_fails_the_job_and_resume_completes(tmp_path):
     model, examples = _save_model(tmp_path, n=120)
     args = ["score", "-m", model, "-e", examples, "--batch-size", 1, "--device", "cpu", "-q"]
     reference = tmp_path / "ref.safetensors"
-    proc = _torchrun(*args, "-o", reference, "--checkpoint-every", 0, port=free_port())
+    proc = _torchrun(*args, "-o", reference, "--checkpoint-every", 0)
     assert proc.wait(timeout=300) == 0, proc.stdout.read()
     out = tmp_path / "s.safetensors"
     ckpt1 = tmp_path / "s.safetensors.ckpt.rank1"
-    proc = _torchrun(*args, "-o", out, "--checkpoint-every", 1, port=free_port())
+    proc = _torchrun(*args, "-o", out, "--checkpoint-every", 1)
     deadline = time.time() + 120
     while not ckpt1.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.005)
@@ -244,7 +213,7 @@ def test_killing_one_rank_fails_the_job_and_resume_completes(tmp_path):
         if path.exists():  # a checkpoint left behind is whole and readable
             with safe_open(str(path), framework="pt") as fh:
                 assert "counts" in fh.keys()  # noqa: SIM118 - safe_open handles are not dicts
-    proc = _torchrun(*args, "-o", out, "--checkpoint-every", 1, port=free_port())
+    proc = _torchrun(*args, "-o", out, "--checkpoint-every", 1)
     assert proc.wait(timeout=300) == 0, proc.stdout.read()
     a, b = ScoreTable.load(reference), ScoreTable.load(out)
     assert all(torch.equal(a.scores[s], b.scores[s]) for s in a.sites)
