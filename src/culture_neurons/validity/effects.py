@@ -76,16 +76,18 @@ class TargetRows:
         self.gold = _gold_rows(self.rows, self.examples, target)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
-    def batch(self, idx: Sequence[int], replicas: int) -> tuple[Any, torch.Tensor | None, int]:
-        """Rows of examples ``idx`` repeated ``replicas`` times; returns (batch, gold rows, rows per replica)."""
+    def batch(self, idx: Sequence[int], replicas: int) -> Any:
+        """Rows of examples ``idx`` repeated ``replicas`` times, padded into one batch."""
         per = [self.rows[i] for i in idx]
-        batch = collate_rows(list(range(len(idx) * replicas)), per * replicas, self.pad_id, "right")
-        n_rows = sum(len(r) for r in per)
-        gold = None
-        if self.target == "choice":
-            offsets = torch.tensor([0] + [len(r) for r in per * replicas]).cumsum(0)[:-1]
-            gold = offsets + torch.tensor([self.gold[i] for i in idx] * replicas)
-        return batch, gold, n_rows
+        return collate_rows(list(range(len(idx) * replicas)), per * replicas, self.pad_id, "right")
+
+    def gold_rows(self, idx: Sequence[int], replicas: int) -> torch.Tensor | None:
+        """Index of each example slot's gold row among the rows of :meth:`batch` (``choice`` only)."""
+        if self.target != "choice":
+            return None
+        per = [self.rows[i] for i in idx]
+        offsets = torch.tensor([0] + [len(r) for r in per * replicas]).cumsum(0)[:-1]
+        return offsets + torch.tensor([self.gold[i] for i in idx] * replicas)
 
     def replicated(self, idx: Sequence[int], replicas: int) -> list[Any]:
         """The rows of :meth:`batch` as a flat list, replica-major, example ids ``0..len(idx) * replicas - 1``:
@@ -155,13 +157,13 @@ def ablation_effects(
 
     def probs(idx: list[int], chunk: Sequence[Sequence[Any]]) -> torch.Tensor:
         n = max(1, len(chunk))
-        batch, gold, per = rows.batch(idx, n)
+        gold, per = rows.gold_rows(idx, n), sum(len(rows.rows[i]) for i in idx)
         hooks = _mask_hooks(chunk, {n * per: per, n * len(idx): len(idx)}, n) if chunk else []
         with forward_hooks(hooks):
-            if shared:
+            if shared:  # the padded batch is only built where every row runs its whole prompt
                 p = _shared_probs(model, rows.replicated(idx, n), n * len(idx), rows.pad_id, rows.target, gold)
             else:
-                p = _probs(model, batch.to(device), rows.target, gold)
+                p = _probs(model, rows.batch(idx, n).to(device), rows.target, gold)
         return p.double().cpu().reshape(n, len(idx))
 
     with torch.no_grad():
