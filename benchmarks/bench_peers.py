@@ -8,12 +8,17 @@ The same quantity everywhere: for each example, p (softmax probability of the go
 token) times the max over real positions of activation x gradient at every site module, summed per
 group. captum computes it with ``LayerGradientXActivation`` over all site modules in one call
 (parameters frozen, as ours); nnsight, when installed, with ``.save()``-d outputs and gradients.
+"ours, recompute" is our engine with ``ScoringOptions(recompute=True)`` (each decoder layer run again in the
+backward pass instead of keeping its activations): the same scores for less memory.
 
 1. An equality check first: relative error against our ScoreTable and the overlap of the top-1%
    neuron sets per group.
-2. Interleaved timings (the methods take turns in each repeat; medians): wall time, CPU time and the
-   peak extra memory of each (CUDA: max allocated; CPU: peak RSS growth, reset between runs via
-   /proc/self/clear_refs), then a table of ratios. On a shared machine the ratios are what counts.
+2. Interleaved timings (the methods take turns in each repeat; medians) of wall and CPU time, then
+   the peak extra memory of each, measured in a fresh process of its own after one warm-up run
+   (CUDA: max allocated; CPU: peak RSS growth, reset via /proc/self/clear_refs, with glibc returning
+   every freed buffer over 1 MiB to the OS; that setting would slow timed runs by mapping fresh
+   pages for every large tensor, and a fresh process keeps what other methods left in the heap out
+   of the number), then a table of ratios. On a shared machine the ratios are what counts.
 """
 
 from __future__ import annotations
@@ -31,12 +36,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_scoring import (
-    Peak,
     add_issue_model_args,
-    fixed_mmap_threshold,
+    child_peak,
     issue_model,
     load_average,
+    peaks_in_children,
     random_examples,
+    timing_allocator,
     word_tokenizer,
 )
 
@@ -188,23 +194,22 @@ def compare(ours, peer: dict, name: str) -> None:
 def timed(fn: Callable[[], object], device: str) -> dict:
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     # nnsight's traces leave reference cycles that hold their saved tensors; collected in the middle of the
-    # next method's run they would hide its growth, so every run starts from a collected heap
+    # next method's run they would slow it down or hide its memory growth, so every run starts collected
     gc.collect()
-    with Peak(device) as peak:
-        wall, cpu = time.perf_counter(), time.process_time()
-        fn()
-        sync()
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return {"wall": wall, "cpu": cpu, "peak": peak.peak}
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    sync()
+    return {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     add_issue_model_args(ap, examples=32)
+    ap.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)  # a child that measures one method
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    fixed_mmap_threshold()
+    timing_allocator()
     print(f"torch {torch.__version__}, device {args.device}, {args.threads} threads, load average {load_average()}")
     model = issue_model(args.hidden, args.intermediate, args.layers).to(args.device)
     tokenizer = word_tokenizer(32000)
@@ -222,8 +227,24 @@ def main() -> None:
             for b, _ in batches.items:
                 label_prob(model, b.input_ids, b.attention_mask.long(), b.position_ids, b.score_tok[:, 0])
 
-    methods: dict[str, Callable[[], object]] = {"culture-neurons": lambda: engine.score(examples, progress=False)}
+    low_memory = ScoringEngine(
+        model, tokenizer, ScoringOptions(batch_size=args.batch_size, chat_template=False, recompute=True)
+    )
+    methods: dict[str, Callable[[], object]] = {
+        "culture-neurons": lambda: engine.score(examples, progress=False),
+        "ours, recompute": lambda: low_memory.score(examples, progress=False),
+        "captum": lambda: captum_scores(model, batches),
+        "nnsight": lambda: nnsight_scores(model, batches),
+        "forward-only": forward_only,
+    }
+    if args.memory_of:
+        child_peak(methods[args.memory_of], args.device)
+        return
+    methods = {k: methods[k] for k in ("culture-neurons", "ours, recompute")}
     ours = engine.score(examples, progress=False)
+    recomputed = low_memory.score(examples, progress=False)
+    worst = max((ours.scores[s] - recomputed.scores[s]).abs().max().item() for s in ours.sites)
+    print(f"equality recompute: max absolute difference {worst:.1e} against the default engine")
     for name, module, fn in (("captum", "captum", captum_scores), ("nnsight", "nnsight", nnsight_scores)):
         if importlib.util.find_spec(module) is None:
             print(f"({name} not installed: pip install {module}; its rows are skipped)")
@@ -235,14 +256,14 @@ def main() -> None:
             continue
         methods[name] = lambda fn=fn: fn(model, batches)
     methods["forward-only"] = forward_only
-    results: dict[str, list[dict]] = {name: [] for name in methods}
     names = list(methods)
+    results: dict[str, list[dict]] = {name: [] for name in methods}
     for r in range(args.repeats):
         for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order: no method always runs first
             results[name].append(timed(methods[name], args.device))
-    med = {
-        name: {k: statistics.median(x[k] for x in rs) for k in ("wall", "cpu", "peak")} for name, rs in results.items()
-    }
+    med = {name: {k: statistics.median(x[k] for x in rs) for k in ("wall", "cpu")} for name, rs in results.items()}
+    for name, peak in peaks_in_children(names, sys.argv).items():
+        med[name]["peak"] = peak
     base, ours_m = med["forward-only"], med["culture-neurons"]
     print(
         f"\n{'method':16s} {'wall s':>8s} {'cpu s':>8s} {'peak MiB':>9s} {'vs fwd':>7s} {'ours/it wall':>13s} "
@@ -255,7 +276,16 @@ def main() -> None:
             f"{name:16s} {m['wall']:8.2f} {m['cpu']:8.2f} {m['peak'] / 2**20:9.1f} {m['wall'] / base['wall']:6.2f}x "
             f"{ours_m['wall'] / m['wall']:12.2f}x {ours_m['cpu'] / m['cpu']:11.2f}x {ratio}"
         )
-    print(f"(medians of {args.repeats} interleaved repeats; peak = extra memory over the start of each run)")
+    print(
+        f"(times: medians of {args.repeats} interleaved repeats; peak = extra memory over the start of one run of "
+        "each, after a warm-up run, in a fresh process of its own)"
+    )
+    if "captum" in med:
+        for name in ("culture-neurons", "ours, recompute"):
+            print(
+                f"{name}: {med[name]['wall'] / med['captum']['wall']:.2f}x captum's time, "
+                f"{med[name]['peak'] / med['captum']['peak']:.2f}x its peak extra memory"
+            )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_scoring import Peak, fixed_mmap_threshold, issue_model, load_average, random_examples, word_tokenizer
+from bench_scoring import (
+    Peak,
+    issue_model,
+    load_average,
+    memory_allocator,
+    random_examples,
+    timing_allocator,
+    word_tokenizer,
+)
 
 from culture_neurons.attribution.engine import ScoringEngine, ScoringOptions
 
@@ -58,17 +66,18 @@ def score_once(size: dict, device: str, repeats: int) -> tuple[float, float]:
     examples = random_examples(size["examples"], size["tokens"], 4000)
     engine = ScoringEngine(model, tokenizer, ScoringOptions(batch_size=8, chat_template=False))
     engine.score(examples[:8], progress=False)
-    times, peaks = [], []
+    times = []
     for _ in range(repeats):
-        gc.collect()  # each point's peak from a collected heap
-        with Peak(device) as peak:
-            start = time.perf_counter()
-            engine.score(examples, progress=False)
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-        peaks.append(peak.peak)
-    return statistics.median(times), statistics.median(peaks)
+        gc.collect()
+        start = time.perf_counter()
+        engine.score(examples, progress=False)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    gc.collect()  # the peak from a collected heap, in one more run (the memory allocator slows large allocations)
+    with memory_allocator(), Peak(device) as peak:
+        engine.score(examples, progress=False)
+    return statistics.median(times), peak.peak
 
 
 def scoring_series(axis: str, values: list[int], device: str, repeats: int) -> None:
@@ -139,7 +148,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    fixed_mmap_threshold()
+    timing_allocator()
     print(f"torch {torch.__version__}, device {args.device}, {args.threads} threads, load average {load_average()}")
     chosen = args.only or [*SERIES, "selection"]
     for axis, (small, large) in SERIES.items():

@@ -72,22 +72,72 @@ def _rss_kib(field: str) -> int:
     return 0
 
 
-def fixed_mmap_threshold(threshold: int = 1 << 20) -> None:
-    """Make glibc return every large buffer to the OS when it is freed (fixed mmap threshold).
-
-    By default glibc raises its mmap threshold after large frees and then keeps freed tensors in the
-    heap, so a later phase reuses them and shows no RSS growth: peak-RSS deltas would depend on the
-    order of the phases. With a fixed threshold each phase's peak is its own.
-    """
+def _mallopt(mmap_threshold: int, trim_threshold: int, trim: bool = False) -> None:
     import ctypes
     import ctypes.util
 
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c"))
-        libc.mallopt(-3, threshold)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, threshold)  # M_TRIM_THRESHOLD
+        libc.mallopt(-3, mmap_threshold)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, trim_threshold)  # M_TRIM_THRESHOLD
+        if trim:
+            libc.malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+def child_peak(fn, device: str) -> None:
+    """In a ``--memory-of`` child: warm ``fn`` up, then print its peak extra memory as ``PEAK <bytes>``."""
+    import gc
+
+    with memory_allocator():
+        fn()
+        gc.collect()
+        with Peak(device) as peak:
+            fn()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+    print(f"PEAK {peak.peak}", flush=True)
+
+
+def peaks_in_children(names: list[str], argv: list[str]) -> dict[str, int]:
+    """Peak extra memory of each method, each measured in a fresh process (``<script> <argv> --memory-of NAME``).
+
+    Nothing an earlier method allocated, cached or fragmented is left in a fresh process, and the timed
+    runs of the parent keep the timing allocator.
+    """
+    peaks = {}
+    for name in names:
+        out = subprocess.run(
+            [sys.executable, *argv, "--memory-of", name], capture_output=True, text=True, check=True
+        ).stdout
+        peaks[name] = int(next(line.split()[1] for line in out.splitlines() if line.startswith("PEAK ")))
+    return peaks
+
+
+def timing_allocator() -> None:
+    """glibc as a long-running process sees it: freed buffers up to 32 MiB stay in the heap for reuse.
+
+    That is where glibc's dynamic mmap threshold ends up after a few large frees (32 MiB is its
+    ceiling on 64-bit), fixed there so that every method is timed under the same allocator.
+    """
+    _mallopt(32 << 20, 64 << 20)
+
+
+@contextlib.contextmanager
+def memory_allocator():
+    """For peak-memory runs: every buffer over 1 MiB goes back to the OS when freed (and the heap is
+    trimmed first), so a run cannot reuse memory an earlier one freed and its RSS growth is its own.
+
+    Not for timing: mapping and zeroing fresh pages for every large tensor added ~30 % to scoring
+    time (and less to a forward pass, which frees less) in a measurement of 2026-12-02. The timing
+    allocator is restored on exit.
+    """
+    _mallopt(1 << 20, 1 << 20, trim=True)
+    try:
+        yield
+    finally:
+        timing_allocator()
 
 
 class Peak:

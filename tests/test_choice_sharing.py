@@ -10,7 +10,7 @@ import torch
 from culture_neurons.attribution.batching import target_rows
 from culture_neurons.attribution.engine import ScoringEngine, ScoringOptions
 from culture_neurons.data import Example
-from culture_neurons.likelihood import shared_prefix_forward
+from culture_neurons.likelihood import packs, shared_prefix_forward
 from tests.tiny import FAMILIES, assert_close, tiny_model
 
 OPTIONS = [
@@ -35,9 +35,10 @@ def items(n: int = 5) -> list[Example]:
     ]
 
 
-def both(model, tokenizer, examples, **options):
+def both(model, tokenizer, examples, share=True, **options):
+    """The shared path (``True``: packed where the model allows, ``"cache"``: from the KV cache) and the stacked one."""
     opts = ScoringOptions(target="choice", **options)
-    shared = ScoringEngine(model, tokenizer, opts, share_prompt=True).score(examples, progress=False)
+    shared = ScoringEngine(model, tokenizer, opts, share_prompt=share).score(examples, progress=False)
     stacked = ScoringEngine(model, tokenizer, opts, share_prompt=False).score(examples, progress=False)
     return shared, stacked
 
@@ -48,17 +49,30 @@ def assert_same(shared, stacked) -> None:
     assert torch.allclose(shared.prob_sums, stacked.prob_sums, rtol=1e-5)
 
 
+@pytest.mark.parametrize("share", [True, "cache"])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_shared_prompt_equals_recomputed_prompt_in_every_family(tokenizer, family):
-    """Fused sites (phi3, gpt2, gpt_neox), sliding windows (gemma2/3), a wrapped multimodal model (gemma3)."""
+def test_shared_prompt_equals_recomputed_prompt_in_every_family(tokenizer, family, share):
+    """Fused sites (phi3, gpt2, gpt_neox), sliding windows (gemma2/3: rows longer than the window of 16
+    take the cache path), a wrapped multimodal model (gemma3)."""
     model = tiny_model(family)
+    assert_same(*both(model, tokenizer, items(5), share, batch_size=3))
+
+
+@pytest.mark.parametrize("family", ["gemma2", "gemma3"])
+def test_packed_prompt_equals_recomputed_prompt_within_the_window(tokenizer, family):
+    """With a window longer than every row the windowed families take the packed path too."""
+    model = tiny_model(family)
+    model.config.get_text_config().sliding_window = 128
+    rows = [r for rs in target_rows(tokenizer, items(5), "choice") for r in rs]
+    assert packs(model, rows)
     assert_same(*both(model, tokenizer, items(5), batch_size=3))
 
 
+@pytest.mark.parametrize("share", [True, "cache"])
 @pytest.mark.parametrize("aggregation", ["max", "sum", "last"])
 @pytest.mark.parametrize("control", [False, True])
-def test_shared_prompt_equals_recomputed_prompt_for_each_aggregation(tokenizer, llama, aggregation, control):
-    assert_same(*both(llama, tokenizer, items(6), batch_size=4, aggregation=aggregation, control=control))
+def test_shared_prompt_equals_recomputed_prompt_for_each_aggregation(tokenizer, llama, aggregation, control, share):
+    assert_same(*both(llama, tokenizer, items(6), share, batch_size=4, aggregation=aggregation, control=control))
 
 
 @pytest.mark.parametrize("padding_side", ["left", "right"])
@@ -90,6 +104,7 @@ def test_single_token_options_skip_the_continuation_pass(tokenizer, llama):
         for i in range(3)
     ]
     assert_same(*both(llama, tokenizer, examples, batch_size=3))
+    assert_same(*both(llama, tokenizer, examples, "cache", batch_size=3))
 
 
 def test_each_prompt_runs_once(tokenizer, llama):
@@ -106,7 +121,7 @@ def test_each_prompt_runs_once(tokenizer, llama):
     handle = llama.get_input_embeddings().register_forward_hook(count)
     try:
         tokens = {}
-        for share in (True, False):
+        for share in (True, "cache", False):
             seen["tokens"] = 0
             ScoringEngine(llama, tokenizer, ScoringOptions(target="choice", batch_size=4), share_prompt=share).score(
                 examples, progress=False
@@ -117,8 +132,9 @@ def test_each_prompt_runs_once(tokenizer, llama):
     per_example = target_rows(tokenizer, examples, "choice", use_chat_template=True)
     prompt = sum(rs[0].prompt_len for rs in per_example)
     continuations = sum(len(r.input_ids) - r.prompt_len for rs in per_example for r in rs)
-    # A row shorter than the batch's longest continuation also reads its last token (after all it scores).
-    assert prompt + continuations <= tokens[True] <= prompt + continuations + sum(map(len, per_example))
+    assert tokens[True] == prompt + continuations  # packed: every prompt and option token exactly once
+    # From the cache, a row shorter than the batch's longest continuation also reads its last token.
+    assert prompt + continuations <= tokens["cache"] <= prompt + continuations + sum(map(len, per_example))
     assert tokens[False] == sum(len(r.input_ids) for rs in per_example for r in rs)
     assert tokens[False] > 3 * prompt
 

@@ -93,6 +93,17 @@ def test_resume_after_completion_reruns_nothing(finished, model_dir):
     }
 
 
+def test_switching_recompute_leaves_every_step_up_to_date(finished, model_dir):
+    """``[score] recompute`` changes time and memory only, so a finished run stays finished."""
+    out, _ = finished
+    config = tiny_run_config(model_dir, out, score={"recompute": True})
+    from culture_neurons.pipeline.sections import scoring_options
+
+    assert scoring_options(load_config(config)).recompute
+    plan = run_pipeline(config, progress=False, dry_run=True)
+    assert set(_status(plan).values()) == {"up to date"}
+
+
 def test_changed_threshold_reruns_selection_onward_only(model_dir, tmp_path, monkeypatch):
     out = tmp_path / "run"
     run_pipeline(tiny_run_config(model_dir, out), progress=False)

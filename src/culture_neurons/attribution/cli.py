@@ -59,7 +59,7 @@ def scoring_options(func):
     ``options`` dict of ScoringOptions fields (``--no-chat-template`` becomes ``chat_template``)."""
     import functools
 
-    names = ("batch_size", "target", "aggregation", "control", "reference_compat", "padding_side", "sites")
+    names = ("batch_size", "target", "aggregation", "control", "reference_compat", "padding_side", "sites", "recompute")
 
     @functools.wraps(func)
     def wrapper(*args, no_chat_template, **kw):
@@ -86,6 +86,11 @@ def scoring_options(func):
             click.option("--padding-side", type=click.Choice(["left", "right"]), default="left", show_default=True),
             click.option("--no-chat-template", is_flag=True, help="Use prompts as they are, without a chat template."),
             click.option("--sites", default=None, help="Comma-separated subset of sites to score (default: all)."),
+            click.option(
+                "--recompute",
+                is_flag=True,
+                help="Less memory for more time: each layer runs again in the backward pass (same scores).",
+            ),
         ]
     ):
         wrapper = option(wrapper)

@@ -99,6 +99,7 @@ class BatchState:
         self.pending: dict[int, torch.Tensor] = {}  # continuation-pass reductions waiting for their prompt pass
         self.checks: list[torch.Tensor] = []  # one sum per reduction: NaN or inf if any score is
         self.fired = 0
+        self.recomputed: dict[int, torch.Tensor] = {}  # hook point -> activation of its layer's second run
 
     def set(self, **tensors: torch.Tensor) -> None:
         """Provide (CPU or device) tensors by name: masks, row maps, last positions."""
@@ -141,6 +142,13 @@ class ScoringCall:
         self.first_layer = min(point.layer for point in self.points)
         self.accs = Accumulators(self.points, site_order, num_groups)
         self.batch: BatchState | None = None
+        # Layer recomputation (models.hooks.recomputed_layers): the first forward keeps no activation;
+        # the layer's second run inside backward hands each site's activation to its gradient hook.
+        self.recompute = False
+        self.recomputing = False
+
+    def set_recomputing(self, flag: bool) -> None:
+        self.recomputing = flag
 
     def hooks(self) -> list[tuple[torch.nn.Module, Any]]:
         """``(module, forward hook)`` pairs for :func:`~culture_neurons.models.hooks.forward_hooks`."""
@@ -150,6 +158,9 @@ class ScoringCall:
         def hook(_module, _inputs, output):
             batch = self.batch
             out = output[0] if isinstance(output, tuple) else output
+            if self.recomputing:
+                batch.recomputed[index] = out.detach()
+                return
             if not out.requires_grad:
                 raise ScoringError(
                     f"{point.path}: output does not require grad; is the module detached from the input?"
@@ -158,14 +169,20 @@ class ScoringCall:
             batch.passes[index] = phase + 1
             if point.layer == self.first_layer:
                 batch.inputs.append(out)
-            activation = out.detach()
+            activation = None if self.recompute else out.detach()
             out.register_hook(lambda grad: self._reduce(index, point, phase, activation, grad))
 
         return hook
 
-    def _reduce(self, index: int, point: HookPoint, phase: int, activation: torch.Tensor, grad: torch.Tensor) -> None:
+    def _reduce(
+        self, index: int, point: HookPoint, phase: int, activation: torch.Tensor | None, grad: torch.Tensor
+    ) -> None:
         batch = self.batch
         batch.fired += 1
+        if activation is None:
+            activation = batch.recomputed.pop(index, None)
+            if activation is None:
+                raise ScoringError(f"{point.path}: its gradient arrived before its layer was recomputed")
         device = activation.device
         if activation.dtype != torch.float32:  # bfloat16/float16 models: the product and sums stay float32
             activation, grad = activation.float(), grad.float()

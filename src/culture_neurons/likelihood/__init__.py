@@ -23,10 +23,13 @@ Public API:
 - :func:`shared_prefix_forward`, :func:`shared_prefix_logprobs` — row log-probabilities with each prompt run once
   (KV cache),
   differentiable through the cache (the ``choice`` target) or gradient-free (evaluation);
+- :func:`packed_forward`, :func:`packed_option_logprobs` — an example's prompt and all its options packed in one
+  sequence under a custom attention mask, one forward pass (where :func:`packs` says the attention allows it);
 - :func:`option_loglik_batches`, :func:`option_logliks` — batched, gradient-free option log-likelihoods for evaluation.
 """
 
 from .logprobs import continuation_logprobs, grouped_softmax, mean_logprob, option_loglik_batches, option_logliks
+from .packed import Packed, packed_forward, packed_option_logprobs, packs
 from .prefix import SharedPrefix, shared_prefix_forward, shared_prefix_logprobs, supports_shared_prefix
 from .rows import (
     Row,
@@ -42,6 +45,7 @@ from .rows import (
 )
 
 __all__ = [
+    "Packed",
     "Row",
     "RowBatch",
     "SharedPrefix",
@@ -57,6 +61,9 @@ __all__ = [
     "option_logliks",
     "option_rows",
     "option_texts",
+    "packed_forward",
+    "packed_option_logprobs",
+    "packs",
     "prompt_texts",
     "shared_prefix_forward",
     "shared_prefix_logprobs",

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from ..data.example import Example
+from .packed import packed_option_logprobs, packs
 from .prefix import shared_prefix_logprobs, supports_shared_prefix
 from .rows import Row, RowBatch, collate_rows, length_batches, option_rows, prompt_texts
 
@@ -68,14 +69,18 @@ def option_loglik_batches(
 ) -> Iterator[tuple[list[int], list[Row], torch.Tensor, torch.Tensor]]:
     """Gradient-free option log-likelihoods, batch by batch: ``(example indices, rows, summed log-prob, token count)``.
 
-    ``shared_prefix`` (default: when the model supports it) runs each prompt once for all its options.
+    ``shared_prefix`` (default: when the model supports it) runs each prompt once for all its options:
+    packed into one sequence with its options where the attention allows a custom mask
+    (:func:`~.packed.packs`), else from its KV cache. ``False`` recomputes the prompt in every row.
     """
     device = next(model.parameters()).device
     shared = supports_shared_prefix(model) if shared_prefix is None else shared_prefix
     with torch.no_grad():
         for idx in length_batches(rows, batch_size):
             batch_rows = [r for i in idx for r in rows[i]]
-            if shared:
+            if shared_prefix is not False and packs(model, batch_rows):
+                logp, valid = packed_option_logprobs(model, batch_rows, pad_id)
+            elif shared:
                 logp, valid = shared_prefix_logprobs(model, batch_rows, pad_id)
             else:
                 batch = collate_rows(idx, [rows[i] for i in idx], pad_id, "right").to(device)

@@ -47,3 +47,49 @@ def frozen_for_attribution(model: nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
         for m, mode in modes:
             m.training = mode
+
+
+@contextlib.contextmanager
+def recomputed_layers(layers: Iterable[nn.Module], recomputing: Callable[[bool], None]) -> Iterator[None]:
+    """Run every layer under activation checkpointing for the duration of the block.
+
+    A layer's forward keeps only its inputs; when the backward pass reaches it, it runs again to
+    rebuild what its backward needs (``torch.utils.checkpoint``, non-reentrant, without early stop so
+    every forward hook inside fires again). ``recomputing(True)`` is called before such a second run
+    and ``recomputing(False)`` after it, so hooks can tell the two apart. The layers must not update a
+    KV cache (it would be updated twice).
+    """
+    from torch.utils.checkpoint import checkpoint, set_checkpoint_early_stop
+
+    def wrap(forward: Callable) -> Callable:
+        def run(*args, **kwargs):
+            calls = 0
+
+            def body(*a, **k):
+                nonlocal calls
+                calls += 1
+                if calls == 1:
+                    return forward(*a, **k)
+                recomputing(True)
+                try:
+                    return forward(*a, **k)
+                finally:
+                    recomputing(False)
+
+            return checkpoint(body, *args, use_reentrant=False, **kwargs)
+
+        return run
+
+    patched: list[tuple[nn.Module, Callable | None]] = []
+    try:
+        for layer in layers:
+            patched.append((layer, layer.__dict__.get("forward")))
+            layer.forward = wrap(layer.forward)
+        with set_checkpoint_early_stop(False):
+            yield
+    finally:
+        for layer, own in patched:
+            if own is None:
+                del layer.forward
+            else:
+                layer.forward = own

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ def _at_chance(ctx: Context, f: FileRef, examples: list, mean_p: float) -> str |
 
 def _inputs(ctx: Context, f: FileRef) -> dict[str, Any]:
     opts = scoring_options(ctx.config, control=f.role == "control")
-    return {"options": asdict(opts), "model": rundir.model_fingerprint(ctx.config.model), "checkpoint_every": None}
+    return {"options": opts.identity(), "model": rundir.model_fingerprint(ctx.config.model), "checkpoint_every": None}
 
 
 def score_one(ctx: Context, name: str, f: FileRef) -> FileRef:
