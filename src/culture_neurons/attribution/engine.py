@@ -82,7 +82,7 @@ class ScoringOptions:
         recompute: trade time for memory: each decoder layer keeps only its input during the forward
             pass and runs again when the backward pass reaches it (activation checkpointing), so one
             layer's activations are alive at a time instead of the whole model's. The scores are the
-            same; on the issue's CPU benchmark it took 1.4x the time for 0.22x the peak memory
+            same; on the issue's CPU benchmark it took 1.4-1.5x the time for 0.2x the peak memory
             (docs/performance.md). ``choice`` then packs its options or recomputes the prompt per option.
     """
 
