@@ -230,7 +230,7 @@ def main() -> None:
     low_memory = ScoringEngine(
         model, tokenizer, ScoringOptions(batch_size=args.batch_size, chat_template=False, recompute=True)
     )
-    methods: dict[str, Callable[[], object]] = {
+    every: dict[str, Callable[[], object]] = {
         "culture-neurons": lambda: engine.score(examples, progress=False),
         "ours, recompute": lambda: low_memory.score(examples, progress=False),
         "captum": lambda: captum_scores(model, batches),
@@ -238,9 +238,9 @@ def main() -> None:
         "forward-only": forward_only,
     }
     if args.memory_of:
-        child_peak(methods[args.memory_of], args.device)
+        child_peak(every[args.memory_of], args.device)
         return
-    methods = {k: methods[k] for k in ("culture-neurons", "ours, recompute")}
+    timed_names = ["culture-neurons", "ours, recompute"]  # the peers join once their equality check passes
     ours = engine.score(examples, progress=False)
     recomputed = low_memory.score(examples, progress=False)
     worst = max((ours.scores[s] - recomputed.scores[s]).abs().max().item() for s in ours.sites)
@@ -254,8 +254,8 @@ def main() -> None:
         except Exception as exc:  # a peer's API change must not hide the other rows
             print(f"({name} failed: {type(exc).__name__}: {exc}; its rows are skipped)")
             continue
-        methods[name] = lambda fn=fn: fn(model, batches)
-    methods["forward-only"] = forward_only
+        timed_names.append(name)
+    methods = {name: every[name] for name in [*timed_names, "forward-only"]}
     names = list(methods)
     results: dict[str, list[dict]] = {name: [] for name in methods}
     for r in range(args.repeats):

@@ -20,6 +20,7 @@ from ..fileio import (
     refuse_overwriting_inputs,
     remove_stale_temps,
 )
+from ..models.adapters import text_config
 from ..models.load_options import LoadOptions
 from .engine import ScoringOptions, score_examples
 from .scoretable import ScoreTable
@@ -37,9 +38,7 @@ def check_context_length(model: Any, tokenizer: Any, examples: Sequence[Example]
     """
     from .batching import target_rows
 
-    config = getattr(model, "config", None)
-    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    limit = getattr(text_config, "max_position_embeddings", None)
+    limit = getattr(text_config(getattr(model, "config", None)), "max_position_embeddings", None)
     if not isinstance(limit, int) or limit <= 0:
         return
     rows = target_rows(tokenizer, examples, options.target, options.chat_template)

@@ -39,6 +39,7 @@ from ..likelihood import (
     collate_rows,
     continuation_logprobs,
     gold_option,
+    gold_positions,
     grouped_softmax,
     length_batches,
     mean_logprob,
@@ -156,7 +157,6 @@ class ScoringEngine:
         self.share_prompt = supports_shared_prefix(model) if share_prompt is None else share_prompt
         if self.options.recompute and share_prompt == "cache":
             raise ScoringError("recompute cannot run the choice options from a KV cache (the cache would fill twice)")
-        self.recompute = self.options.recompute
 
     def _forward(
         self, call: ScoringCall, rows: list[list[Row]], idx: list[int], gold: list[int] | None, groups: list[int]
@@ -168,9 +168,7 @@ class ScoringEngine:
         shared = target == "choice" and self.share_prompt
         gold_rows = None
         if target == "choice":  # position of each example's gold row within the batch's rows
-            gold_rows = torch.tensor([0] + [len(rs) for rs in batch_rows]).cumsum(0)[:-1] + torch.tensor(
-                [gold[i] for i in idx]
-            )
+            gold_rows = gold_positions(batch_rows, [gold[i] for i in idx])
         flat = [r for rs in batch_rows for r in rs]
         if shared and self.share_prompt != "cache" and packs(self.model, flat):
             # one packed sequence per example: the prompt's gradient already sums over the options and
@@ -179,7 +177,7 @@ class ScoringEngine:
             packed = packed_forward(self.model, flat, pad_id)
             state.set(mask=packed.real, last=torch.full((len(idx),), packed.last_prompt))
             return self._p(packed.logp, packed.valid, packed.slot, gold_rows, len(idx))
-        if shared and not self.recompute:
+        if shared and not self.options.recompute:
             call.batch = state = BatchState("shared", groups)
             out = shared_prefix_forward(self.model, flat, pad_id)
             row_example = torch.tensor([slot for slot, rs in enumerate(batch_rows) for _ in rs])
@@ -288,10 +286,10 @@ class ScoringEngine:
         groups, rows, gold, batches = self._plan(examples, groups)
         gidx = {g: i for i, g in enumerate(groups)}
         example_groups = [gidx[ex.group] for ex in examples]
-        reduce = ReduceOptions(self.options.aggregation, self.options.control, self.options.reference_compat)
+        o = self.options
+        reduce = ReduceOptions(o.aggregation, o.control, o.reference_compat, o.recompute)
         call = ScoringCall(reduce, self.points, self.site_order, len(groups))
-        call.recompute = self.recompute
-        layers = self.model.get_submodule(self.adapter.layers_path) if self.recompute else ()
+        layers = self.model.get_submodule(self.adapter.layers_path) if o.recompute else ()
         counts = torch.zeros(len(groups), dtype=torch.int64)
         prob_sums = torch.zeros(len(groups), dtype=torch.float64)
         ids = [ex.id for ex in examples]

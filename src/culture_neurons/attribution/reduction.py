@@ -24,6 +24,7 @@ class ReduceOptions:
     aggregation: str = "max"
     control: bool = False
     reference_compat: bool = False
+    recompute: bool = False  # layers run again in backward (models.hooks.recomputed_layers)
 
 
 class Accumulators:
@@ -142,9 +143,8 @@ class ScoringCall:
         self.first_layer = min(point.layer for point in self.points)
         self.accs = Accumulators(self.points, site_order, num_groups)
         self.batch: BatchState | None = None
-        # Layer recomputation (models.hooks.recomputed_layers): the first forward keeps no activation;
-        # the layer's second run inside backward hands each site's activation to its gradient hook.
-        self.recompute = False
+        # With options.recompute the first forward keeps no activation; the layer's second run inside
+        # backward (while this flag is set) hands each site's activation to its gradient hook.
         self.recomputing = False
 
     def set_recomputing(self, flag: bool) -> None:
@@ -169,7 +169,7 @@ class ScoringCall:
             batch.passes[index] = phase + 1
             if point.layer == self.first_layer:
                 batch.inputs.append(out)
-            activation = None if self.recompute else out.detach()
+            activation = None if self.options.recompute else out.detach()
             out.register_hook(lambda grad: self._reduce(index, point, phase, activation, grad))
 
         return hook

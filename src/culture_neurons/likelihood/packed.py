@@ -25,14 +25,10 @@ from typing import Any
 import torch
 
 from ..errors import ScoringError
+from ..models.adapters import text_config
 from .rows import Row
 
 _MASKABLE = ("eager", "sdpa")
-
-
-def _text_config(model: Any) -> Any:
-    config = model.config
-    return config.get_text_config() if hasattr(config, "get_text_config") else config
 
 
 def packs(model: Any, rows: Sequence[Row]) -> bool:
@@ -45,7 +41,7 @@ def packs(model: Any, rows: Sequence[Row]) -> bool:
     params = inspect.signature(model.forward).parameters
     if "position_ids" not in params or "logits_to_keep" not in params:
         return False
-    config = _text_config(model)
+    config = text_config(model.config)
     if getattr(config, "_attn_implementation", None) not in _MASKABLE:
         return False
     longest = max(len(r.input_ids) for r in rows)

@@ -92,6 +92,12 @@ def option_texts(example: Example) -> tuple[str, ...]:
     return example.options
 
 
+def gold_positions(rows: Sequence[Sequence[Row]], gold: Sequence[int]) -> torch.Tensor:
+    """Where each example's gold row lies among its examples' rows laid end to end (``gold``: its option index)."""
+    offsets = torch.tensor([0] + [len(r) for r in rows]).cumsum(0)[:-1]
+    return offsets + torch.tensor(list(gold), dtype=torch.long)
+
+
 def gold_option(example: Example) -> int:
     """Index of the gold option: the answer matched against the labels, else against the option texts."""
     options = option_texts(example)

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from ..errors import ModelLoadError
+from .adapters import text_config
 from .aliases import ALIASES, alias_gguf, alias_package_dirs, alias_version, near_alias
 
 _ACCELERATORS = ("cuda", "mps", "xpu", "npu", "hpu", "mlu")
@@ -208,7 +209,7 @@ def describe_loaded(model: Any) -> str:
         dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
     except StopIteration:
         dtype = "-"
-    layers = getattr(getattr(config, "get_text_config", lambda: config)(), "num_hidden_layers", None)
+    layers = getattr(text_config(config), "num_hidden_layers", None)
     shape = f", {layers} layers" if layers else ""
     where = _where(model)
     return f"loaded {name}: {family} ({type(model).__name__}{shape}), {_format_count(params)} params, {dtype}, {where}"

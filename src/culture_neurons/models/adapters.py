@@ -104,7 +104,8 @@ class ModelAdapter:
 # resolution
 
 
-def _text_config(config: Any) -> Any:
+def text_config(config: Any) -> Any:
+    """The language model's part of a config: the text config of a multimodal wrapper, else the config itself."""
     getter = getattr(config, "get_text_config", None)
     return getter() if callable(getter) else config
 
@@ -112,7 +113,7 @@ def _text_config(config: Any) -> Any:
 def _size(name: int | str, config: Any) -> int:
     if isinstance(name, int):
         return name
-    tc = _text_config(config)
+    tc = text_config(config)
     heads = getattr(tc, "num_attention_heads", None)
     hidden = getattr(tc, "hidden_size", None)
     head_dim = getattr(tc, "head_dim", None) or (hidden // heads if hidden and heads else None)

@@ -24,6 +24,7 @@ from ..likelihood import (
     collate_rows,
     continuation_logprobs,
     gold_option,
+    gold_positions,
     grouped_softmax,
     mean_logprob,
     shared_prefix_forward,
@@ -85,9 +86,7 @@ class TargetRows:
         """Index of each example slot's gold row among the rows of :meth:`batch` (``choice`` only)."""
         if self.target != "choice":
             return None
-        per = [self.rows[i] for i in idx]
-        offsets = torch.tensor([0] + [len(r) for r in per * replicas]).cumsum(0)[:-1]
-        return offsets + torch.tensor([self.gold[i] for i in idx] * replicas)
+        return gold_positions([self.rows[i] for i in idx] * replicas, [self.gold[i] for i in idx] * replicas)
 
     def replicated(self, idx: Sequence[int], replicas: int) -> list[Any]:
         """The rows of :meth:`batch` as a flat list, replica-major, example ids ``0..len(idx) * replicas - 1``:
