@@ -60,13 +60,13 @@ class Browser:
             [driver, f"--port={self.port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         self.base = f"http://127.0.0.1:{self.port}"
-        deadline = time.time() + 30
+        deadline = time.monotonic() + 120  # a hang guard, generous for a loaded machine
         while True:
             try:
                 self._call("GET", "/status")
                 break
             except OSError:
-                if time.time() > deadline or self.driver.poll() is not None:
+                if time.monotonic() > deadline or self.driver.poll() is not None:
                     self.close()
                     raise RuntimeError("chromedriver did not start") from None
                 time.sleep(0.2)
@@ -100,9 +100,9 @@ class Browser:
 
     def open(self, url: str) -> None:
         self._call("POST", self._s("/url"), {"url": url})
-        deadline = time.time() + 60
+        deadline = time.monotonic() + 120  # a hang guard, generous for a loaded machine
         while self.run("return document.readyState") != "complete":
-            if time.time() > deadline:
+            if time.monotonic() > deadline:
                 raise RuntimeError("page did not finish loading")
             time.sleep(0.1)
 

@@ -131,12 +131,14 @@ def test_wilson_interval_and_binomial_p_against_slow_oracles():
     ],
 )
 def test_shallow_to_middle_layers(counts, expected):
+    # Without the pools (a set that does not record its model's shape) every layer counts as the same size.
     claim = cl.layer_claim(numbers(general_layers=counts))
     assert claim.verdict == expected
     assert (
-        claim.value == pytest.approx(sum(counts[:4]) / sum(counts))
+        claim.value == pytest.approx(100 * (sum(counts[:4]) / sum(counts) - 4 / 6))
         and "layers 0–3 of 6" in claim.number
         and "67%" in claim.number
+        and "uniform spread" in claim.number
     )
 
 
@@ -170,5 +172,76 @@ def test_claims_lines_from_a_run_directory(tmp_path):
     (tmp_path / "eval/ablation/summary.json").write_text(json.dumps(experiment_summary({"blend": (-6.1, -10.4, -1.6)})))
     lines = cl.claims_lines(tmp_path, manifest={})
     assert lines[0] == "What holds and what does not:"
-    assert lines[1].split()[0] == "holds" and "[blend (heldout)]" in lines[1] and "-6.1 [-10.4, -1.6]" in lines[1]
+    # The box's first line is the overall verdict (no NLU benchmark was tested, so it cannot be told apart).
+    assert lines[1].startswith("  Overall: inconclusive: the cultural drop beyond random sets holds")
+    assert lines[2].startswith("    decided by: Suppressing the culture-general neurons lowers cultural accuracy")
+    assert lines[3].split()[0] == "holds" and "[blend (heldout)]" in lines[3] and "-6.1 [-10.4, -1.6]" in lines[3]
     assert cl.claims_lines(tmp_path / "nothing", manifest={}) == []
+
+
+def measured_block(rng, n, m, target_flip, random_flip=0.04):
+    """An ablation block as compare_to_random writes it, from 0/1 scores of n items and m random sets."""
+    from culture_neurons.evaluation.metrics import compare_to_random, mean_ci
+
+    original = (rng.random(n) < 0.7).astype(float)
+    flip = lambda p: np.where(rng.random(n) < p, 0.0, original)
+    target = flip(target_flip)
+    randoms = np.stack([flip(random_flip) for _ in range(m)])
+    return {
+        "original": mean_ci(original, 100),
+        "target": mean_ci(target, 100),
+        **compare_to_random(original, target, randoms, n_boot=300),
+    }
+
+
+def test_vs_random_claims_use_the_rank_p_and_the_two_level_ci():
+    rng = np.random.default_rng(5)
+    many = measured_block(rng, 400, 20, 0.3)
+    claim = _one(cl.cultural_drop_claims(numbers(ablation={"results": {"blend": {"heldout": many}}})), "cultural-drop")
+    two = many["excess_ci_two_level"]
+    assert (claim.ci_low, claim.ci_high) == (two["ci_low"], two["ci_high"]) and claim.verdict == cl.HOLDS
+    assert claim.rank == 1 and claim.m_random == 20 and claim.p == pytest.approx(1 / 21)
+    assert "1st of 21 (p_mc 0.048)" in claim.number and claim.mde == many["mde"] and claim.p_test == cl.RANK_TEST
+    # The same drop against 3 random sets: the CI is below 0, but the rank p cannot go below 1/4.
+    few = measured_block(rng, 400, 3, 0.3)
+    weak = _one(cl.cultural_drop_claims(numbers(ablation={"results": {"blend": {"heldout": few}}})), "cultural-drop")
+    assert weak.ci_high < 0 and weak.verdict == cl.NOT_SIGNIFICANT and "too few random sets (3)" in weak.reading
+
+
+def test_the_table_adjusts_its_p_values_with_holm():
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(8)
+    summary = {
+        "results": {
+            "blend": {"heldout": measured_block(rng, 400, 20, 0.3)},
+            "commonsenseqa": {"heldout": measured_block(rng, 400, 20, 0.04)},
+        }
+    }
+    checked = cl.evaluate_claims(numbers(ablation=summary, general_layers=[0, 2, 3, 5, 40, 60]))
+    with_p = [c for c in checked if c.p is not None]
+    assert len(with_p) == 3 == len(checked)
+    expected = multipletests([c.p for c in with_p], method="holm")[1]
+    assert [c.p_holm for c in with_p] == pytest.approx(list(expected))
+    drop = _one(checked, "cultural-drop")
+    # 1/21 alone is significant; second smallest of 3 p-values, Holm doubles it: the verdict is decided on that.
+    assert drop.p == pytest.approx(1 / 21) and drop.p_holm == pytest.approx(2 / 21)
+    assert drop.ci_high < 0 and drop.verdict == cl.NOT_SIGNIFICANT
+    nlu = _one(checked, "nlu-spared")
+    assert nlu.effect == "an NLU excess drop" and nlu.mde == summary["results"]["commonsenseqa"]["heldout"]["mde"]
+    lines = cl.format_claim(drop)
+    assert "Holm p" in lines and "ranks 1st of 21 among random sets" in lines
+
+
+def test_run_wide_claims_have_a_library_p_and_a_power():
+    from scipy.stats import binomtest, ttest_1samp
+
+    layers = cl.layer_claim(numbers(general_layers=[10, 12, 9, 11, 5, 6]))
+    assert layers.p == pytest.approx(binomtest(42, 53, 4 / 6, alternative="greater").pvalue)
+    assert layers.unit == "points" and 0 < layers.mde < 100 / 3 and "an excess share in layers 0–3" in layers.reading
+    summary = cross_summary([True, True, False, True])
+    own = cl.own_country_claim(numbers(cross_culture=summary))
+    rows = summary["results"]["rows"].values()
+    excess = [r["diagonal"] - r["off_diagonal_mean"] for r in rows]
+    assert own.p == pytest.approx(ttest_1samp(excess, 0.0, alternative="less").pvalue)
+    assert own.n == 4 and own.n_unit == "countries" and own.mde > 0

@@ -442,7 +442,7 @@ def test_summary_declares_the_saq_lemmatiser(tmp_path):
 
 
 def test_run_variants_with_one_factor_equals_run_ablation():
-    from culture_neurons.evaluation import run_ablation, run_variants
+    from culture_neurons.evaluation import VariantOptions, run_ablation, run_variants
 
     model, tok = tiny_model("llama"), build_tokenizer()
     adapter = get_adapter(model)
@@ -460,8 +460,7 @@ def test_run_variants_with_one_factor_equals_run_ablation():
         tok,
         benches,
         ns,
-        op="enhance",
-        factors=[3.0],
+        VariantOptions("enhance", [3.0]),
         random=RandomBaseline(2),
         options=EvalOptions(scorer="choice"),
         n_boot=50,

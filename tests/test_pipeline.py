@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ import torch
 
 from culture_neurons import ScoreTable
 from culture_neurons.pipeline import ConfigError, load_config, run_pipeline, to_toml
-from tests.kill import kill_or_skip
+from tests.kill import kill_when, scoring_checkpoint_at
 from tests.pipeline_helpers import shared_run, tiny_run_config, torchrun_command
 
 
@@ -42,7 +41,7 @@ def _status(result) -> dict[str, str]:
 def test_end_to_end_tiny_run(finished):
     out, result = finished
     assert {s.status for s in result.steps} == {"ran"}
-    assert {s.stage for s in result.steps} == {"export", "score", "select", "evaluate", "report"}
+    assert {s.stage for s in result.steps} == {"export", "score", "select", "evaluate", "cards", "report"}
     for rel in (
         "manifest.json",
         "report.html",
@@ -247,6 +246,74 @@ def test_train_stage_that_cannot_run_is_refused_before_any_work(model_dir, tmp_p
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(
+    ("sections", "stage", "runs"),
+    [
+        ({}, "train", False),  # an optional section left out does not run
+        ({"train": {"modules": "top"}}, "train", True),  # written: it runs
+        ({"train": {"enabled": False, "modules": "top"}}, "train", False),
+        ({}, "validate", False),
+        ({"validate": {}}, "validate", True),
+        ({"validate": {"enabled": False}}, "validate", False),
+        ({}, "evaluate", True),  # a section of the method itself runs with its defaults
+        ({"evaluate": {"enabled": False}}, "evaluate", False),
+        ({"evaluate": {"experiments": []}}, "evaluate", False),
+        ({"report": {"enabled": False}}, "report", False),
+    ],
+)
+def test_one_rule_for_every_section(tmp_path, sections, stage, runs):
+    from culture_neurons.pipeline.run import STAGES
+
+    config = tiny_run_config(tmp_path / "m", tmp_path / "r", **sections)
+    if "evaluate" not in sections:
+        del config["evaluate"]
+    cfg = load_config(config)
+    assert cfg.runs(stage) is runs
+    assert next(s for s in STAGES if s.name == stage).enabled(cfg) is runs
+    again = load_config(_toml_file(tmp_path, to_toml(cfg)))  # the printed config does the same
+    assert again.runs(stage) is runs and again.to_dict() == cfg.to_dict()
+
+
+def test_values_no_stage_reads_are_named_in_warnings(tmp_path):
+    from culture_neurons.pipeline.ignored import ignored_values
+
+    def warnings(**sections):
+        return ignored_values(load_config(tiny_run_config(tmp_path / "m", tmp_path / "r", **sections)))
+
+    assert warnings() == []
+    assert warnings(train={"enabled": False, "lr": 1e-3, "modules": "top"}) == [
+        "[config] config key 'train.lr' is ignored: [train] says enabled = false",
+        "[config] config key 'train.modules' is ignored: [train] says enabled = false",
+    ]
+    assert warnings(report={"enabled": False, "top_neurons": 9}) == [
+        "[config] config key 'report.top_neurons' is ignored: [report] says enabled = false"
+    ]
+    assert warnings(evaluate={"experiments": ["ablation"], "factor": 3.0}) == [
+        "[config] config key 'evaluate.factor' is ignored: evaluate.experiments has no enhancement"
+    ]
+    off = warnings(evaluate={"enabled": False}, select={"general": {"enabled": False}})
+    assert (
+        "[config] config key 'evaluate.n_boot' is ignored: [evaluate] says enabled = false, so no experiment runs"
+        in off
+    )
+    assert "[config] config key 'select.general.t_mlp' is ignored: [select.general] says enabled = false" in off
+    assert any(line.startswith("[config] config key 'select.random.seeds' is ignored: random sets") for line in off)
+    # what the train stage still reads from a switched-off [evaluate] is not called ignored
+    kept = warnings(evaluate={"enabled": False}, train={"modules": "top"})
+    assert not any("evaluate.n_boot" in line or "evaluate.benchmarks" in line for line in kept)
+    with pytest.raises(ConfigError, match=r"config key 'train\.enabled' must be true/false, got 'no'"):
+        load_config(tiny_run_config(tmp_path / "m", tmp_path / "r", train={"enabled": "no"}))
+
+
+def test_builtin_configs_keep_their_stages():
+    from culture_neurons.pipeline import builtin_config, demo_config
+
+    demo = demo_config()
+    assert demo.runs("validate") and demo.runs("evaluate") and not demo.runs("train")
+    paper = load_config(builtin_config("paper"), {"data.data_dir": None})
+    assert not paper.runs("validate") and paper.runs("evaluate") and not paper.runs("train")
+
+
 def _toml_file(folder: Path, text: str) -> Path:
     path = folder / "config.toml"
     path.write_text(text)
@@ -277,10 +344,7 @@ def test_sigkill_during_scoring_then_resume_is_bit_identical(model_dir, tmp_path
     assert _cli("run", ref_cfg, "-q").wait(timeout=600) == 0
     proc = _cli("run", cfg, "-q")
     ckpt = killed / "scores" / "score-demo-culture.safetensors.ckpt"
-    deadline = time.time() + 300
-    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
-    kill_or_skip(proc)
+    kill_when(proc, scoring_checkpoint_at(ckpt, 1), "scoring checkpoint 1 of score-demo-culture")
     assert not (killed / "scores" / "score-demo-culture.safetensors").exists()
     assert not list(killed.rglob("*.tmp"))
     manifest = json.loads((killed / "manifest.json").read_text())

@@ -72,7 +72,21 @@ def test_box_shows_the_verdicts_computed_from_the_summaries(run_dir):
     text = (run_dir / "report.html").read_text(encoding="utf-8")
     box = text.split('id="holds"', 1)[1].split("</section>", 1)[0]
     checked = claims.evaluate_claims(claims.read_numbers(run_dir))
-    assert {c.key for c in checked} == {"cultural-drop", "nlu-spared", "own-country", "enhancement", "layers"}
+    assert {c.key for c in checked} == {
+        "cultural-drop",
+        "nlu-spared",
+        "own-country",
+        "own-country-random",
+        "related",  # Spain and Mexico are related in the default table; Iran is left out
+        "enhancement",
+        "layers",
+    }
+    # The first line of the page and of the box is the overall verdict, computed from the same claims.
+    overall = claims.overall_verdict(checked)
+    first = text.split("</nav>", 1)[1].lstrip()
+    assert first.startswith(f'<p class="overall"><b>Overall:</b> {overall.text}'.replace("'", "&#x27;"))
+    assert box.split("</h2>", 1)[1].startswith('<p class="overall"><b>Overall:</b> ')
+    assert all(row.replace("'", "&#x27;") in box.split("</p>", 1)[0] for row in overall.deciding())
     for c in checked:
         assert c.verdict in claims.VERDICTS
         assert (
@@ -111,6 +125,17 @@ def test_cross_culture_cells_show_n_ci_and_resolution(run_dir):
         )
     n = {v["n"] for v in cells}
     assert f"Each cell rests on {min(n) if len(n) == 1 else f'{min(n)}–{max(n)}'} questions" in cross
+    # Each country's set against random sets of its size, and the related-culture statistic, with their CIs.
+    results = json.loads((run_dir / "eval/cross-culture/summary.json").read_text())["results"]
+    for country, block in results["vs_random"]["per_country"].items():
+        two = block["excess_ci_two_level"]
+        row = f"<td class=l>{country}</td><td>{block['n']}</td>"
+        assert row in cross and f"{two['value']:+.1f} [{two['ci_low']:+.1f}, {two['ci_high']:+.1f}]" in cross
+        assert f"of {block['m_random'] + 1}</td>" in cross
+    related = results["related"]
+    assert "Related: Spain–Mexico" not in cross and "UK–USA, Spain–Mexico, China–South Korea" in cross
+    assert f"{related['value']:+.1f} [{related['ci_low']:+.1f}, {related['ci_high']:+.1f}]" in cross
+    assert "Left out: Iran: no related country among the evaluated ones" in cross
 
 
 def test_report_is_reproducible_and_leaks_no_path(run_dir, tmp_path):
@@ -125,7 +150,7 @@ def test_report_is_reproducible_and_leaks_no_path(run_dir, tmp_path):
     assert build_report(run_dir, manifest={**manifest, "steps": shuffled})[0] == text
     steps = re.findall(r"<tr><td class=l>([^<]+)</td><td class=l>([^<]+)</td>", text.split("<h3>Steps</h3>", 1)[1])
     stages = [k.split(":", 1)[0] for k, _ in steps]
-    order = ["export", "score", "select", "evaluate", "experiment", "report"]
+    order = ["export", "score", "select", "evaluate", "experiment", "cards", "report"]
     assert stages == sorted(stages, key=lambda s: order.index(s) if s != "experiment" else order.index("evaluate")), (
         stages
     )
@@ -314,3 +339,180 @@ def test_validity_section_renders_in_headless_chromium(run_dir, tmp_path):
             "const r = document.getElementById('validity').getBoundingClientRect(); return [r.width, r.height]"
         )
         assert shown[0] > 500 and shown[1] > 1000
+
+
+# ---------------------------------------------------------------------------------------------
+# presentation: every number is shown in the unit its heading names, every legend covers every value
+
+
+def _synthetic_context(run: Path):
+    """A report context over a bare folder holding only the synthetic summaries a test wrote (no model run)."""
+    from culture_neurons.analysis.report import context
+
+    return context(run, None, {})
+
+
+def _validity_section(run: Path, summary: dict) -> str:
+    from culture_neurons.analysis.sections import validity
+
+    write_validity(run, summary)
+    return validity.render(_synthetic_context(run))
+
+
+def _subsection(section: str, name: str) -> str:
+    return section.split(f'id="validity-{name}"', 1)[1].split("<h3", 1)[0]
+
+
+def _cells(html_table: str) -> tuple[list[str], list[list[str]]]:
+    header = [re.sub("<[^>]+>", "", h) for h in re.findall(r"<th[^>]*>(.*?)</th>", html_table)]
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", r) for r in re.findall(r"<tr>(<td.*?)</tr>", html_table)]
+    return header, rows
+
+
+def test_threshold_sweep_shows_the_thresholds_in_the_unit_of_its_heading(tmp_path):
+    # The summary holds thresholds as fractions (0.01 = the top 1 %), as the validity stage writes them.
+    summary = validity_summary()
+    fractions = [0.005, 0.01, 0.02, 0.04]
+    for row, t in zip(summary["sensitivity"]["general"], fractions):
+        row.update(t_mlp=t, t_attn=t / 5, default=t == 0.01)
+    sens = _subsection(_validity_section(tmp_path, summary), "sensitivity")
+    header, rows = _cells(sens.split("<table>", 1)[1])
+    assert len(rows) == len(fractions)
+    for col, key in ((0, "t_mlp"), (1, "t_attn")):
+        shown = [float(r[col].split(" ", 1)[0]) for r in rows]
+        want = [100 * r[key] if "%" in header[col] else r[key] for r in summary["sensitivity"]["general"]]
+        assert shown == pytest.approx(want, rel=1e-3), (header[col], shown, want)
+    assert rows[1][0] == "1 (default)"  # 0.01 shown as the percentage its heading announces
+
+
+def test_additivity_legend_explains_every_ratio_it_can_show(tmp_path):
+    summary = validity_summary()
+    summary["faithfulness"]["additivity"] = [
+        {"k": 5, "joint": -0.0109, "sum_single": 0.00395, "ratio": -2.76},
+        {"k": 10, "joint": 0.004, "sum_single": 0.01, "ratio": 0.4},
+        {"k": 15, "joint": 0.03, "sum_single": 0.01, "ratio": 3.0},
+    ]
+    faith = _subsection(_validity_section(tmp_path, summary), "faithfulness")
+    caption = re.findall(r'<figure class="tbl"><figcaption>(.*?)</figcaption>', faith)[-1]  # the additivity table
+    assert "-2.76" in faith
+    # Each range of joint / sum of single effects gets its meaning.
+    assert "below 0" in caption and "opposite sign" in caption
+    assert "between 0 and 1" in caption and "less than the sum" in caption
+    assert "1 = additive" in caption
+    assert "above 1" in caption and "more than the sum" in caption
+
+
+def test_enhancement_curve_passes_through_factor_one_at_zero():
+    from culture_neurons.validity.plots import enhancement_figure
+
+    section = validity_summary()["variants"]  # factors 0, 2 and 3, as a sweep without 1 records them
+    fig = enhancement_figure(section)
+    xs, ys = (list(map(float, v)) for v in fig.axes[0].lines[0].get_data())  # the culture curve
+    assert xs == [0.0, 1.0, 2.0, 3.0] and ys[1] == 0.0  # unchanged model: change 0 by definition
+    # A sweep that measured factor 1 keeps its own point (no duplicate).
+    section["enhancement"].append(
+        {"factor": 1.0, "effect": {"culture": {"change": {"value": 0.0, "ci_low": 0.0, "ci_high": 0.0}}}}
+    )
+    xs = [float(x) for x in enhancement_figure(section).axes[0].lines[0].get_xdata()]
+    assert xs == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_stability_text_names_templates_only_when_the_table_has_their_row(tmp_path):
+    summary = validity_summary()
+    assert summary["stability"]["templates"] is None  # only the folds row
+    stab = _subsection(_validity_section(tmp_path, summary), "stability")
+    assert "<td class=l>folds</td>" in stab and "template" not in stab.lower()
+    stab_with = dict(summary["stability"])
+    stab_with["templates"] = {
+        "sets": {"cloze": 70, "mcq": 75},
+        "summary": {"jaccard": 0.2, "range": [0.2, 0.2], "random_expected": 0.004, "random_ci": [0.0, 0.01]},
+    }
+    stab = _subsection(_validity_section(tmp_path, {**summary, "stability": stab_with}), "stability")
+    assert "<td class=l>templates</td>" in stab and "template" in stab.split("<table>", 1)[0].split("</h3>", 1)[1]
+
+
+def test_experiment_caption_says_what_each_error_bar_is(tmp_path):
+    from culture_neurons.analysis.sections import experiments
+    from tests.report_helpers import experiment_summary
+
+    folder = tmp_path / "eval" / "ablation"
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps(experiment_summary({"blend": (-5.0, -8.0, -2.0)})))
+    html_text = experiments.experiment(_synthetic_context(tmp_path), "ablation")
+    caption = html_text.split("<figcaption>", 1)[1].split("</figcaption>", 1)[0]
+    assert "Bars: accuracy with 95% bootstrap CIs" not in caption  # not every bar shows an accuracy CI
+    assert "original and suppressed bars" in caption and "bootstrap CI of the accuracy" in caption
+    assert "random bar" in caption and "paired-bootstrap CI of the random sets' change" in caption
+
+
+def test_ablation_table_and_box_show_rank_p_mc_power_and_holm(tmp_path):
+    import numpy as np
+
+    from culture_neurons.analysis.sections import experiments, results
+    from culture_neurons.evaluation.metrics import compare_to_random, mean_ci
+
+    rng = np.random.default_rng(3)
+    original = (rng.random(300) < 0.7).astype(float)
+    flip = lambda p: np.where(rng.random(300) < p, 0.0, original)
+    target, randoms = flip(0.3), np.stack([flip(0.03) for _ in range(20)])
+    block = {"original": mean_ci(original, 50), "target": mean_ci(target, 50)}
+    block |= compare_to_random(original, target, randoms, n_boot=200)
+    folder = tmp_path / "eval" / "ablation"
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps({"config": {}, "results": {"blend": {"heldout": block}}}))
+    header, rows = _cells(experiments.experiment(_synthetic_context(tmp_path), "ablation").split("</figure>", 1)[1])
+    cell = dict(zip(header, rows[0]))
+    two = block["excess_ci_two_level"]
+    assert cell["rank by drop"] == "1st of 21" and cell["p_mc"] == format_p(1 / 21)
+    assert cell["CI over items and random sets"] == f"[{two['ci_low']:+.1f}, {two['ci_high']:+.1f}]"
+    assert cell["detectable Δ"] == f"{block['mde']:.1f}"
+    checked = claims.evaluate_claims(
+        claims.RunNumbers(ablation={"results": {"blend": {"heldout": block}}}, kinds={"blend": "culture"})
+    )
+    header, rows = _cells(results.holds_box(checked))
+    box = dict(zip(header, rows[0]))
+    assert box["rank among random sets"] == "1st of 21" and box["Holm p"] == format_p(checked[0].p_holm)
+    assert box["detectable at 80% power"] == f"{block['mde']:.1f} points"
+    assert "Holm" in results.holds_box(checked).split("</figcaption>", 1)[0]
+
+
+@pytest.mark.skipif(
+    find_browser() is None, reason="chromium and chromium-driver are not installed (.ci/run installs them)"
+)
+def test_neuron_cards_open_sort_and_filter_in_headless_chromium(run_dir):
+    from culture_neurons.cards import read_cards
+
+    cards = read_cards(run_dir / "neurons/cards.jsonl")
+    card = cards[0]
+    anchor = f"card-{card.site.replace('.', '-')}-{card.layer}-{card.index}"
+    visible_rows = (
+        "return Array.from(document.querySelectorAll('.cv-row'))"
+        ".filter(r => r.getBoundingClientRect().height > 0).map(r => r.id)"
+    )
+    with Browser() as browser:
+        browser.open((run_dir / "report.html").as_uri())
+        body = f"document.getElementById('{anchor}').querySelector('.card')"
+        assert browser.run(f"return {body}.checkVisibility()") is False  # closed until its row is clicked
+        browser.run(f"document.querySelector('#{anchor} > summary').click()")
+        assert browser.run(f"return document.getElementById('{anchor}').open") is True
+        assert browser.run(f"return {body}.checkVisibility()") is True
+        shown = browser.run(f"return {body}.innerText")
+        assert browser.run(f"return {body}.getBoundingClientRect().height") > 200
+        for token in card.promoted[:3]:
+            assert token.token.strip() == "" or token.token.strip() in shown, token
+        promoted = browser.run(f"return {body}.querySelector('.promoted').innerText")
+        assert all(f"{t.logit:+.3g}" in promoted for t in card.promoted)
+        assert card.top_examples[0].id in shown and card.summary in shown
+        assert len(browser.run(visible_rows)) == len(cards)
+        layer = sorted({c.layer for c in cards}).index(card.layer)
+        browser.run(f"document.querySelector('label[for=\"cv-layer-{layer}\"]').click()")
+        rows = browser.run(visible_rows)
+        assert anchor in rows and len(rows) == sum(c.layer == card.layer for c in cards) < len(cards)
+        browser.run("document.querySelector('label[for=\"cv-layer-all\"]').click()")
+        browser.run("document.querySelector('label[for=\"cv-sort-1\"]').click()")  # by layer
+        ordered = browser.run(
+            "return Array.from(document.querySelectorAll('.cv-row'))"
+            ".sort((a, b) => a.getBoundingClientRect().top - b.getBoundingClientRect().top)"
+            ".map(r => Number(r.id.split('-').slice(-2)[0]))"
+        )
+        assert ordered == sorted(ordered) and len(set(ordered)) > 1

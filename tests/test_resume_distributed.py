@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -16,7 +15,7 @@ from culture_neurons import ScoreTable
 from culture_neurons.attribution import engine as engine_mod
 from culture_neurons.attribution.engine import score_examples
 from culture_neurons.errors import ScoringError
-from tests.kill import kill_or_skip
+from tests.kill import kill_when, scoring_checkpoint_at, wait_for
 from tests.pipeline_helpers import torchrun_command
 from tests.tiny import build_tokenizer, make_examples, tiny_model
 
@@ -99,10 +98,7 @@ def test_sigkill_during_scoring_then_resume(tmp_path):
     out = tmp_path / "s.safetensors"
     ckpt = tmp_path / "s.safetensors.ckpt"
     proc = _cli("score", "-m", model, "-e", examples, "-o", out, "--batch-size", 1, "--checkpoint-every", 1, "-q")
-    deadline = time.time() + 120
-    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
-    kill_or_skip(proc)
+    kill_when(proc, scoring_checkpoint_at(ckpt, 1), "scoring checkpoint 1 of 119")
     assert not out.exists()  # never a half-written table
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert (
@@ -194,9 +190,7 @@ def test_killing_one_rank_fails_the_job_and_resume_completes(tmp_path):
     out = tmp_path / "s.safetensors"
     ckpt1 = tmp_path / "s.safetensors.ckpt.rank1"
     proc = _torchrun(*args, "-o", out, "--checkpoint-every", 1)
-    deadline = time.time() + 120
-    while not ckpt1.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
+    wait_for(proc, scoring_checkpoint_at(ckpt1, 1), "rank 1's scoring checkpoint 1 of 59")
     workers = [
         c for c in psutil.Process(proc.pid).children(recursive=True) if "culture_neurons" in " ".join(c.cmdline())
     ]

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
-import signal
-import subprocess
-import sys
 
-import pytest
 import torch
 
 from tests import conftest
-from tests.kill import kill_or_skip
 
 
 class FakeItem:
@@ -42,12 +37,3 @@ def test_markers_are_registered(pytestconfig):
     registered = {line.split(":")[0].strip() for line in pytestconfig.getini("markers")}
     assert {"slow", "integration", "gpu", "smollm2", "gemma"} <= registered
     assert "not slow" in " ".join(pytestconfig.getini("addopts"))
-
-
-def test_kill_or_skip():
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    assert kill_or_skip(proc) == -signal.SIGKILL
-    done = subprocess.Popen([sys.executable, "-c", "pass"])
-    done.wait()
-    with pytest.raises(pytest.skip.Exception, match="exited with 0 before SIGKILL landed"):
-        kill_or_skip(done)

@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from safetensors.torch import load_file
 
 from culture_neurons.data import read_examples, write_examples
 from culture_neurons.pipeline import ConfigError, run_pipeline
-from tests.kill import kill_or_skip
+from tests.kill import kill_when, training_checkpoint_at
 from tests.pipeline_helpers import save_tiny_model, tiny_run_config
 from tests.tiny import make_examples, tiny_model
 
@@ -340,10 +339,7 @@ def test_sigkill_during_training_then_resume_is_bit_identical(tmp_path):
     ref = _train_cli(model_dir, data, reference)  # the uninterrupted run, alongside on the other core
     proc = _train_cli(model_dir, data, killed)
     ckpts = killed / "checkpoints"
-    deadline = time.time() + 300
-    while proc.poll() is None and not _complete_checkpoints(ckpts) and time.time() < deadline:
-        time.sleep(0.002)
-    kill_or_skip(proc)
+    kill_when(proc, training_checkpoint_at(ckpts, 1), "training checkpoint 1 of 24 complete")
     assert not (killed / "training.json").exists()
     newest = _complete_checkpoints(ckpts)[-1]  # rotation deletes old checkpoints only after a newer one is complete
     assert ref.wait(timeout=600) == 0

@@ -8,15 +8,21 @@ script's parent). The script only parses files (``ast``); it imports nothing fro
 it runs on any checkout. It reports:
 
 - import cycles between modules (strongly connected components of the graph of every import,
-  top-level or inside a function), leaving out the benchmark registry's self-registration
+  top-level, inside a function or under ``if TYPE_CHECKING:``, a module importing its own package's
+  ``__init__`` included), leaving out the benchmark registry's self-registration
   (``data.registry`` loading ``data.benchmarks``, whose modules register themselves with it);
-- arrows from a lower layer to a higher one (the layers of ``docs/design.md``);
+- arrows from a lower layer to a higher one (the layers of ``docs/design.md``). The package root
+  re-exports the public API, so it is the top layer: any import of it from inside the package
+  (``from .. import __version__``) is an upward arrow. A ``X/cli.py`` module is in layer ``X``
+  (it wires X's API into commands and may import only what X may); only the top-level ``cli`` and
+  ``__main__`` are the CLI layer;
 - private names (``_x``) imported from another module;
 - function-local imports (all, and those of the package's own modules);
 - the longest module and function, modules over 400 lines, functions over 80 lines and functions
-  with more than 12 parameters.
+  with more than 12 parameters (flagged: group such options into a dataclass).
 
-``--check`` exits 1 when any cycle, upward arrow or private import is found.
+``--check`` exits 1 when any cycle, upward arrow or private import is found; ``--strict`` also
+when a function takes more than 12 parameters.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from pathlib import Path
 PACKAGE = "culture_neurons"
 # Lowest first. A module's layer is that of the longest prefix listed; ``X/cli.py`` modules are CLI.
 LAYERS = [
-    ("errors", "fileio", "rundir", "distributed", "progress", "signals"),
+    ("version", "errors", "fileio", "rundir", "distributed", "progress", "signals"),
     ("models",),
     ("data", "chance"),
     ("likelihood",),
@@ -39,11 +45,12 @@ LAYERS = [
     ("selection",),
     ("intervention",),
     ("evaluation",),
-    ("analysis", "validity"),
+    ("analysis", "validity", "cards"),
     ("training",),
     ("pipeline",),
     ("integrations",),
     ("cli", "__main__"),
+    ("",),  # the package root: it re-exports the public API from every layer
 ]
 LAYER_NAMES = [
     "errors/fileio",
@@ -59,6 +66,7 @@ LAYER_NAMES = [
     "pipeline",
     "integrations",
     "cli",
+    "package root",
 ]
 # The registry imports the benchmark modules by name so they register themselves: an intended cycle.
 ALLOWED_EDGES = {("data.registry", "data.benchmarks")}
@@ -87,7 +95,7 @@ def module_name(root: Path, path: Path) -> tuple[str, bool]:
 
 
 def layer_of(name: str) -> int | None:
-    if name.endswith(".cli") or name == "cli":
+    if name == "":
         return len(LAYERS) - 1
     head = name.split(".", 1)[0]
     for i, names in enumerate(LAYERS):
@@ -120,10 +128,10 @@ class Visitor(ast.NodeVisitor):
         self.aliases: dict[str, str] = {}  # local name -> in-package module it is bound to
 
     def _edge(self, target: str, line: int) -> None:
-        # A submodule importing its own ancestor package is not a cycle Python can trip on.
-        me = self.module.name
-        ancestor = target == "" or me.startswith(target + ".")
-        if target == me or ancestor:
+        # A module importing its own package's ``__init__`` is an edge like any other: the
+        # ``__init__`` imports its modules back, so such an import is a cycle (and, for the package
+        # root, an upward arrow). Only a package naming itself is left out.
+        if target == self.module.name:
             return
         self.module.edges.setdefault(target, []).append((line, self.in_function > 0))
 
@@ -212,16 +220,8 @@ class Visitor(ast.NodeVisitor):
         self.generic_visit(node)
         self.stack.pop()
 
-    def visit_If(self, node: ast.If) -> None:
-        # Imports under ``if TYPE_CHECKING:`` never run.
-        test = node.test
-        if (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-            isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-        ):
-            for child in node.orelse:
-                self.visit(child)
-            return
-        self.generic_visit(node)
+    # Imports under ``if TYPE_CHECKING:`` never run, but they are dependencies all the same: two
+    # modules that name each other's types are one design unit in a circle, so they count.
 
 
 def collect(src: Path) -> dict[str, Module]:
@@ -238,6 +238,11 @@ def collect(src: Path) -> dict[str, Module]:
         mod.lines = len(text.splitlines())
         Visitor(mod, known).visit(ast.parse(text, filename=str(mod.path)))
     return modules
+
+
+def shown(name: str) -> str:
+    """A module's name in the report: the package root is ``culture_neurons``, not the empty string."""
+    return name or PACKAGE
 
 
 def allowed(src: str, dst: str) -> bool:
@@ -315,14 +320,14 @@ def analyse(src: Path) -> dict:
             if lo is not None and hi is not None and hi > lo:
                 upward.append(
                     {
-                        "from": name,
-                        "to": target,
+                        "from": shown(name),
+                        "to": shown(target),
                         "line": uses[0][0],
                         "layers": f"{LAYER_NAMES[lo]} -> {LAYER_NAMES[hi]}",
                     }
                 )
     private = [
-        {"module": m.name, "line": line, "from": target, "name": n}
+        {"module": shown(m.name), "line": line, "from": shown(target), "name": n}
         for m in modules.values()
         for line, target, n in m.private
     ]
@@ -334,8 +339,8 @@ def analyse(src: Path) -> dict:
     return {
         "source": str(src),
         "modules": len(modules),
-        "cycles": cycles(modules),
-        "simple_cycles": simple_cycles(modules),
+        "cycles": [[shown(m) for m in c] for c in cycles(modules)],
+        "simple_cycles": [[shown(m) for m in c] for c in simple_cycles(modules)],
         "upward_imports": sorted(upward, key=lambda u: (u["from"], u["to"])),
         "private_imports": sorted(private, key=lambda p: (p["module"], p["line"])),
         "function_local_imports": len(local),
@@ -396,11 +401,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("src", nargs="?", default=str(Path(__file__).resolve().parent.parent / "src"))
     parser.add_argument("--json", action="store_true", help="print the counts as JSON")
     parser.add_argument("--check", action="store_true", help="exit 1 on any cycle, upward import or private import")
+    parser.add_argument(
+        "--strict", action="store_true", help=f"--check, and exit 1 on a function of over {MAX_PARAMS} parameters"
+    )
     args = parser.parse_args(argv)
     report = analyse(Path(args.src))
     print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else render(report))
     bad = report["cycles"] or report["upward_imports"] or report["private_imports"]
-    return 1 if args.check and bad else 0
+    if args.strict:
+        bad = bad or report["functions_over_params"]
+    return 1 if (args.check or args.strict) and bad else 0
 
 
 if __name__ == "__main__":

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from .attribution.scoretable import ScoreTable
 from .data.example import Example, read_examples
 from .errors import CultureNeuronsError
+from .version import __version__
 
 __all__ = [
     "CultureNeuronsError",

@@ -9,8 +9,8 @@ import traceback
 
 import click
 
-from . import __version__
 from .errors import CultureNeuronsError
+from .version import __version__
 
 # What every failure message says was kept: outputs are written atomically, so no file is ever
 # half-written, but a command may have finished some files before it stopped.
@@ -123,8 +123,10 @@ def main(argv: list[str] | None = None) -> None:
 def _register() -> None:
     # Subcommands live beside the API they wrap; importing them here keeps this file a table of contents.
     from .attribution.cli import score
+    from .cards.cli import inspect
     from .data.cli import data
-    from .evaluation.cli import ablate, cross_culture, evaluate
+    from .evaluation.cli import ablate, cross_culture
+    from .integrations.evaluate_command import evaluate  # evaluation's command plus its lm-eval options
     from .pipeline.cli import demo, report, run
     from .selection.cli import select
     from .training.cli import train
@@ -141,6 +143,7 @@ def _register() -> None:
     cli.add_command(report)
     cli.add_command(demo)
     cli.add_command(validate)
+    cli.add_command(inspect)
     require_finite_floats(cli)  # last: it covers every command added above
 
 

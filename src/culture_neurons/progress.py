@@ -2,7 +2,9 @@
 
 On a terminal this is tqdm with an ETA, in a layout that drops the bar before the numbers when the
 window is narrow. Without a terminal (SLURM logs, pipes) a bar would write one carriage-return
-line per update into the log, so instead one plain line is logged every ``interval`` seconds.
+line per update into the log, so instead one plain line, with the same numbers (count, percentage,
+elapsed time, ETA, rate), is logged at most every ``interval`` seconds, and one at the end. Every
+bar of the package comes from :func:`progress`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,18 @@ DEFAULT_INTERVAL = 30.0
 _WIDE = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]"
 _NARROW = "{desc}: {percentage:3.0f}% {n_fmt}/{total_fmt} ETA {remaining}"
 _NO_TOTAL = "{desc}: {n_fmt} {unit} [{elapsed}, {rate_fmt}]"
+
+
+def _fmt_rate(per_second: float, unit: str) -> str:
+    """``12.5 ex/s``, or ``3.2 s/ex`` below one per second, as tqdm writes it."""
+    if per_second >= 1:
+        return f"{per_second:.0f} {unit}/s" if per_second >= 100 else f"{per_second:.1f} {unit}/s"
+    return f"{1 / per_second:.1f} s/{unit}"
+
+
+def _one_line(text: str) -> str:
+    """``text`` without control characters: a name with a newline or carriage return stays on its line."""
+    return "".join(c if c.isprintable() else " " for c in text)
 
 
 def _fmt_seconds(seconds: float) -> str:
@@ -59,7 +73,7 @@ class LogProgress:
         self.printed_n: int | None = None  # the count on the last line logged
 
     def line(self) -> str:
-        """The current state as one line: count, percentage, elapsed time and ETA."""
+        """The current state as one line: count, percentage, elapsed time, ETA and rate."""
         elapsed = self.clock() - self.start
         text = f"{self.desc}: {self.n}"
         if self.total:
@@ -68,7 +82,9 @@ class LogProgress:
             text += f", {_fmt_seconds(elapsed)} elapsed, ETA {_fmt_seconds(eta) if eta is not None else '?'}"
         else:
             text += f" {self.unit}, {_fmt_seconds(elapsed)} elapsed"
-        return text + (f", {self.postfix}" if self.postfix else "")
+        if self.n > 0 and elapsed > 0:
+            text += f", {_fmt_rate(self.n / elapsed, self.unit)}"
+        return _one_line(text + (f", {self.postfix}" if self.postfix else ""))
 
     def _emit(self) -> None:
         print(self.line(), file=self.stream, flush=True)
@@ -146,9 +162,10 @@ def progress(
     """A progress bar over ``iterable`` (or a manual one with ``total``), tqdm-compatible.
 
     On a terminal: tqdm with elapsed time and ETA, its layout chosen for the window width (the
-    description is shortened so that the numbers always fit). Without a terminal on stderr: a
-    :class:`LogProgress` that logs one line every ``interval`` seconds (default 30, or the
-    ``CULTURE_NEURONS_PROGRESS_INTERVAL`` environment variable). ``disable`` gives a silent counter.
+    description is shortened so that the numbers always fit). Without a terminal on stderr (a file,
+    a pipe): a :class:`LogProgress` that logs plain lines without carriage returns, at most one
+    every ``interval`` seconds (default 30, or the ``CULTURE_NEURONS_PROGRESS_INTERVAL`` environment
+    variable) and a final one. ``disable`` (``-q``) gives a silent counter.
     """
     if disable:
         return _Silent(iterable, total=total, desc=desc, unit=unit)

@@ -76,6 +76,8 @@ REPORT_KEY = "report"
 REPORT_FILE = "report.html"
 TRAIN_DIR = "train"
 NEURONS_DIR = "neurons"
+CARDS_KEY = "cards"
+CARDS_REL = f"{NEURONS_DIR}/cards.jsonl"  # one neuron card per line (the cards stage)
 GENERAL_STEM = "general"
 # What an exported examples file is for: scored (culture), control, CountryRC filter, or evaluated.
 # "exclude": a table whose top neurons the selections drop ([select] exclude).
@@ -113,6 +115,21 @@ def specific_stem(country: str) -> str:
     return f"specific-{slug(country)}"
 
 
+def block_name(benchmark: str, block: int, blocks: int, seed: int) -> str:
+    """One block of a benchmark's identification questions, scored for stability selection:
+    ``<bench slug>/<block>-of-<blocks>-seed<seed>``."""
+    return f"{slug(benchmark)}/{int(block)}-of-{int(blocks)}-seed{int(seed)}"
+
+
+def block_key(benchmark: str, block: int, blocks: int, seed: int) -> str:
+    """The step that scores one block (``[select.*] stability``)."""
+    return f"resample:{block_name(benchmark, block, blocks, seed)}"
+
+
+def block_rel(benchmark: str, block: int, blocks: int, seed: int) -> str:
+    return f"scores/blocks/{block_name(benchmark, block, blocks, seed)}.safetensors"
+
+
 def neurons_rel(stem: str) -> str:
     """``neurons/<stem>.json``; a stem is ``general``, ``random-<seed>`` or ``specific-<country slug>``."""
     return f"{NEURONS_DIR}/{stem}.json"
@@ -126,6 +143,18 @@ def random_seed_of(stem: str) -> int | None:
 
 def is_specific(stem: str) -> bool:
     return stem.startswith("specific-")
+
+
+def drawn_stem(stem: str, index: int) -> str:
+    """The ``index``-th random set the evaluate stage draws at the size of the neuron file ``stem`` (a
+    country's set for cross-culture; never a file of its own): ``<stem>~random-<index>``."""
+    return f"{stem}~random-{int(index)}"
+
+
+def drawn_of(stem: str) -> tuple[str, int] | None:
+    """``(file stem, index)`` of a :func:`drawn_stem` (a slug never holds ``~``), else None."""
+    head, sep, tail = stem.rpartition("~random-")
+    return (head, int(tail)) if sep and head and tail.isdigit() else None
 
 
 def condition_key(benchmark: str, label: str) -> str:

@@ -37,6 +37,13 @@ EXPECTED = {
     "commonsenseqa",
     "qnli",
     "mrpc",
+    "arc-easy",
+    "arc-challenge",
+    "piqa",
+    "openbookqa",
+    "hellaswag",
+    "winogrande",
+    "boolq",
     "demo-culture",
     "demo-control",
     "demo-nlu",
@@ -232,7 +239,7 @@ def test_cli_errors_are_one_line(tmp_path):
     result = runner.invoke(
         cli, ["data", "export", "demo-culture", "--option", "max_variants=2", "--out", str(tmp_path / "x.jsonl")]
     )
-    assert result.exit_code != 0 and "unknown option 'max_variants' (its options: none)" in result.output
+    assert result.exit_code != 0 and "demo-culture: unknown option 'max_variants'; it takes no options" in result.output
     assert not (tmp_path / "x.jsonl").exists()
 
 

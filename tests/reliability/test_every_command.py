@@ -112,6 +112,7 @@ RECIPES: dict[str, Recipe] = {
     ),
     "data list": Recipe(lambda k, w, f: ["data", "list"]),
     "data countries": Recipe(lambda k, w, f: ["data", "countries"]),
+    "data info": Recipe(lambda k, w, f: ["data", "info", "blend"]),
     "data export": Recipe(
         lambda k, w, f: [
             "data",
@@ -204,6 +205,29 @@ RECIPES: dict[str, Recipe] = {
         lambda k: {"manifest.json": ("json", k / "run" / "manifest.json")},
         slow_baseline=True,
     ),
+    "inspect": Recipe(
+        lambda k, w, f: [
+            "inspect",
+            "--model",
+            k / "llama",
+            "--neurons",
+            f["--neurons"],
+            "--examples",
+            f["-e"],
+            "--control",
+            f["-c"],
+            "--nlu",
+            f["--nlu"],
+            "--out",
+            w / "out" / "cards.jsonl",
+        ],
+        lambda k: {
+            "--neurons": ("json", k / "general.json"),
+            "-e": ("jsonl", k / "e.jsonl"),
+            "-c": ("jsonl", k / "e.jsonl"),
+            "--nlu": ("jsonl", k / "e.jsonl"),
+        },
+    ),
     "demo": Recipe(lambda k, w, f: ["demo", "--help"]),
     "validate": Recipe(lambda k, w, f: ["validate", "--help"]),
     "data export-lm-eval": Recipe(lambda k, w, f: ["data", "export-lm-eval", "--help"]),
@@ -225,6 +249,7 @@ UNSWEPT_OPTIONS = {
     }
     for name in ("evaluate", "ablate", "cross-culture")
 }
+UNSWEPT_OPTIONS["inspect"] = {"run_dir": "a run directory, whose files are swept through `report` and `run`"}
 
 
 def test_every_command_has_a_recipe():
@@ -243,7 +268,7 @@ def test_every_file_option_is_swept(matrix_kit):
         paths = {
             p.opts[0] if isinstance(p, click.Option) else p.name for p in cmd.params if isinstance(p.type, click.Path)
         }
-        outputs = {"--out", "--reference-out"}
+        outputs = {"--out", "--reference-out", "--summary-json"}
         swept = set(RECIPES[name].files(matrix_kit)) | through_folder.get(name, set())
         aliases = {"--dataset": "-d", "--control": "-c", "--examples": "-e", "--bench": "-b", "--data": "-d"}
         missing = (

@@ -1,9 +1,14 @@
-"""SIGKILL at random points: resumed runs give results identical to uninterrupted ones, and no file
-is ever left half-written.
+"""SIGKILL at points of a run's progress: resumed runs give results identical to uninterrupted ones,
+and no file is ever left half-written.
 
-The default suite runs one short instance per command (training's is
+Each kill waits for progress, not for a time (``tests/kill.py``): scoring is killed once its n-th
+checkpoint is on disk, evaluation once it has printed that n examples are done, training once its
+n-th checkpoint has appeared or is complete. So the kill lands mid-work on a fast machine and on a
+slow one; a run that finished before its trigger fails the test.
+
+The default suite runs one instance per command (training's is
 ``tests/test_training_stage.py::test_sigkill_during_training_then_resume_is_bit_identical``);
-``-m slow`` runs 10 random kill points each for scoring, evaluation and training.
+``-m slow`` runs 10 random progress points each for scoring, evaluation and training.
 """
 
 from __future__ import annotations
@@ -11,10 +16,8 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +25,19 @@ import torch
 from safetensors.torch import load_file
 
 from culture_neurons import ScoreTable
+from tests.kill import (
+    Output,
+    checkpoint_batches,
+    kill_when,
+    scoring_checkpoint_at,
+    training_checkpoint_at,
+    training_checkpoints,
+)
 from tests.tiny import build_tokenizer, make_examples, tiny_model
+
+EXAMPLES = 80
+BATCHES = EXAMPLES // 2  # scoring and evaluation run at batch size 2; scoring checkpoints after each but the last
+TRAIN_STEPS = 60  # 240 training examples at batch size 4, a checkpoint after each step
 
 
 @pytest.fixture(scope="module")
@@ -30,35 +45,37 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("faults")
     tiny_model("llama").save_pretrained(root / "model")
     build_tokenizer().save_pretrained(root / "model")
-    exs = make_examples(80)
+    exs = make_examples(EXAMPLES)
     (root / "e.jsonl").write_text("".join(json.dumps(e.to_dict()) + "\n" for e in exs))
     return root
 
 
-def run_cli(*args, wait=True):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
+def _env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", **extra}
+
+
+def start_cli(*args, stdout=subprocess.DEVNULL, **env: str) -> subprocess.Popen:
+    """A ``culture-neurons`` process to be killed; its output is dropped unless ``stdout`` says otherwise."""
+    return subprocess.Popen(
         [sys.executable, "-m", "culture_neurons", *map(str, args)],
-        env=env,
-        stdout=subprocess.PIPE,
+        env=_env(**env),
+        stdout=stdout,
         stderr=subprocess.STDOUT,
     )
-    if wait:
-        out, _ = proc.communicate(timeout=600)
-        assert proc.returncode == 0, out.decode()[-2000:]
-    return proc
 
 
-def kill_after(proc, seconds: float) -> bool:
-    """SIGKILL ``proc`` after ``seconds``; True if it was still running."""
-    deadline = time.time() + seconds
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.01)
-    if proc.poll() is not None:
-        return False
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    return True
+def run_cli(*args) -> str:
+    """Run a ``culture-neurons`` command to the end; it must succeed. Returns its output."""
+    done = subprocess.run(
+        [sys.executable, "-m", "culture_neurons", *map(str, args)],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
+    return done.stdout
 
 
 def no_temp_files(folder: Path) -> None:
@@ -85,8 +102,8 @@ def score_args(setup, out):
     ]
 
 
-def eval_args(setup, out):
-    return [
+def eval_args(setup, out, quiet=True):
+    args = [
         "evaluate",
         "-m",
         setup / "model",
@@ -96,34 +113,47 @@ def eval_args(setup, out):
         out,
         "--scorer",
         "choice",
+        "--batch-size",
+        2,
         "--n-boot",
         20,
-        "-q",
     ]
+    return [*args, "-q"] if quiet else args
 
 
-def _scoring_trial(setup, tmp: Path, delay: float, reference: ScoreTable) -> bool:
+def _scoring_trial(setup, tmp: Path, at: int, reference: ScoreTable) -> None:
+    """Kill scoring once checkpoint ``at`` (of ``BATCHES - 1``) is on disk, then resume from it."""
     out = tmp / "s.safetensors"
-    killed = kill_after(run_cli(*score_args(setup, out), wait=False), delay)
+    ckpt = Path(f"{out}.ckpt")
+    proc = start_cli(*score_args(setup, out))
+    kill_when(proc, scoring_checkpoint_at(ckpt, at), f"scoring checkpoint {at} of {BATCHES - 1}")
     no_temp_files(tmp)
-    if killed:
-        assert not out.exists() or ScoreTable.load(out)  # either absent or complete
-    run_cli(*score_args(setup, out))
+    assert not out.exists()  # killed mid-run: no table, not even part of one
+    done = checkpoint_batches(ckpt)
+    assert done is not None and at <= done < BATCHES
+    log = run_cli(*score_args(setup, out))
+    assert f"{done} of {BATCHES} batches already scored" in log  # resumed, not started over
     got = ScoreTable.load(out)
     assert all(torch.equal(got.scores[s], reference.scores[s]) for s in reference.sites)
+    assert torch.equal(got.counts, reference.counts) and torch.equal(got.prob_sums, reference.prob_sums)
     assert not list(tmp.glob("*.ckpt*"))
-    return killed
 
 
-def _evaluation_trial(setup, tmp: Path, delay: float, reference: dict) -> bool:
+def _evaluation_trial(setup, tmp: Path, at: int, reference: dict) -> None:
+    """Kill evaluation once it has printed that ``at`` of its ``EXAMPLES`` examples are done, then rerun it."""
     out = tmp / "eval"
-    killed = kill_after(run_cli(*eval_args(setup, out), wait=False), delay)
+    # A progress line after every batch; without a terminal they are plain lines (culture_neurons.progress).
+    proc = start_cli(
+        *eval_args(setup, out, quiet=False), stdout=subprocess.PIPE, CULTURE_NEURONS_PROGRESS_INTERVAL="1e-9"
+    )
+    output = Output(proc.stdout)
+    progress_line = output.line(rf"^evaluating: (\d+)/{EXAMPLES} ex", lambda m: int(m[1]) >= at)
+    kill_when(proc, progress_line, f"evaluation progress {at}/{EXAMPLES}")
+    assert "\r" not in output.text()
     no_temp_files(tmp)
-    if killed and (out / "summary.json").exists():
-        json.loads((out / "summary.json").read_text())  # whole, if present
+    assert not out.exists()  # the folder appears only with the results
     run_cli(*eval_args(setup, out))
     assert json.loads((out / "summary.json").read_text())["results"] == reference
-    return killed
 
 
 @pytest.fixture(scope="module")
@@ -137,23 +167,25 @@ def references(setup, tmp_path_factory):
 
 
 def test_kill_scoring_once(setup, references, tmp_path):
-    assert _scoring_trial(setup, tmp_path, 4.0, references[0])
+    _scoring_trial(setup, tmp_path, 1, references[0])
 
 
 def test_kill_evaluation_once(setup, references, tmp_path):
-    assert _evaluation_trial(setup, tmp_path, 4.0, references[1])
+    _evaluation_trial(setup, tmp_path, 2, references[1])
 
 
+# Random points in the first three quarters of the work, so that a quarter of it is still ahead
+# when the trigger is seen, however fast the machine.
 @pytest.mark.slow
 @pytest.mark.parametrize("trial", range(10))
 def test_kill_scoring_at_random_points(setup, references, tmp_path, trial):
-    _scoring_trial(setup, tmp_path, random.Random(trial).uniform(2.5, 8.0), references[0])
+    _scoring_trial(setup, tmp_path, random.Random(trial).randint(1, 3 * BATCHES // 4), references[0])
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("trial", range(10))
 def test_kill_evaluation_at_random_points(setup, references, tmp_path, trial):
-    _evaluation_trial(setup, tmp_path, random.Random(100 + trial).uniform(2.5, 8.0), references[1])
+    _evaluation_trial(setup, tmp_path, random.Random(100 + trial).randint(1, 3 * EXAMPLES // 4), references[1])
 
 
 def train_args(setup, out):
@@ -183,36 +215,40 @@ def train_args(setup, out):
 
 @pytest.fixture(scope="module")
 def trained_reference(setup, tmp_path_factory):
-    # 60 optimizer steps with a checkpoint after each: a few seconds of training after the start-up.
-    exs = make_examples(240)
+    exs = make_examples(4 * TRAIN_STEPS)
     (setup / "train.jsonl").write_text("".join(json.dumps(e.to_dict()) + "\n" for e in exs))
     out = tmp_path_factory.mktemp("train-ref") / "run"
     run_cli(*train_args(setup, out))
     return load_file(out / "model.safetensors"), json.loads((out / "training.json").read_text())["steps"]
 
 
-def _training_trial(setup, tmp: Path, delay: float, reference) -> bool:
-    """Kill ``delay`` seconds after training starts (its checkpoint folder appears): mid-step or mid-save."""
+def _training_trial(setup, tmp: Path, step: int, complete: bool, reference) -> None:
+    """Kill training once checkpoint ``step`` appears (``complete=False``: usually mid-save) or is whole
+    (mid-step), then resume."""
     out = tmp / "train"
-    proc = run_cli(*train_args(setup, out), wait=False)
-    deadline = time.time() + 300
-    while proc.poll() is None and not (out / "checkpoints").exists() and time.time() < deadline:
-        time.sleep(0.002)
-    killed = kill_after(proc, delay)
+    proc = start_cli(*train_args(setup, out))
+    state = "complete" if complete else "started"
+    kill_when(
+        proc,
+        training_checkpoint_at(out / "checkpoints", step, complete),
+        f"training checkpoint {step} of {TRAIN_STEPS} {state}",
+    )
     no_temp_files(tmp)
-    if killed and (out / "training.json").exists():
-        json.loads((out / "training.json").read_text())  # written last: whole, with the model beside it
-        assert (out / "model.safetensors").is_file()
+    assert not (out / "training.json").exists() and not (out / "model.safetensors").exists()  # killed mid-run
+    whole = training_checkpoints(out / "checkpoints")
     run_cli(*train_args(setup, out))
     weights, steps = reference
     got = load_file(out / "model.safetensors")
     assert got.keys() == weights.keys() and all(torch.equal(got[k], weights[k]) for k in weights)
-    assert json.loads((out / "training.json").read_text())["steps"] == steps
+    record = json.loads((out / "training.json").read_text())
+    assert record["steps"] == steps
+    # Resumed from the newest whole checkpoint; only a kill while the first one was written starts over.
+    assert record["resumed_from"] == (str(out / "checkpoints" / f"checkpoint-{whole[-1]}") if whole else None)
     assert not (out / "checkpoints").exists() and not list(out.glob(".model-*"))
-    return killed
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("trial", range(10))
 def test_kill_training_at_random_points(setup, trained_reference, tmp_path, trial):
-    assert _training_trial(setup, tmp_path, random.Random(200 + trial).uniform(0.0, 2.0), trained_reference)
+    rng = random.Random(200 + trial)
+    _training_trial(setup, tmp_path, rng.randint(1, 3 * TRAIN_STEPS // 4), rng.random() < 0.5, trained_reference)

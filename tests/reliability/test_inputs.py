@@ -122,6 +122,15 @@ DEVICE_ARGS = {
         "-o",
         w / "out" / "ft",
     ],
+    "inspect": lambda k, w: [
+        "inspect",
+        "--model",
+        k / "llama",
+        "--neurons",
+        k / "general.json",
+        "--examples",
+        k / "e.jsonl",
+    ],
     "validate": lambda k, w: [
         "validate",
         "--model",

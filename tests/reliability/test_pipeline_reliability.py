@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 from hypothesis import given, settings
@@ -19,6 +18,7 @@ from hypothesis import strategies as st
 from culture_neurons.errors import CultureNeuronsError
 from culture_neurons.pipeline import ConfigError, load_config, run_pipeline, to_toml
 from culture_neurons.pipeline.lock import RunLocked, run_lock
+from tests.kill import Output, kill_when, scoring_checkpoint_at
 from tests.pipeline_helpers import save_tiny_model, shared_run, tiny_run_config
 
 
@@ -134,7 +134,7 @@ def test_manifest_config_toml_reads_back(model_dir, tmp_path_factory):
 
 
 def test_a_second_run_stops_naming_the_first_ones_pid_and_host(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"])  # alive until killed below
     try:
         (tmp_path / ".lock").write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(), "since": "now"}))
         with pytest.raises(RunLocked) as info, run_lock(tmp_path):
@@ -319,14 +319,9 @@ def test_a_signal_during_scoring_marks_the_step_interrupted_and_resume_finishes(
     cfg.write_text(to_toml(load_config(tiny_run_config(model_dir, out, **sizes))))
     proc = _cli("run", cfg, "-q")
     ckpt = out / "scores" / "score-demo-culture.safetensors.ckpt"
-    deadline = time.time() + 300
-    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
-    if proc.poll() is not None:
-        pytest.skip("the run finished before the signal could land")
-    proc.send_signal(signum)
-    output, _ = proc.communicate(timeout=120)
-    assert proc.returncode == code, output[-2000:]
+    printed = Output(proc.stdout)
+    kill_when(proc, scoring_checkpoint_at(ckpt, 1), "scoring checkpoint 1 of score-demo-culture", signum, expect=code)
+    output = printed.text()
     last = output.strip().splitlines()[-1]
     assert (
         last.startswith("error: interrupted by")
@@ -338,8 +333,8 @@ def test_a_signal_during_scoring_marks_the_step_interrupted_and_resume_finishes(
     assert manifest["steps"]["score:score-demo-culture"]["status"] == "interrupted"
     assert not (out / ".lock").exists()
     again = _cli("run", cfg, "-q")
-    again.communicate(timeout=600)
-    assert again.returncode == 0
+    resumed, _ = again.communicate(timeout=600)
+    assert again.returncode == 0, resumed[-2000:]
     manifest = json.loads((out / "manifest.json").read_text())
     assert all(rec["status"] == "done" for rec in manifest["steps"].values())
 

@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 
 from culture_neurons import ScoreTable
 from culture_neurons.attribution import engine
+from tests.kill import Output, kill_when
 from tests.reliability.kit import assert_one_line_error, invoke, write_jsonl
 from tests.tiny import make_examples
 
@@ -126,7 +127,8 @@ def test_stray_temporaries_of_killed_writes_are_removed_on_the_next_start(rkit, 
         path.write_bytes(b"half")
     old = time.time() - 7200
     os.utime(stale[2], (old, old))
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # Alive until it is killed below, however long the scoring takes (it waits for a signal, not for a clock).
+    sleeper = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"])
     try:
         live = tmp_path / f".s.safetensors.{host}-{sleeper.pid}.q1w2.safetensors.tmp"  # another writer, still running
         other_host = tmp_path / f".s.safetensors.{host}x-{dead}.q1w2.safetensors.tmp"
@@ -146,7 +148,7 @@ def test_sigterm_to_a_real_process(rkit, tmp_path):
     """The real thing: a separate ``culture-neurons score`` process gets SIGTERM from outside."""
     examples = write_jsonl(tmp_path / "e.jsonl", [e.to_dict() for e in make_examples(60)])
     out = tmp_path / "s.safetensors"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CULTURE_NEURONS_PROGRESS_INTERVAL": "0.05"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CULTURE_NEURONS_PROGRESS_INTERVAL": "1e-9"}  # a line per batch
     argv = [
         sys.executable,
         "-m",
@@ -163,15 +165,11 @@ def test_sigterm_to_a_real_process(rkit, tmp_path):
         "--checkpoint-every",
         "1000",
     ]
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines = []
-    for line in proc.stderr:  # wait until batches are being scored
-        lines.append(line)
-        if line.startswith("scoring") and "/60" in line:
-            break
-    proc.send_signal(signal.SIGTERM)
-    err = "".join(lines) + proc.stderr.read()
-    assert proc.wait(timeout=120) == 143, err
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    output = Output(proc.stderr)
+    first_batch = output.line(r"^scoring \(.*\): (\d+)/60 ", lambda m: int(m[1]) >= 1)
+    kill_when(proc, first_batch, "the line saying batch 1 of 60 is scored", sig=signal.SIGTERM, expect=143)
+    err = output.text()
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
     assert (

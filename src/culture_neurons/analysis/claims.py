@@ -1,20 +1,25 @@
 """What holds and what does not: the paper's claims checked against a run's own numbers.
 
 Each check is a pure function over the experiment summaries (plain dicts, as ``summary.json``
-holds them) and returns :class:`Claim` records with a verdict, the number it rests on and its 95%
-CI. Nothing here is written for a particular run; the report's box and the terminal lines
-(:func:`claims_lines`) are both rendered from these records.
+holds them) and returns :class:`~.verdicts.Claim` records with a verdict, the number it rests on,
+its 95% CI, its p-value and the smallest effect its test would detect. Nothing here is written for
+a particular run; the report's box and the terminal lines (:func:`claims_lines`) are both rendered
+from these records.
 
-A verdict compares the CI with the direction the paper predicts:
+The verdict rule is in :mod:`.verdicts`: ``holds`` needs the whole CI on the predicted side and,
+where the row has a p-value, ``p < 0.05``; :func:`evaluate_claims` adjusts the rows' p-values with
+Holm's method over the table before deciding. Against random sets, the CI is the two-level
+bootstrap over items and random sets, and p is the Monte-Carlo rank p ``(b + 1) / (m + 1)``
+(:func:`culture_neurons.evaluation.metrics.compare_to_random`); summaries written before those
+numbers existed fall back to the item bootstrap's CI and p.
 
-- ``holds``: the whole CI lies on the predicted side;
-- ``does not hold``: the whole CI lies on the other side;
-- ``not significant``: the CI contains the null value (or there is no CI).
+The cross-culture claims beyond the matrix (each country against random sets of its size, related
+cultures) are in :mod:`.paper_claims`, the layer claim against the pool in :mod:`.layers`, and the
+run's one overall verdict, computed from these rows, in :mod:`.overall`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,31 +29,58 @@ import numpy as np
 
 from ..chance import chance_warning
 from ..evaluation.display import own_country_rows
+from ..evaluation.power import detectable_paired
 from . import stats
+from .claim_numbers import (
+    RANK_TEST,
+    Z95,
+    binomial_p_at_least,
+    bootstrap_mean_ci,
+    gap_p,
+    specificity_gap,
+    vs_random_numbers,
+    vs_random_text,
+    wilson_interval,
+)
+from .layers import layer_claim_of, pool_layers, uniform_pool
+from .overall import Overall, overall_verdict
+from .paper_claims import own_country_random_claim, related_claim
+from .verdicts import FAILS, HOLDS, NOT_SIGNIFICANT, VERDICTS, Claim, adjust, finish, format_rank, reading_tail
+from .verdicts import ci_verdict as verdict
 
-HOLDS = "holds"
-FAILS = "does not hold"
-NOT_SIGNIFICANT = "not significant"
-VERDICTS = (HOLDS, FAILS, NOT_SIGNIFICANT)
+__all__ = [
+    "CULTURAL_KINDS",
+    "FAILS",
+    "HOLDS",
+    "NLU_KINDS",
+    "NOT_SIGNIFICANT",
+    "RANK_TEST",
+    "VERDICTS",
+    "Z95",
+    "Claim",
+    "Overall",
+    "RunNumbers",
+    "binomial_p_at_least",
+    "bootstrap_mean_ci",
+    "claims_lines",
+    "cultural_drop_claims",
+    "enhancement_claims",
+    "evaluate_claims",
+    "format_claim",
+    "layer_claim",
+    "nlu_spared_claims",
+    "overall_verdict",
+    "own_country_claim",
+    "own_country_random_claim",
+    "read_numbers",
+    "related_claim",
+    "specificity_gap",
+    "verdict",
+    "wilson_interval",
+]
 
 CULTURAL_KINDS = ("culture", "generation", "scale")
 NLU_KINDS = ("nlu",)
-Z95 = 1.959963984540054  # two-sided 95% normal quantile
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One checked claim: what the paper says, on which benchmark, the verdict and the number behind it."""
-
-    key: str  # cultural-drop | nlu-spared | own-country | enhancement | layers
-    title: str  # the claim in words
-    scope: str  # where it was tested ("blend (heldout)"), "" when run-wide
-    verdict: str  # one of VERDICTS
-    number: str  # the measured number with its CI, ready to print
-    value: float | None = None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    note: str = ""  # a caveat (baseline at chance, how the CI was computed)
 
 
 @dataclass(frozen=True)
@@ -59,36 +91,9 @@ class RunNumbers:
     enhancement: Mapping[str, Any] | None = None
     cross_culture: Mapping[str, Any] | None = None
     general_layers: Sequence[int] | None = None  # neurons of the general set per layer, all sites
+    general_pools: Sequence[Mapping[str, Any]] | None = None  # per pool: sites, pool and set neurons per layer
     kinds: Mapping[str, str] = field(default_factory=dict)  # benchmark -> registry kind (culture, nlu, ...)
     chance: Mapping[str, float | None] = field(default_factory=dict)  # benchmark -> chance accuracy (%)
-
-
-def verdict(low: float | None, high: float | None, expect: int, null: float = 0.0) -> str:
-    """The verdict of a CI against ``null`` when the paper expects the value above (``expect=+1``) or below (``-1``)
-    it."""
-    if low is None or high is None or any(isinstance(v, float) and math.isnan(v) for v in (low, high)):
-        return NOT_SIGNIFICANT
-    above, below = low > null, high < null
-    if (above and expect > 0) or (below and expect < 0):
-        return HOLDS
-    if above or below:
-        return FAILS
-    return NOT_SIGNIFICANT
-
-
-def wilson_interval(hits: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score 95% interval of a binomial proportion ``hits / n`` (``(0, 1)`` when ``n`` is 0)."""
-    if n <= 0:
-        return 0.0, 1.0
-    p = hits / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def binomial_p_at_least(hits: int, n: int, p: float) -> float:
-    """One-sided binomial p-value ``P(X >= hits)`` for ``X ~ Binomial(n, p)``."""
-    return float(min(1.0, sum(math.comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(hits, n + 1))))
 
 
 def _part(entry: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]] | None:
@@ -137,20 +142,29 @@ def _difference_claim(
     p_key: str,
     chance: Mapping[str, float | None],
 ) -> Claim:
-    diff = block.get("difference") or {}
-    value, lo, hi = diff.get("value"), diff.get("ci_low"), diff.get("ci_high")
-    number = f"Δ {stats.format_ci(value, lo, hi)} points vs random, p {stats.format_p(diff.get(p_key))}"
-    return Claim(
+    nums = vs_random_numbers(block, expect, p_key)
+    lo, hi = nums["ci_low"], nums["ci_high"]
+    chance_note = _at_chance(bench, block, chance)
+    claim = Claim(
         key,
         title,
         f"{bench} ({split})",
         verdict(lo, hi, expect),
-        number,
-        value,
+        vs_random_text(nums),
+        nums["value"],
         lo,
         hi,
-        _at_chance(bench, block, chance),
+        chance_note,
+        p=nums["p"],
+        p_test=nums["p_test"],
+        rank=nums["rank"],
+        m_random=nums["m_random"],
+        mde=nums["mde"],
+        effect="an excess drop" if expect < 0 else "an excess gain",
+        n=nums["n"],
+        at_chance=bool(chance_note),
     )
+    return finish(claim)
 
 
 def cultural_drop_claims(numbers: RunNumbers) -> list[Claim]:
@@ -186,71 +200,53 @@ def enhancement_claims(numbers: RunNumbers) -> list[Claim]:
     ]
 
 
-def specificity_gap(
-    culture: Mapping[str, Any], nlu: Mapping[str, Any]
-) -> tuple[float | None, float | None, float | None]:
-    """(cultural drop) − (NLU drop) against random, in points, with a 95% CI from the two sides' CIs.
-
-    The two benchmarks' items are disjoint, so the sides are independent: each side's standard error
-    is read off its bootstrap CI (half-width / 1.96) and the two add in quadrature.
-    """
-    c, n = culture.get("difference") or {}, nlu.get("difference") or {}
-    if c.get("value") is None or n.get("value") is None:
-        return None, None, None
-    gap = n["value"] - c["value"]  # drop = −difference, so drop_c − drop_n = diff_n − diff_c
-    if None in (c.get("ci_low"), c.get("ci_high"), n.get("ci_low"), n.get("ci_high")):
-        return gap, None, None
-    se = math.hypot((c["ci_high"] - c["ci_low"]) / (2 * Z95), (n["ci_high"] - n["ci_low"]) / (2 * Z95))
-    return gap, gap - Z95 * se, gap + Z95 * se
-
-
 def nlu_spared_claims(numbers: RunNumbers) -> list[Claim]:
     """Suppressing the general set spares NLU: one claim per NLU benchmark, against the first cultural benchmark.
 
     ``does not hold`` when the NLU change against random is significantly negative; ``holds`` when it
-    is not and the cultural drop significantly exceeds the NLU drop (the specificity gap); else
-    ``not significant`` (NLU not shown to be hurt, but not shown to be spared either).
+    is not and the cultural drop significantly exceeds the NLU drop (the specificity gap, whose
+    one-sided normal p is the row's p); else ``not significant`` (NLU not shown to be hurt, but not
+    shown to be spared either). The power is that of the NLU side: the smallest NLU excess drop
+    its test would detect.
     """
     cultural = _blocks(numbers.ablation, numbers.kinds, CULTURAL_KINDS)
     out = []
     for bench, split, block in _blocks(numbers.ablation, numbers.kinds, NLU_KINDS):
-        diff = block.get("difference") or {}
-        value, lo, hi = diff.get("value"), diff.get("ci_low"), diff.get("ci_high")
+        nums = vs_random_numbers(block, -1, "p_one_sided")
+        value, lo, hi = nums["value"], nums["ci_low"], nums["ci_high"]
         hurt = verdict(lo, hi, -1) == HOLDS
         number = f"NLU Δ {stats.format_ci(value, lo, hi)} points vs random"
-        gap_verdict = NOT_SIGNIFICANT
-        note = _at_chance(bench, block, numbers.chance)
+        if nums["rank"] is not None:
+            number += f", {format_rank(nums['rank'], nums['m_random'])} (p_mc {stats.format_p(nums['p'])})"
+        gap_verdict, p_gap = NOT_SIGNIFICANT, None
+        note = chance_note = _at_chance(bench, block, numbers.chance)
         if cultural:
             c_bench, _, c_block = cultural[0]
             gap, g_lo, g_hi = specificity_gap(c_block, block)
-            gap_verdict = verdict(g_lo, g_hi, +1)
+            gap_verdict, p_gap = verdict(g_lo, g_hi, +1), gap_p(gap, g_lo, g_hi)
             number += f"; cultural drop minus NLU drop ({c_bench}) {stats.format_ci(gap, g_lo, g_hi)} points"
-            note = "; ".join(x for x in (note, "gap CI: normal approximation from the two bootstrap CIs") if x)
-        result = FAILS if hurt else HOLDS if gap_verdict == HOLDS else NOT_SIGNIFICANT
-        out.append(
-            Claim(
-                "nlu-spared",
-                "Suppressing the culture-general neurons spares language understanding (NLU)",
-                f"{bench} ({split})",
-                result,
-                number,
-                value,
-                lo,
-                hi,
-                note,
-            )
+            note = "; ".join(x for x in (note, "gap CI and p: normal approximation from the two sides' CIs") if x)
+        claim = Claim(
+            "nlu-spared",
+            "Suppressing the culture-general neurons spares language understanding (NLU)",
+            f"{bench} ({split})",
+            FAILS if hurt else HOLDS if gap_verdict == HOLDS else NOT_SIGNIFICANT,
+            number,
+            value,
+            lo,
+            hi,
+            note,
+            p=p_gap,
+            p_test="specificity gap (normal, one-sided)" if p_gap is not None else "",
+            rank=nums["rank"],
+            m_random=nums["m_random"],
+            mde=nums["mde"],
+            effect="an NLU excess drop",
+            n=nums["n"],
+            at_chance=bool(chance_note),
         )
+        out.append(finish(claim))
     return out
-
-
-def bootstrap_mean_ci(values: Sequence[float], n_boot: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    """Percentile 95% bootstrap CI of the mean of ``values`` (fixed seed: the same numbers give the same CI)."""
-    data = np.asarray(values, dtype=np.float64)
-    if data.size == 0:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = data[rng.integers(0, data.size, size=(n_boot, data.size))].mean(axis=1)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
 def own_country_claim(numbers: RunNumbers) -> Claim | None:
@@ -258,14 +254,16 @@ def own_country_claim(numbers: RunNumbers) -> Claim | None:
 
     Per suppressed set (row of the cross-culture matrix): the change on its own country's questions
     minus the mean change on the other countries' (points). The claim holds when the mean of that
-    excess over countries is negative with a 95% bootstrap CI (resampling countries) below 0.
+    excess over countries is negative with a 95% bootstrap CI (resampling countries) below 0 and
+    the one-sided one-sample t-test over countries (``scipy.stats.ttest_1samp``) gives p < 0.05;
+    its power is that t-test's at this number of countries and spread.
     """
     res = (numbers.cross_culture or {}).get("results") or {}
     rows = own_country_rows(res)  # the rows cross-culture's own summary line counts
     countries = len(res.get("eval_countries") or []) or len(rows)
     if not rows or countries < 2:
         return None
-    excess = [float(r["diagonal"]) - float(r["off_diagonal_mean"]) for r in rows]
+    excess = np.array([float(r["diagonal"]) - float(r["off_diagonal_mean"]) for r in rows])
     mean = float(np.mean(excess))
     lo, hi = bootstrap_mean_ci(excess)
     hits = sum(bool(r.get("diagonal_is_most_negative")) for r in rows)
@@ -274,7 +272,13 @@ def own_country_claim(numbers: RunNumbers) -> Claim | None:
         "countries; "
         f"own country hurt most in {hits} of {len(rows)} (1 in {countries} by chance)"
     )
-    return Claim(
+    spread = float(np.std(excess, ddof=1)) if excess.size >= 2 else None
+    p = None
+    if spread:  # a t-test needs a spread: with every excess equal, the CI alone decides
+        from scipy.stats import ttest_1samp
+
+        p = float(ttest_1samp(excess, 0.0, alternative="less").pvalue)
+    claim = Claim(
         "own-country",
         "Each country's own culture-specific neurons hurt its own questions most",
         "cross-culture",
@@ -284,45 +288,34 @@ def own_country_claim(numbers: RunNumbers) -> Claim | None:
         lo,
         hi,
         "CI: bootstrap over countries",
+        p=p,
+        p_test="t-test over countries (one-sided)" if p is not None else "",
+        mde=detectable_paired(spread, int(excess.size)),
+        effect="an own-country excess drop",
+        n=int(excess.size),
+        n_unit="countries",
     )
+    return finish(claim)
 
 
 def layer_claim(numbers: RunNumbers) -> Claim | None:
-    """The general neurons sit in shallow-to-middle layers: the share in the first two thirds of the layers
-    (layers ``0 .. floor(2L/3) - 1``) against the ``floor(2L/3) / L`` a uniform spread over layers would give."""
-    counts = [int(c) for c in numbers.general_layers or []]
-    layers, total = len(counts), sum(counts)
-    lower = (2 * layers) // 3
-    if total == 0 or lower == 0 or lower == layers:
-        return None
-    hits = sum(counts[:lower])
-    lo, hi = wilson_interval(hits, total)
-    expected = lower / layers
-    where = "layer 0" if lower == 1 else f"layers 0–{lower - 1}"
-    number = (
-        f"{100 * hits / total:.0f}% [{100 * lo:.0f}, {100 * hi:.0f}] of {total} neurons in {where} of {layers}, "
-        f"against {100 * expected:.0f}% for a uniform spread"
-    )
-    return Claim(
-        "layers",
-        "The culture-general neurons sit in shallow-to-middle layers",
-        "general set",
-        verdict(lo, hi, +1, expected),
-        number,
-        hits / total,
-        lo,
-        hi,
-        "CI: Wilson interval, neurons counted as independent draws",
-    )
+    """The general neurons sit in shallow-to-middle layers more than their pool does: the share in layers
+    ``0 .. floor(2L/3) - 1`` minus the pool's share there (:mod:`.layers`; a uniform spread over layers when
+    the pools are unknown). CI: Wilson; p: hypergeometric against the pool; power: the detectable share."""
+    if numbers.general_pools:
+        return layer_claim_of(numbers.general_pools)
+    return layer_claim_of(uniform_pool(numbers.general_layers)) if numbers.general_layers else None
 
 
 def evaluate_claims(numbers: RunNumbers) -> list[Claim]:
-    """Every claim the run can test, in the paper's order; claims whose experiment did not run are left out."""
+    """Every claim the run can test, in the paper's order, with Holm-adjusted p-values over the rows and the verdicts
+    decided on them; claims whose experiment did not run are left out."""
     out = [*cultural_drop_claims(numbers), *nlu_spared_claims(numbers)]
-    out += [c for c in (own_country_claim(numbers),) if c is not None]
+    cross = (numbers.cross_culture or {}).get("results")
+    out += [c for c in (own_country_claim(numbers), own_country_random_claim(cross), related_claim(cross)) if c]
     out += enhancement_claims(numbers)
     out += [c for c in (layer_claim(numbers),) if c is not None]
-    return out
+    return adjust(out)
 
 
 def read_numbers(run_dir: str | Path, manifest: Mapping[str, Any] | None = None) -> RunNumbers:
@@ -342,19 +335,28 @@ def read_numbers(run_dir: str | Path, manifest: Mapping[str, Any] | None = None)
         summaries["enhancement"],
         summaries["cross-culture"],
         layers,
+        pool_layers(general) if layers else None,
         stats.benchmark_kinds(sorted(benches)),
         stats.chance_by_benchmark(manifest or {}),
     )
 
 
 def format_claim(claim: Claim) -> str:
-    """One terminal line: ``verdict  claim [scope]: number (note)``."""
+    """One terminal line: ``verdict  claim [scope]: number (note) — the verdict in words``."""
     scope = f" [{claim.scope}]" if claim.scope else ""
     note = f" ({claim.note})" if claim.note else ""
-    return f"{claim.verdict:<15}  {claim.title}{scope}: {claim.number}{note}"
+    words = reading_tail(claim)
+    return f"{claim.verdict:<15}  {claim.title}{scope}: {claim.number}{note}" + (f" — {words}" if words else "")
 
 
 def claims_lines(run_dir: str | Path, manifest: Mapping[str, Any] | None = None) -> list[str]:
     """The "What holds and what does not" verdicts of a run as terminal lines (empty when nothing was tested)."""
     claims = evaluate_claims(read_numbers(run_dir, manifest))
-    return ["What holds and what does not:", *("  " + format_claim(c) for c in claims)] if claims else []
+    if not claims:
+        return []
+    rows = sum(c.p_holm is not None for c in claims)
+    tail = [f"  (p-values Holm-adjusted over the {rows} rows that have one)"] if rows else []
+    overall = overall_verdict(claims)
+    head = ["What holds and what does not:", "  " + overall.line]
+    head += ["    decided by: " + row for row in overall.deciding()]
+    return [*head, *("  " + format_claim(c) for c in claims), *tail]

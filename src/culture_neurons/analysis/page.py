@@ -36,6 +36,7 @@ pre{background:#f6f8fa;padding:10px;overflow:auto;font-size:0.82em;max-height:42
 nav a{margin-right:12px}
 .holds{border:2px solid #555;border-radius:6px;padding:10px 16px;margin:14px 0 18px;background:#fcfcfc}
 .holds h2{margin-top:4px;border:0}.holds table{width:100%}
+.overall{font-size:1.08em;margin:8px 0 12px}.overall .note{display:block;margin-top:4px}
 .reading{background:#f4f8fb;border-left:3px solid #2e86c1;padding:4px 10px}
 .verdict{font-weight:600;white-space:nowrap}
 .banner{border:2px solid #b03a2e;background:#fdf2f0;border-radius:6px;padding:8px 14px;margin:12px 0}

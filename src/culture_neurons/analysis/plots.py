@@ -126,7 +126,11 @@ def experiment_figure(
     chance: Mapping[str, float | None] | None = None,
     two_sided: bool = False,
 ) -> Figure:
-    """Grouped bars per benchmark: original, intervened and random (mean ± 95% CI), with significance marks."""
+    """Grouped bars per benchmark, with significance marks.
+
+    Original and intervened: accuracy ± its 95% bootstrap CI; random: the mean of the random sets, with the
+    95% paired-bootstrap CI of their change from the original placed around it (``stats.experiment_bars``).
+    """
     n = len(bars)
     fig = _figure(max(5.5, 2.4 * n + 2), 4.2)
     ax = fig.subplots()

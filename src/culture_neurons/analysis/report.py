@@ -15,12 +15,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from ..errors import CultureNeuronsError
 from ..fileio import atomic_path, write_text_atomic
+from ..version import __version__
 from . import claims, stats
 from .page import CSS, ReportContext, esc, shown_path
-from .sections import experiments, neurons, provenance, results, training, validity
+from .sections import cards, experiments, neurons, provenance, results, training, validity
 
 DEFAULT_TOP = 25
 RUN_FORMAT = "culture-neurons/run"  # the pipeline's manifest format (the pipeline is a higher layer)
@@ -35,6 +35,7 @@ NAV = (
     ("train", "Fine-tuning"),
     ("validity", "Can these neurons be trusted?"),
     ("top", "Top neurons"),
+    ("cards", "Neuron cards"),
     ("provenance", "Config and provenance"),
 )
 
@@ -107,6 +108,7 @@ def render(ctx: ReportContext) -> str:
     train = training.render(ctx)
     parts = [
         *_header(ctx, title, bool(train)),
+        results.overall_line(checked),  # the page's first line: what the run supports overall
         results.banner(ctx),
         results.holds_box(checked),
         results.render(ctx),
@@ -118,6 +120,7 @@ def render(ctx: ReportContext) -> str:
         train,
         validity.render(ctx),
         neurons.top(ctx),
+        cards.render(ctx),
         provenance.render(ctx),
     ]
     body = "\n".join(p for p in parts if p)

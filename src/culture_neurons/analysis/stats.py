@@ -127,7 +127,10 @@ def experiment_bars(summary: Mapping[str, Any], split: str = "heldout") -> pd.Da
 
     ``split`` picks the held-out part where a benchmark has one (else all examples). The original
     and intervened CIs are bootstrap CIs of the accuracy; the random bar's CI is the paired
-    bootstrap CI of the random change, placed at the random mean.
+    bootstrap CI of the random change, placed at the random mean. The random sets as a sample:
+    ``rank``/``p_mc`` (from the largest drop), ``rank_rise``/``p_mc_rise`` (from the largest rise),
+    ``m_random``, the two-level CI of the difference ``excess_lo``/``excess_hi`` and ``mde``
+    (points; None in summaries written before these numbers).
     """
     rows = []
     for bench, entry in summary["results"].items():
@@ -155,9 +158,26 @@ def experiment_bars(summary: Mapping[str, Any], split: str = "heldout") -> pd.Da
                 "difference": diff.get("value"),
                 "p_one_sided": diff.get("p_one_sided"),
                 "p_two_sided": diff.get("p_two_sided"),
+                **random_sample_numbers(block),
             }
         )
     return pd.DataFrame(rows)
+
+
+def random_sample_numbers(block: Mapping[str, Any]) -> dict[str, Any]:
+    """The numbers of a set-vs-random block that treat the random sets as a sample (see
+    :func:`culture_neurons.evaluation.metrics.compare_to_random`); None where the summary predates them."""
+    two = block.get("excess_ci_two_level") or {}
+    return {
+        "m_random": block.get("m_random"),
+        "rank": block.get("rank"),
+        "p_mc": block.get("p_mc"),
+        "rank_rise": block.get("rank_rise"),
+        "p_mc_rise": block.get("p_mc_rise"),
+        "excess_lo": two.get("ci_low"),
+        "excess_hi": two.get("ci_high"),
+        "mde": block.get("mde"),
+    }
 
 
 def stars(p: float | None) -> str:
@@ -206,7 +226,9 @@ def headline_rows(run_dir: str | Path, manifest: Mapping[str, Any] | None = None
     Each row has ``experiment, benchmark, split, n, chance, original, target, random, difference,
     ci_low, ci_high, p``: accuracies in %, ``difference`` is intervened minus the random mean (points)
     with its paired-bootstrap CI, ``p`` is one-sided for ablation and two-sided for enhancement. The
-    ``all`` part is left out where a benchmark has splits.
+    ``all`` part is left out where a benchmark has splits. Then the random sets as a sample
+    (:func:`random_sample_numbers`), with ``rank``/``p_mc`` in the experiment's direction (from the
+    largest drop for ablation, the largest rise for enhancement).
     """
     rows = []
     chance = chance_by_benchmark(manifest or {})
@@ -235,9 +257,17 @@ def headline_rows(run_dir: str | Path, manifest: Mapping[str, Any] | None = None
                         "ci_low": diff.get("ci_low"),
                         "ci_high": diff.get("ci_high"),
                         "p": diff.get("p_one_sided") if name == "ablation" else diff.get("p_two_sided"),
+                        **_directed(random_sample_numbers(block), rises=name != "ablation"),
                     }
                 )
     return rows
+
+
+def _directed(numbers: dict[str, Any], rises: bool) -> dict[str, Any]:
+    """``rank`` and ``p_mc`` counted in the experiment's direction (the rise for enhancement)."""
+    if rises:
+        numbers = {**numbers, "rank": numbers["rank_rise"], "p_mc": numbers["p_mc_rise"]}
+    return numbers
 
 
 def benchmark_kinds(names: Sequence[str]) -> dict[str, str]:

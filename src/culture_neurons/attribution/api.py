@@ -6,7 +6,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,7 @@ def score_file(
     progress: bool = True,
     checkpoint_every: int = 20,
     caps: Caps | None = None,
+    means: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> ScoreTable:
     """Score an examples JSONL file with a model and write the ScoreTable to ``out`` atomically.
@@ -77,8 +78,10 @@ def score_file(
     line valid, every prompt within the model's context) before any scoring, so mistakes surface in
     seconds. ``load`` places the model (dtype, device, device_map, max_memory, revision); ``caps``
     (max_per_group, limit, seed) cap the examples as the config's keys do. ``options`` are
-    :class:`ScoringOptions` fields. Progress is checkpointed to ``<out>.ckpt`` every
-    ``checkpoint_every`` batches (0 disables it) and when SIGTERM/SIGINT arrives; rerunning the same
+    :class:`ScoringOptions` fields (``method`` among them: docs/methods.md); ``means`` is the mean
+    baseline of ``atp-mean`` and ``ig_baseline="mean"`` (default: computed on the examples).
+    Progress is checkpointed to ``<out>.ckpt`` every ``checkpoint_every`` batches (0 disables it)
+    and when SIGTERM/SIGINT arrives; rerunning the same
     command after a crash or preemption resumes from there. Under ``torchrun`` each rank scores its
     shard and rank 0 writes the table. For ``label``/``choice`` targets the examples' chance level is
     recorded in the table's metadata (``chance_level``).
@@ -118,6 +121,7 @@ def score_file(
             progress=progress,
             checkpoint=checkpoint,
             checkpoint_every=max(checkpoint_every, 1),
+            means=means,
         )
     except Interrupted as exc:
         raise exc.with_kept(resume if exc.kept else f"nothing was scored yet; {resume}") from None

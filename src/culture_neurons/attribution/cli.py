@@ -9,7 +9,9 @@ import click
 from ..data.sampling import Caps, cap_options
 from ..errors import InputError
 from ..models.load_options import LoadOptions, load_options
-from .engine import AGGREGATIONS, TARGETS
+from .methods import METHOD_NAMES
+from .methods.rules import RULES
+from .options import AGGREGATIONS, IG_BASELINES, TARGETS
 
 
 def parse_sites(text: str | None) -> tuple[str, ...] | None:
@@ -54,12 +56,55 @@ def report(table, out, start: float) -> None:
             click.echo(warning, err=True)
 
 
+METHOD_FIELDS = ("method", "ig_steps", "ig_rule", "ig_baseline")
+
+
+def method_options() -> list:
+    """The click options of the scoring method (``ScoringOptions.method`` and the ``ig_*`` fields)."""
+    return [
+        click.option(
+            "--method",
+            type=click.Choice(METHOD_NAMES),
+            default="gxa",
+            show_default=True,
+            help="gxa: activation x gradient (the paper's). atp-mean: (activation - mean activation) x gradient, "
+            "the linear estimate of mean ablation (same cost as gxa). ig: integrated gradients of one site "
+            "at a time, about sites x layers x --ig-steps passes per example (for samples and small models). "
+            "ig-joint: every site interpolated together, --ig-steps passes per example. All are reduced "
+            "like gxa (p x max over positions, per group); see docs/methods.md.",
+        ),
+        click.option(
+            "--ig-steps",
+            default=32,
+            show_default=True,
+            type=click.IntRange(min=1),
+            help="Integration steps of ig/ig-joint, run as one batched pass.",
+        ),
+        click.option(
+            "--ig-rule",
+            type=click.Choice(RULES),
+            default="gausslegendre",
+            show_default=True,
+            help="Quadrature rule of ig/ig-joint (captum's names; gausslegendre is captum's default).",
+        ),
+        click.option(
+            "--ig-baseline",
+            type=click.Choice(IG_BASELINES),
+            default="zero",
+            show_default=True,
+            help="Where ig/ig-joint's path starts: zero (suppression) or mean (each channel's mean activation "
+            "over the scored examples' prompts: mean ablation).",
+        ),
+    ]
+
+
 def scoring_options(func):
     """Click decorator adding the :class:`ScoringOptions` options; the command receives them as one
     ``options`` dict of ScoringOptions fields (``--no-chat-template`` becomes ``chat_template``)."""
     import functools
 
     names = ("batch_size", "target", "aggregation", "control", "reference_compat", "padding_side", "sites", "recompute")
+    names += METHOD_FIELDS
 
     @functools.wraps(func)
     def wrapper(*args, no_chat_template, **kw):
@@ -89,8 +134,9 @@ def scoring_options(func):
             click.option(
                 "--recompute",
                 is_flag=True,
-                help="Less memory for more time: each layer runs again in the backward pass (same scores).",
+                help="Less memory for more time: each layer runs again in the backward pass (same scores; not ig).",
             ),
+            *method_options(),
         ]
     ):
         wrapper = option(wrapper)

@@ -2,7 +2,9 @@
 
 For one example with target probability p (softmax probability of the gold token after the
 prompt) and a site output a (positions × channels) with gradient g = ∂p/∂a, the score of a channel
-is ``p · max over real positions of (a ⊙ g)``; control examples clamp it at 0.
+is ``p · max over real positions of (a ⊙ g)``; control examples clamp it at 0. That is the default
+method, ``gxa``; ``ScoringOptions.method`` picks another way of computing the per-position
+attribution (``atp-mean``, ``ig``, ``ig-joint``: :mod:`.methods`, docs/methods.md), reduced the same way.
 
 How it stays fast (see docs/design.md and docs/performance.md):
 - parameters are frozen and only activation gradients are computed (no weight gradients), and
@@ -22,14 +24,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .. import __version__, signals
+from .. import signals
 from ..data.example import Example, group_names
 from ..distributed import all_reduce_sum, shard, world
 from ..errors import ScoringError
@@ -49,74 +51,17 @@ from ..likelihood import (
     supports_shared_prefix,
 )
 from ..models.adapters import ModelAdapter, get_adapter
-from ..models.hooks import forward_hooks, frozen_for_attribution, recomputed_layers
 from ..models.loading import model_identity
+from ..version import __version__
 from .batching import target_rows
 from .checkpoint import ScoringCheckpoint, after_batch
+from .methods import describe, get_method
+from .methods.means import checked_means, prompt_means
+from .options import ScoringOptions
 from .reduction import BatchState, ReduceOptions, ScoringCall
 from .scoretable import ScoreTable, hash_ids
 
 log = logging.getLogger(__name__)
-
-AGGREGATIONS = ("max", "sum", "last")
-TARGETS = ("label", "answer", "choice")
-
-
-@dataclass(frozen=True)
-class ScoringOptions:
-    """Options of one scoring run; defaults follow the paper.
-
-    Attributes:
-        target: what p is. ``label`` (the paper's): probability of the gold label's first token.
-            ``answer``: exp(mean log-probability of the gold answer's tokens), teacher-forced.
-            ``choice``: probability of the gold option under a softmax over the options'
-            length-normalised log-likelihoods (the example needs ``options``).
-        aggregation: reduction over positions: ``max`` (paper), ``sum`` or ``last``.
-        control: clamp example scores at 0 (for the control set).
-        reference_compat: fill padding with 0 instead of -inf before the max, reproducing the
-            reference implementation's numbers (its padded rows can never score below 0).
-        batch_size: examples per forward/backward pass.
-        padding_side: ``left`` (default) or ``right``; the default mode gives the same result either way.
-            ``choice`` always pads on the right, so an example's option rows share prompt positions.
-        chat_template: wrap prompts in the tokenizer's chat template when it has one.
-        sites: restrict scoring to these sites (default: every site of the adapter).
-        recompute: trade time for memory: each decoder layer keeps only its input during the forward
-            pass and runs again when the backward pass reaches it (activation checkpointing), so one
-            layer's activations are alive at a time instead of the whole model's. The scores are the
-            same; on the issue's CPU benchmark it took 1.4-1.5x the time for 0.2x the peak memory
-            (docs/performance.md). ``choice`` then packs its options or recomputes the prompt per option.
-    """
-
-    target: str = "label"
-    aggregation: str = "max"
-    control: bool = False
-    reference_compat: bool = False
-    batch_size: int = 8
-    padding_side: str = "left"
-    chat_template: bool = True
-    sites: tuple[str, ...] | None = None
-    recompute: bool = False
-
-    def identity(self) -> dict[str, Any]:
-        """The fields that decide the scores: all but ``recompute``, which changes only time and memory
-        (so a checkpoint or a finished pipeline step stays valid when it is switched)."""
-        fields = asdict(self)
-        del fields["recompute"]
-        return fields
-
-    def validate(self) -> None:
-        if self.target not in TARGETS:
-            raise ScoringError(f"unknown target {self.target!r}; choose one of {', '.join(TARGETS)}")
-        if self.aggregation not in AGGREGATIONS:
-            raise ScoringError(f"unknown aggregation {self.aggregation!r}; choose one of {', '.join(AGGREGATIONS)}")
-        if self.batch_size < 1:
-            raise ScoringError(f"batch size must be at least 1, got {self.batch_size}")
-        if self.padding_side not in ("left", "right"):
-            raise ScoringError(f"padding side must be 'left' or 'right', got {self.padding_side!r}")
-        if self.reference_compat and self.target != "label":
-            raise ScoringError(
-                "reference_compat reproduces the reference code's label target only; use it with target='label'"
-            )
 
 
 def _module_device(module: torch.nn.Module) -> torch.device:
@@ -158,10 +103,16 @@ class ScoringEngine:
         if self.options.recompute and share_prompt == "cache":
             raise ScoringError("recompute cannot run the choice options from a KV cache (the cache would fill twice)")
 
-    def _forward(
-        self, call: ScoringCall, rows: list[list[Row]], idx: list[int], gold: list[int] | None, groups: list[int]
+    def forward(
+        self,
+        call: Any,
+        rows: Sequence[list[Row]] | Mapping[int, list[Row]],
+        idx: list[int],
+        gold: Sequence[int] | Mapping[int, int] | None,
+        groups: list[int],
     ) -> torch.Tensor:
-        """Run one batch forward with the hooks armed; return p per example (differentiable w.r.t. every site)."""
+        """Run one batch forward (``rows[i]`` of each ``i`` in ``idx``); set ``call.batch`` to its
+        :class:`BatchState` before the forward (the hooks read it) and return p per example."""
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         target = self.options.target
         batch_rows = [rows[i] for i in idx]
@@ -245,8 +196,19 @@ class ScoringEngine:
         batches = [[mine[i] for i in b] for b in length_batches([rows[i] for i in mine], self.options.batch_size)]
         return groups, rows, gold, batches
 
+    def _means(
+        self, method: Any, rows: list[list[Row]], means: Mapping[str, torch.Tensor] | None
+    ) -> tuple[dict[str, torch.Tensor] | None, bool]:
+        """The means a mean baseline needs (checked when given, else computed on the examples) and whether given."""
+        if not method.needs_means(self.options):
+            return None, False
+        if means is not None:
+            return checked_means(means, self.adapter, self.site_order), True
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        return prompt_means(self.model, self.adapter, self.site_order, rows, pad_id, self.options.batch_size), False
+
     def _checkpoint(
-        self, checkpoint: str | os.PathLike | None, ids: list[str], groups: list[str]
+        self, checkpoint: str | os.PathLike | None, ids: list[str], groups: list[str], method: dict[str, Any]
     ) -> ScoringCheckpoint | None:
         if checkpoint is None:
             return None
@@ -262,6 +224,8 @@ class ScoringEngine:
             "world": world_size,
             "version": __version__,
         }
+        if self.options.method != "gxa":  # gxa's fingerprint is as before methods existed, so its checkpoints resume
+            fingerprint["method"] = method
         return ScoringCheckpoint(path, fingerprint)
 
     def score(
@@ -273,6 +237,7 @@ class ScoringEngine:
         split: str | None = None,
         checkpoint: str | os.PathLike | None = None,
         checkpoint_every: int = 20,
+        means: Mapping[str, torch.Tensor] | None = None,
     ) -> ScoreTable:
         """Score ``examples`` and return their ScoreTable (groups default to those of the examples).
 
@@ -280,6 +245,8 @@ class ScoringEngine:
         are all-reduced, so every rank returns the whole table. With ``checkpoint``, the sums are saved
         every ``checkpoint_every`` batches (per rank: ``.rank<r>`` is appended under several ranks),
         and a rerun resumes from there with a bit-identical result; the file is removed at the end.
+        A method with a mean baseline uses ``means`` (``{site: [layers, width]}``) when given, else
+        each channel's mean over the examples' prompts (docs/methods.md).
         """
         from ..progress import progress as tqdm
 
@@ -287,13 +254,16 @@ class ScoringEngine:
         gidx = {g: i for i, g in enumerate(groups)}
         example_groups = [gidx[ex.group] for ex in examples]
         o = self.options
+        method = get_method(o.method)
+        means, given = self._means(method, rows, means)
         reduce = ReduceOptions(o.aggregation, o.control, o.reference_compat, o.recompute)
         call = ScoringCall(reduce, self.points, self.site_order, len(groups))
-        layers = self.model.get_submodule(self.adapter.layers_path) if o.recompute else ()
+        run = method.start(self, call, means)
+        described = describe(o, means, given)
         counts = torch.zeros(len(groups), dtype=torch.int64)
         prob_sums = torch.zeros(len(groups), dtype=torch.float64)
         ids = [ex.id for ex in examples]
-        saver = self._checkpoint(checkpoint, ids, groups)
+        saver = self._checkpoint(checkpoint, ids, groups, described)
         done = _resume(saver, call, counts, prob_sums, len(batches))
         bar = tqdm(
             total=sum(map(len, batches)),
@@ -304,23 +274,12 @@ class ScoringEngine:
         )
         bar.update(sum(len(b) for b in batches[:done]))
         try:
-            with (
-                frozen_for_attribution(self.model),
-                forward_hooks(call.hooks()),
-                recomputed_layers(layers, call.set_recomputing),
-                torch.enable_grad(),
-                signals.deferred(),
-            ):
+            with run.armed(), torch.enable_grad(), signals.deferred():
                 for number, idx in enumerate(batches[done:], start=done + 1):
                     g = [example_groups[i] for i in idx]
-                    p = self._forward(call, rows, idx, gold, g)
-                    batch_ids = [examples[i].id for i in idx]
-                    if not torch.isfinite(p).all():
-                        raise ScoringError(f"target probability is NaN or inf in the batch with examples {batch_ids}")
-                    call.backward(p, batch_ids)
-                    call.batch = None  # drop the batch's activations before the next forward
+                    p = run.batch(rows, idx, gold, g, [examples[i].id for i in idx])
                     counts.index_add_(0, torch.tensor(g), torch.ones(len(g), dtype=torch.int64))
-                    prob_sums.index_add_(0, torch.tensor(g), p.detach().double().cpu())
+                    prob_sums.index_add_(0, torch.tensor(g), p.double().cpu())
                     bar.update(len(idx))
                     after_batch(
                         saver, number, len(batches), checkpoint_every, lambda: (call.accs.raw(), counts, prob_sums)
@@ -329,7 +288,7 @@ class ScoringEngine:
             call.batch = None
             bar.close()
         all_reduce_sum([*call.accs.tensors(), counts, prob_sums])
-        meta = self._table_meta(examples, ids, dataset, split)
+        meta = {**self._table_meta(examples, ids, dataset, split), "method": described}
         table = ScoreTable(call.accs.stacked(), counts, prob_sums, groups, meta)
         if saver is not None:
             saver.remove()
@@ -346,7 +305,7 @@ class ScoringEngine:
             "example_ids": ids,
             "example_ids_sha256": hash_ids(ids),
             "options": {
-                **asdict(self.options),
+                **self.options.recorded(),
                 "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch."),
             },
             "package_version": __version__,
@@ -384,15 +343,19 @@ def score_examples(
     split: str | None = None,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 20,
+    means: Mapping[str, torch.Tensor] | None = None,
     **overrides: Any,
 ) -> ScoreTable:
-    """Score examples with the paper's attribution and return a :class:`ScoreTable`.
+    """Score examples (the paper's attribution unless ``method`` says otherwise) and return a :class:`ScoreTable`.
 
-    ``overrides`` are :class:`ScoringOptions` fields, e.g. ``score_examples(m, t, exs, control=True)``.
+    ``overrides`` are :class:`ScoringOptions` fields, e.g. ``score_examples(m, t, exs, control=True)`` or
+    ``method="ig"``. ``means`` (``{site: [layers, width]}``, e.g. ``intervention.channel_means`` of a
+    reference set) is the baseline of ``atp-mean`` and of ``ig`` with ``ig_baseline="mean"``; without it
+    the means are computed on ``examples``.
     """
     options = replace(options or ScoringOptions(), **overrides)
     if adapter is None:
         adapter = get_adapter(model, site_map)
     return ScoringEngine(model, tokenizer, options, adapter).score(
-        examples, groups, progress, dataset, split, checkpoint, checkpoint_every
+        examples, groups, progress, dataset, split, checkpoint, checkpoint_every, means
     )

@@ -146,6 +146,9 @@ class ScoringCall:
         # With options.recompute the first forward keeps no activation; the layer's second run inside
         # backward (while this flag is set) hands each site's activation to its gradient hook.
         self.recomputing = False
+        # A method that scores (a - b) ⊙ g sets the baseline b of each hook point's output here
+        # (``.get(index, width, device)``, e.g. methods.means.PointBaselines); None is b = 0, gxa.
+        self.baselines: Any = None
 
     def set_recomputing(self, flag: bool) -> None:
         self.recomputing = flag
@@ -170,13 +173,17 @@ class ScoringCall:
             if point.layer == self.first_layer:
                 batch.inputs.append(out)
             activation = None if self.options.recompute else out.detach()
-            out.register_hook(lambda grad: self._reduce(index, point, phase, activation, grad))
+            out.register_hook(lambda grad: self.reduce(index, point, phase, activation, grad))
 
         return hook
 
-    def _reduce(
+    def reduce(
         self, index: int, point: HookPoint, phase: int, activation: torch.Tensor | None, grad: torch.Tensor
     ) -> None:
+        """Reduce one pass of hook point ``index`` (``phase``: its forward pass in the batch) into the sums of
+        ``point.sites``: p × the aggregation over positions of ``activation ⊙ grad`` (minus the baseline's
+        share when :attr:`baselines` is set), clamped for controls. Methods other than the gradient hooks'
+        call it with their own factors (integrated gradients: ``(a - a') ⊙ the path's mean gradient``)."""
         batch = self.batch
         batch.fired += 1
         if activation is None:
@@ -186,6 +193,8 @@ class ScoringCall:
         device = activation.device
         if activation.dtype != torch.float32:  # bfloat16/float16 models: the product and sums stay float32
             activation, grad = activation.float(), grad.float()
+        if self.baselines is not None:
+            activation = activation - self.baselines.get(index, activation.shape[-1], device)
         if batch.kind == "stacked":
             reduced = self._stacked(activation * grad, batch, device)
         elif phase == 0:  # one row per example, or the shared prompt

@@ -4,7 +4,8 @@ File layout: one float32 tensor ``scores/<site>`` shaped ``[layers, channels, gr
 ``counts`` (int64, ``[groups]``: examples per group) and ``prob_sums`` (float64, ``[groups]``: the
 sum of the target probability p per group). The safetensors header carries one metadata entry,
 ``culture_neurons``, holding JSON: groups in order, model identity, dataset/split, example ids and
-their hash, scoring options and the package version.
+their hash, scoring options, the method (``method``: name, baseline and its parameters) and the
+package version.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from ..fileio import atomic_path, check_input_file
 FORMAT = "culture-neurons/score-table"
 FORMAT_VERSION = 1
 _META_KEY = "culture_neurons"
-# Options that change the numbers; tables may only be added when these agree.
+# Options that change the numbers; tables may only be added when these agree (and their methods: ``method``).
 MATH_OPTIONS = ("target", "aggregation", "control", "reference_compat", "dtype")
+DEFAULT_METHOD = {"name": "gxa", "baseline": "zero"}
 
 
 class ScoreTable:
@@ -103,6 +105,18 @@ class ScoreTable:
     def options(self) -> dict[str, Any]:
         return dict(self.meta.get("options", {}))
 
+    @property
+    def method(self) -> dict[str, Any]:
+        """How the scores were made: ``name``, ``baseline`` and the method's parameters (``steps``, ``rule``,
+        ``means``, ``means_sha256``). Tables written before methods existed were made by ``gxa``."""
+        return dict(self.meta.get("method") or DEFAULT_METHOD)
+
+    def method_label(self) -> str:
+        """The method in a few words, for messages: ``ig (zero baseline, 32 gausslegendre steps)``."""
+        m = self.method
+        steps = f", {m['steps']} {m.get('rule')} steps" if "steps" in m else ""
+        return f"{m.get('name')} ({m.get('baseline')} baseline{steps})"
+
     def group_index(self, group: str) -> int:
         try:
             return self.groups.index(group)
@@ -179,6 +193,8 @@ class ScoreTable:
                     f"tables were scored with different {key!r} "
                     f"({self.options.get(key)!r} vs {other.options.get(key)!r})"
                 )
+        if self.method != other.method:  # a mean baseline's hash included: shards of one run share their means
+            raise TableError(f"tables were scored with different methods ({self.method} vs {other.method})")
 
     def __add__(self, other: ScoreTable) -> ScoreTable:
         """Sum two tables of the same model and options (shards, resumed runs). Groups are unioned."""

@@ -12,19 +12,20 @@ import click
 from ..errors import InputError
 from .countries import BENCHMARK_ALIASES, BLEND_COUNTRIES, TARGET_COUNTRIES, all_countries
 from .hub import hub_provenance
-from .registry import SPLIT_CHOICES, Benchmark, export_examples, list_benchmarks
+from .options import parse_pairs
+from .registry import SPLIT_CHOICES, Benchmark, export_examples, get_benchmark, list_benchmarks
 from .sampling import Caps, cap_options
 
 
 @click.group()
 def data() -> None:
-    """Benchmarks: list them and export examples for scoring."""
+    """Benchmarks: list them, show one, and export examples for scoring."""
 
 
 @data.command("list")
 @click.option("-v", "--verbose", is_flag=True, help="Also show sources, splits, templates and citations.")
 def list_cmd(verbose: bool) -> None:
-    """Show the registered benchmarks."""
+    """Show the registered benchmarks, with the options each takes."""
     benchmarks = list_benchmarks()
     width = max(len(b.name) for b in benchmarks)
     kind_width = max(len(b.kind) for b in benchmarks)
@@ -32,19 +33,46 @@ def list_cmd(verbose: bool) -> None:
     ids_width = max(len(t) for t in ids.values())
     for b in benchmarks:
         click.echo(f"{b.name.ljust(width)}  {b.kind.ljust(kind_width)}  {ids[b.name].ljust(ids_width)}  {b.title}")
+        pad = " " * (width + 2)
         if verbose:
-            pad = " " * (width + 2)
-            click.echo(f"{pad}source:    {b.source_summary()}")
-            click.echo(f"{pad}splits:    {b.split_rule}")
-            extra = f" (+ {', '.join(t.id for t in b.extra_templates)} on request)" if b.extra_templates else ""
-            click.echo(f"{pad}templates: {', '.join(t.id for t in b.templates)}{extra}; labels: {b.label_style}")
-            if b.parts:
-                click.echo(f"{pad}parts:     {', '.join(b.parts)} (default {b.parts[0]})")
-            if b.options:
-                click.echo(f"{pad}options:   {', '.join(b.options)} (--option KEY=VALUE)")
-            click.echo(f"{pad}cite:      {b.citation}")
+            for line in details(b):
+                click.echo(pad + line)
+        else:
+            for option in b.options:
+                click.echo(f"{pad}option: {option.describe()}")
     # The third column is what a newcomer otherwise cannot find: the ids that --templates takes.
     click.echo("templates: pass ids to `data export --templates` (default: the first; +id: on request, e.g. cloze)")
+    click.echo("options: pass them as `--option KEY=VALUE` (or [data] options in a config); `data info NAME` shows one")
+
+
+def details(benchmark: Benchmark) -> list[str]:
+    """The lines ``data list -v`` and ``data info`` print under a benchmark: sources, splits, templates, options."""
+    b = benchmark
+    extra = f" (+ {', '.join(t.id for t in b.extra_templates)} on request)" if b.extra_templates else ""
+    lines = [
+        f"source:    {b.source_summary()}",
+        f"splits:    {b.split_rule}",
+        f"templates: {', '.join(t.id for t in b.templates)}{extra}; labels: {b.label_style}",
+    ]
+    if b.parts:
+        lines.append(f"parts:     {', '.join(b.parts)} (default {b.parts[0]})")
+    lines += [f"option:    {o.describe()}" for o in b.options]
+    lines.append(f"cite:      {b.citation}")
+    return lines
+
+
+@data.command("info")
+@click.argument("name")
+def info_cmd(name: str) -> None:
+    """Show one benchmark in full: its source, splits, templates and options (with defaults)."""
+    b = get_benchmark(name)
+    click.echo(f"{b.name} ({b.kind}): {b.title}")
+    for line in details(b):
+        click.echo(f"  {line}")
+    if b.options:
+        click.echo(f"  give options as --option KEY=VALUE, e.g. --option {b.options[0].name}={b.options[0].default}")
+    else:
+        click.echo("  it takes no --option")
 
 
 def template_ids(benchmark: Benchmark) -> str:
@@ -66,17 +94,17 @@ def countries_cmd() -> None:
         click.echo(line)
 
 
-def _parse_options(pairs: tuple[str, ...]) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise InputError(f"--option {pair!r}: expected KEY=VALUE")
-        key, value = pair.split("=", 1)
-        key = key.strip().replace("-", "_")
+def parse_benchmark_options(benchmark: str, pairs: tuple[str, ...]) -> dict[str, object]:
+    """``--option KEY=VALUE`` pairs as the benchmark's typed options, checked before any work starts.
+
+    Every declared option is returned (defaults filled in); an unknown key, a wrong type or a value
+    out of range is one :class:`InputError` naming the benchmark, the option and what it accepts.
+    """
+    raw = parse_pairs(pairs)
+    for key in raw:
         if key in ("max_per_group", "limit", "seed"):
-            raise InputError(f"--option {pair!r}: {key} is not a benchmark option; use --{key.replace('_', '-')}")
-        out[key] = value.strip()
-    return out
+            raise InputError(f"--option {key}: {key} is not a benchmark option; use --{key.replace('_', '-')}")
+    return get_benchmark(benchmark).resolve_options(raw)
 
 
 def _source_options(split: str, templates_help: str):
@@ -168,7 +196,7 @@ def export_cmd(
             labels=labels,
             part=part,
             caps=caps,
-            **_parse_options(options),
+            **parse_benchmark_options(benchmark, options),
         )
     click.echo(summary.table())
     for source, info in fetched.items():
@@ -223,7 +251,7 @@ def export_lm_eval_cmd(
         max_per_group=caps.max_per_group,
         limit=caps.limit,
         seed=caps.seed,
-        **_parse_options(options),
+        **parse_benchmark_options(benchmark, options),
     )
     click.echo(
         f"wrote lm-eval task {done.task} ({done.n_docs} documents, templates {', '.join(done.templates)}) "

@@ -19,6 +19,7 @@ prompts, without a chat template, like ``culture-neurons evaluate --no-chat-temp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Sequence
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..fileio import sha256_file, write_json_atomic, write_text_atomic
+from ..fileio import atomic_path, ensure_writable_parent, write_text_atomic
 from .example import Example
 from .registry import build_examples, count_by_group_split, get_benchmark
 from .sampling import cap_examples
@@ -48,6 +49,31 @@ def load(data_file, split="test", **_metadata):
         rows = [json.loads(line) for line in fh if line.strip()]
     return DatasetDict({split: Dataset.from_list(rows)})
 '''
+
+
+def write_files(files: dict[Path, str]) -> None:
+    """Write each file atomically, and the set as a unit: if one write fails, the files written before it
+    get their old content back (or are removed, with the folders this call made), so a failed export
+    leaves the folder as it was, never a mix of an old and a new export."""
+    old = {path: path.read_bytes() if path.is_file() else None for path in files}
+    made = {f for path in files for f in (path.parent, *path.parent.parents) if not f.exists()}
+    written: list[Path] = []
+    try:
+        for path, text in files.items():
+            write_text_atomic(path, text)
+            written.append(path)
+    except BaseException:
+        for path in written:
+            previous = old[path]
+            if previous is None:
+                path.unlink(missing_ok=True)
+            else:
+                with atomic_path(path) as tmp:
+                    tmp.write_bytes(previous)
+        for folder in sorted(made, key=lambda f: -len(f.parts)):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
 
 
 @dataclass(frozen=True)
@@ -158,6 +184,7 @@ def export_lm_eval(
     the benchmark's first template. The caps mean what they mean for ``data export``.
     """
     benchmark = get_benchmark(name)
+    ensure_writable_parent(Path(out) / f"{LOADER_MODULE}.py")  # a bad --out fails before any data is read
     if source.get("templates") is None:
         known = {t.id for t in benchmark.templates + benchmark.extra_templates}
         source["templates"] = "cloze" if "cloze" in known else None
@@ -172,32 +199,37 @@ def export_lm_eval(
         raise InputError(f"task name {task!r}: use letters, digits, '_', '-' and '.' only")
     folder = Path(out)
     data_path, yaml_path = folder / f"{task}.jsonl", folder / f"{task}.yaml"
+    # Every file's text first: a failing check (an answer outside the options, mixed delimiters)
+    # must come before anything is written, so a failed export leaves the folder as it was.
     docs = [to_doc(ex) for ex in examples]
-    write_text_atomic(data_path, "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs))
-    write_text_atomic(folder / f"{LOADER_MODULE}.py", LOADER_SOURCE)
+    data_text = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs)
     description = f"{benchmark.title}; split {split}; templates {', '.join(used)}; {len(docs)} documents"
-    write_text_atomic(yaml_path, task_yaml(task, data_path.name, _delimiter(examples), description))
+    yaml_text = task_yaml(task, data_path.name, _delimiter(examples), description)
     counts = count_by_group_split(examples)
     recorded = {
         k: (v if k in ("countries", "labels", "part") else str(v)) for k, v in source.items() if k != "data_dir"
     }
-    write_json_atomic(
-        folder / f"{task}.export.json",
-        {
-            "format": "culture-neurons-lm-eval-export",
-            "version": 1,
-            "task": task,
-            "benchmark": benchmark.name,
-            "split": split,
-            "templates": list(used),
-            "source": recorded,
-            "max_per_group": max_per_group,
-            "limit": limit,
-            "seed": seed,
-            "n_docs": len(docs),
-            "counts": counts,
-            "data_file": data_path.name,
-            "data_sha256": sha256_file(data_path),
-        },
-    )
+    record = {
+        "format": "culture-neurons-lm-eval-export",
+        "version": 1,
+        "task": task,
+        "benchmark": benchmark.name,
+        "split": split,
+        "templates": list(used),
+        "source": recorded,
+        "max_per_group": max_per_group,
+        "limit": limit,
+        "seed": seed,
+        "n_docs": len(docs),
+        "counts": counts,
+        "data_file": data_path.name,
+        "data_sha256": hashlib.sha256(data_text.encode("utf-8")).hexdigest(),
+    }
+    files = {
+        data_path: data_text,
+        folder / f"{LOADER_MODULE}.py": LOADER_SOURCE,
+        yaml_path: yaml_text,
+        folder / f"{task}.export.json": json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
+    }
+    write_files(files)
     return LmEvalExport(task, folder, yaml_path, data_path, len(docs), counts, used)

@@ -20,10 +20,14 @@ from ..errors import InputError
 from .countries import resolve_countries
 from .example import Example, write_examples
 from .hub import HubSource, HubUnavailable
+from .options import BenchmarkOption, resolve_options
 from .sampling import Caps
 from .templates import LABEL_STYLES, Item, Template, render_item
 
 SPLIT_CHOICES = ("identification", "heldout", "train", "all")
+#: The accuracies a benchmark may report as its own: ``acc`` (summed option log-likelihood, or the
+#: letter read) and ``acc_norm`` (log-likelihood per character, lm-eval's name for it).
+METRICS = ("acc", "acc_norm")
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class LoadRequest:
     ``path`` is the located data (a folder or a file), or ``None`` for built-in data or the hub.
     ``countries`` is the user's filter (loaders may use it to skip work; the registry filters again).
     ``part`` names the source part (``validation``, ``train``, ``test``) where a benchmark has several.
+    ``options`` holds every declared option of the benchmark, typed and checked, defaults filled in.
     """
 
     path: Path | None
@@ -43,7 +48,12 @@ class LoadRequest:
 
 @dataclass(frozen=True)
 class Benchmark:
-    """A benchmark definition. See ``docs/data.md`` for how to add one."""
+    """A benchmark definition. See ``docs/data.md`` for how to add one.
+
+    ``options`` declares the options its ``load`` reads (:class:`~.options.BenchmarkOption`); the
+    loader gets them typed and checked in ``LoadRequest.options``. ``metric`` is the accuracy that
+    is the convention for the benchmark (``acc_norm`` for ARC, OpenBookQA and HellaSwag).
+    """
 
     name: str
     title: str
@@ -59,9 +69,10 @@ class Benchmark:
     builtin: bool = False
     by_country: bool = True
     parts: tuple[str, ...] = ()
-    options: tuple[str, ...] = ()
+    options: tuple[BenchmarkOption, ...] = ()
     split_rule: str = ""
     citation: str = ""
+    metric: str = "acc"
 
     def source_summary(self) -> str:
         bits = []
@@ -72,6 +83,14 @@ class Benchmark:
         if self.builtin:
             bits.append("built-in")
         return "; ".join(bits)
+
+    def resolve_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Every option of this benchmark, typed: ``given`` converted and checked, the rest at their defaults.
+
+        Raises:
+            InputError: an unknown key, a wrong type or a value out of range (one line naming the option).
+        """
+        return resolve_options(self.name, self.options, given)
 
 
 _REGISTRY: dict[str, Benchmark] = {}
@@ -86,6 +105,11 @@ def register(benchmark: Benchmark) -> Benchmark:
     ids = [t.id for t in benchmark.templates + benchmark.extra_templates]
     if len(set(ids)) != len(ids) or not benchmark.templates:
         raise ValueError(f"benchmark {benchmark.name!r}: template ids must be unique and non-empty")
+    if benchmark.metric not in METRICS:
+        raise ValueError(f"benchmark {benchmark.name!r}: unknown metric {benchmark.metric!r}")
+    names = [o.name for o in benchmark.options]
+    if len(set(names)) != len(names) or not all(isinstance(o, BenchmarkOption) for o in benchmark.options):
+        raise ValueError(f"benchmark {benchmark.name!r}: options must be BenchmarkOption values with unique names")
     _REGISTRY[benchmark.name] = benchmark
     return benchmark
 
@@ -152,10 +176,7 @@ def load_items(
     wanted = resolve_countries(countries)
     if part is not None and benchmark.parts and part not in benchmark.parts:
         raise InputError(f"{benchmark.name}: unknown part {part!r}; choose one of {', '.join(benchmark.parts)}")
-    unknown = sorted(set(options) - set(benchmark.options))
-    if unknown:
-        known = ", ".join(benchmark.options) or "none"
-        raise InputError(f"{benchmark.name}: unknown option {unknown[0]!r} (its options: {known})")
+    typed = benchmark.resolve_options(options)
     if part is not None and not benchmark.parts:
         raise InputError(f"{benchmark.name} has no parts to choose from; drop --part")
     path = locate_data(benchmark, data_dir) if data_dir is not None else None
@@ -163,7 +184,7 @@ def load_items(
         raise InputError(
             f"{benchmark.name} has no built-in or hub copy; pass --data-dir DIR with {benchmark.files or 'its files'}"
         )
-    request = LoadRequest(path=path, countries=wanted, part=part, options=options)
+    request = LoadRequest(path=path, countries=wanted, part=part, options=typed)
     try:
         items = benchmark.load(request)
     except HubUnavailable as exc:
@@ -299,6 +320,7 @@ def export_examples(
     from ..fileio import ensure_writable_parent
 
     ensure_writable_parent(out)
+    get_benchmark(name).resolve_options(options)  # a bad option fails before the tokenizer loads
     tokenizer = None
     if model is not None:
         from ..models.loading import load_tokenizer

@@ -26,6 +26,7 @@ import pandas as pd
 from ..data.example import Example
 from ..errors import InputError
 from ..fileio import atomic_path, write_json_atomic
+from ..intervention.rowwise import RowCondition
 from ..selection.neuronset import NeuronSet
 from .inputs import EvalInputs, load_benchmarks  # noqa: F401 - load_benchmarks re-exported: callers import it here
 from .metrics import mean_ci
@@ -91,6 +92,42 @@ def evaluate_rows(
     df = pd.concat(frames, ignore_index=True)
     df.insert(0, "condition", label)
     return df
+
+
+def evaluate_together(
+    model: Any,
+    tokenizer: Any,
+    name: str,
+    examples: Sequence[Example],
+    conditions: Sequence[tuple[str, RowCondition]],
+    options: EvalOptions | None = None,
+    progress: Any = False,
+    site_map: Any = None,
+) -> dict[str, pd.DataFrame]:
+    """One benchmark's rows under several conditions at once: ``{label: rows}``, each as
+    :func:`evaluate_rows` gives it for that condition alone (to float rounding).
+
+    The examples are tokenised once; every batch holds copies of a few examples, one per condition,
+    and each copy runs under its own condition (:func:`~culture_neurons.intervention.intervene_rows`).
+    """
+    from ..intervention import intervene_rows
+
+    if not conditions:
+        raise InputError("no conditions to evaluate")
+    labels = [label for label, _ in conditions]
+    if len(set(labels)) != len(labels):
+        raise InputError(f"two conditions share a name ({labels})")
+    if hasattr(progress, "set_postfix_str"):
+        progress.set_postfix_str(f"{len(conditions)} conditions on {name}")
+    with intervene_rows(model, [cond for _, cond in conditions], site_map=site_map):
+        rows = evaluate_examples(model, tokenizer, examples, options, progress, copies=len(conditions))
+    out = {}
+    for c, label in enumerate(labels):
+        frame = pd.DataFrame(rows[c :: len(conditions)])
+        frame["benchmark"] = name
+        frame.insert(0, "condition", label)
+        out[label] = frame
+    return out
 
 
 def _kind(neurons: NeuronSet | Sequence[NeuronSet]) -> str:

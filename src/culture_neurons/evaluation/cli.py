@@ -1,4 +1,6 @@
-"""``culture-neurons evaluate``, ``ablate`` and ``cross-culture``: thin layers over the evaluation API.
+"""``culture-neurons ablate`` and ``cross-culture``, and the benchmark part of ``evaluate``: thin layers over the
+evaluation API (``evaluate`` with its lm-eval options is put together in
+:mod:`culture_neurons.integrations.evaluate_command`).
 
 Every input and option is checked before the model loads (:mod:`.inputs`); the output folder
 appears only when the results are written, and a failed write removes what it wrote.
@@ -24,68 +26,28 @@ from .cli_options import (
 from .scorers import EvalOptions
 
 
-@click.command()
-@common_options
-@click.option(
-    "--neurons",
-    "neurons",
-    multiple=True,
-    type=click.Path(dir_okay=False),
-    help="NeuronSet JSON to intervene on; repeat to combine.",
-)
-@click.option(
-    "--lm-eval-tasks",
-    default=None,
-    metavar="TASKS",
-    help=(
-        "lm-eval tasks (e.g. mmlu,hellaswag): run original, NEURONS and random sets through lm-eval, "
-        "paired by document."
-    ),
-)
-@click.option(
-    "--lm-eval-include",
-    type=click.Path(file_okay=False, exists=True),
-    default=None,
-    help="Folder of local lm-eval task YAMLs (e.g. from `data export-lm-eval`).",
-)
-@click.option(
-    "--lm-eval-limit",
-    type=click.IntRange(min=1),
-    default=None,
-    metavar="N",
-    help="lm-eval: at most N documents per task.",
-)
-@click.option(
-    "--seeds",
-    type=click.IntRange(min=1),
-    default=3,
-    show_default=True,
-    help="With --lm-eval-tasks: random sets (seeds 0..N-1).",
-)
-def evaluate(neurons, lm_eval_tasks, lm_eval_include, lm_eval_limit, seeds, **kw) -> None:
-    """Evaluate a model on benchmarks, optionally suppressing, enhancing or mean-ablating NEURONS
-    (with --lm-eval-tasks: also on lm-eval tasks, against random sets)."""
-    from ..errors import InputError
+def evaluate_options(fn):
+    """The options of ``evaluate`` that need no lm-eval: the shared ones and ``--neurons``. The command
+    itself, with its ``--lm-eval-*`` options, is assembled in
+    :mod:`culture_neurons.integrations.evaluate_command`, the layer that may import both."""
+    fn = click.option(
+        "--neurons",
+        "neurons",
+        multiple=True,
+        type=click.Path(dir_okay=False),
+        help="NeuronSet JSON to intervene on; repeat to combine.",
+    )(fn)
+    return common_options(fn)
+
+
+def evaluate_benchmarks(neurons, kw) -> None:
+    """``evaluate`` on the ``--bench`` files: the model as it is, or with NEURONS suppressed, enhanced
+    or mean-ablated; prints the results and writes the output folder."""
     from .api import evaluate as run
 
     (factor,) = parse_factor_option(kw, sweep_ok=False)
-    tasks = None
-    if lm_eval_tasks is not None:
-        tasks = _lm_eval_tasks(lm_eval_tasks)
-        if not neurons:
-            raise InputError("--lm-eval-tasks compares the original model with NEURONS and random sets: give --neurons")
-    elif lm_eval_include or lm_eval_limit:
-        raise InputError("--lm-eval-include and --lm-eval-limit only apply with --lm-eval-tasks")
-    inputs = check_inputs(kw, neurons, benches_optional=tasks is not None)
-    clash = sorted(set(tasks or ()) & set(inputs.benchmarks))
-    if clash:
-        raise InputError(
-            f"benchmark name(s) {', '.join(clash)} are also lm-eval task names; rename them with --bench NAME=FILE"
-        )
+    inputs = check_inputs(kw, neurons)
     model, tokenizer = load_for_eval(kw, inputs, inputs.sets)
-    if tasks is not None:
-        _evaluate_lm_eval(kw, inputs, model, tokenizer, tasks, factor, lm_eval_include, lm_eval_limit, seeds)
-        return
     bar = eval_bar(kw, inputs, 1)
     with bar:
         result = run(
@@ -117,84 +79,6 @@ def evaluate(neurons, lm_eval_tasks, lm_eval_include, lm_eval_limit, seeds, **kw
     click.echo(f"wrote {kw['out']}")
 
 
-def _lm_eval_tasks(text: str) -> list[str]:
-    from ..errors import InputError
-
-    try:
-        from ..integrations.lm_eval_conditions import parse_tasks
-    except ImportError as exc:  # lm-eval is an optional extra
-        raise InputError(
-            f'--lm-eval-tasks needs lm-evaluation-harness: pip install "culture-neurons[lm-eval]" ({exc})'
-        ) from None
-    return parse_tasks(text)
-
-
-def _evaluate_lm_eval(kw, inputs, model, tokenizer, tasks, factor, include, limit, seeds) -> None:
-    """The ablation experiment on lm-eval tasks (and on --bench files, if any), one summary for both."""
-    import pandas as pd
-
-    from ..integrations.lm_eval_conditions import LmEvalSettings, run_lm_eval_conditions, save_lm_eval_results
-    from ..progress import progress
-    from ..selection.randomsets import RandomBaseline
-    from .display import ablation_lines
-    from .experiments import ExperimentResult, run_ablation
-    from .sweep import run_variants
-
-    ns = inputs.sets[0].union(*inputs.sets[1:]) if len(inputs.sets) > 1 else inputs.sets[0]
-    with progress(total=2 + seeds, desc="lm-eval conditions", unit="condition", disable=kw["quiet"]) as bar:
-        got = run_lm_eval_conditions(
-            model,
-            tokenizer,
-            tasks,
-            ns,
-            op=kw["op"],
-            factor=factor,
-            means=inputs.means,
-            random=RandomBaseline(seeds),
-            settings=LmEvalSettings(include_path=include, limit=limit, batch_size=kw["batch_size"]),
-            n_boot=kw["n_boot"],
-            progress=bar,
-        )
-    frames, summary = [got["rows"]], dict(got["summary"])
-    if inputs.benchmarks:
-        common = {
-            "random": RandomBaseline(seeds),
-            "n_boot": kw["n_boot"],
-            "site_map": kw["site_map"],
-            "options": EvalOptions(**eval_opts(kw)),
-        }
-        with eval_bar(kw, inputs, 2 + seeds) as bar:
-            if kw["op"] == "mean":
-                ours = run_variants(
-                    model, tokenizer, inputs.benchmarks, ns, op="mean", means=inputs.means, progress=bar, **common
-                )
-            else:
-                ours = run_ablation(
-                    model, tokenizer, inputs.benchmarks, ns, op=kw["op"], factor=factor, progress=bar, **common
-                )
-        frames.append(ours.rows)
-        summary.update(ours.summary)
-    config = {
-        "experiment": "lm-eval-ablation",
-        "op": kw["op"],
-        "factor": factor,
-        "lm_eval_tasks": tasks,
-        "lm_eval_include": include,
-        "lm_eval_limit": limit,
-        "conditions": got["conditions"],
-        "model": str(kw["model"]),
-        "benchmarks": [str(b) for b in kw["benches"]],
-        "neuron_set": {"kind": ns.kind, "count": len(ns), "sha256": ns.content_hash()},
-        "n_boot": kw["n_boot"],
-    }
-    result = ExperimentResult(pd.concat(frames, ignore_index=True), summary, config)
-    if not save_result(result, kw, inputs, extra=lambda folder: save_lm_eval_results(got["results"], folder)):
-        return
-    for line in ablation_lines(result.summary, kw["op"], ns.kind):
-        click.echo(line)
-    click.echo(f"wrote {kw['out']} (lm-eval's own results.json per condition in {kw['out']}/lm_eval/)")
-
-
 @click.command()
 @common_options
 @click.option(
@@ -208,7 +92,7 @@ def ablate(neurons, seeds, layer_matched, **kw) -> None:
     from ..selection.randomsets import RandomBaseline
     from .display import ablation_lines, curve_lines
     from .experiments import run_ablation
-    from .sweep import run_variants, variant_conditions
+    from .sweep import VariantOptions, run_variants, variant_conditions
 
     factors = parse_factor_option(kw, sweep_ok=True)
     inputs = check_inputs(kw, [neurons])
@@ -222,17 +106,8 @@ def ablate(neurons, seeds, layer_matched, **kw) -> None:
     }
     with eval_bar(kw, inputs, variant_conditions(len(factors), seeds)) as bar:
         if kw["op"] == "mean" or len(factors) > 1:
-            result = run_variants(
-                model,
-                tokenizer,
-                inputs.benchmarks,
-                ns,
-                op=kw["op"],
-                factors=factors,
-                means=inputs.means,
-                progress=bar,
-                **common,
-            )
+            variant = VariantOptions(kw["op"], factors, inputs.means)
+            result = run_variants(model, tokenizer, inputs.benchmarks, ns, variant, progress=bar, **common)
         else:
             result = run_ablation(
                 model, tokenizer, inputs.benchmarks, ns, op=kw["op"], factor=factors[0], progress=bar, **common
@@ -270,6 +145,7 @@ def _write_curve(curve, folder: Path) -> None:
 def cross_culture(neurons, split, **kw) -> None:
     """Suppress each country's specific set and measure every country's change (a matrix)."""
     from ..errors import InputError
+    from .country_random import DEFAULT_PER_COUNTRY
     from .display import cross_culture_lines, own_country_line
     from .experiments import run_cross_culture
 
@@ -295,7 +171,7 @@ def cross_culture(neurons, split, **kw) -> None:
         if not inputs.benchmarks:
             raise InputError(f"no examples of split {split!r} in the benchmarks")
     model, tokenizer = load_for_eval(kw, inputs, inputs.sets)
-    with eval_bar(kw, inputs, 1 + len(inputs.sets)) as bar:
+    with eval_bar(kw, inputs, 1 + len(inputs.sets) * (1 + DEFAULT_PER_COUNTRY)) as bar:  # each set and its randoms
         result = run_cross_culture(
             model,
             tokenizer,

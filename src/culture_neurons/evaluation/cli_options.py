@@ -15,6 +15,27 @@ DEFAULTS = EvalOptions()
 OPS = ("suppress", "enhance", "mean")
 
 
+# Where and how the model runs, shared by every evaluation command (after the options below in --help).
+PLACEMENT_OPTIONS = (
+    click.option(
+        "--one-condition-at-a-time",
+        is_flag=True,
+        help="Evaluate conditions one after another instead of together in one pass (for debugging).",
+    ),
+    click.option(
+        "--dtype",
+        type=click.Choice(["float32", "bfloat16", "float16", "auto"]),
+        default=None,
+        help="Default: bfloat16 on CUDA, else float32; auto: also bfloat16 on a CPU with AMX or AVX-512 BF16.",
+    ),
+    click.option("--device", default=None),
+    click.option("--device-map", default=None),
+    click.option("--revision", default=None, help="Hub branch, tag or commit of the model (hub ids only)."),
+    click.option("--site-map", type=click.Path(exists=True, dir_okay=False), default=None),
+    click.option("--quiet", "-q", is_flag=True),
+)
+
+
 def common_options(fn):
     """Add the options every evaluation command shares (model, benchmarks, scorer, intervention, output)."""
     options = [
@@ -83,12 +104,7 @@ def common_options(fn):
             "--n-boot", type=click.IntRange(min=1), default=1000, show_default=True, help="Bootstrap resamples."
         ),
         click.option("--csv", "as_csv", is_flag=True, help="Write rows as CSV instead of parquet."),
-        click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None),
-        click.option("--device", default=None),
-        click.option("--device-map", default=None),
-        click.option("--revision", default=None, help="Hub branch, tag or commit of the model (hub ids only)."),
-        click.option("--site-map", type=click.Path(exists=True, dir_okay=False), default=None),
-        click.option("--quiet", "-q", is_flag=True),
+        *PLACEMENT_OPTIONS,
     ]
     fn = cap_options(fn)  # applied first, so listed after the options above in --help
     for option in reversed(options):
@@ -104,6 +120,7 @@ def eval_opts(kw) -> dict:
         "max_new_tokens": kw["max_new_tokens"],
         "saq_max_new_tokens": kw["saq_max_new_tokens"],
         "chat_template": not kw["no_chat_template"],
+        "batch_conditions": not kw.get("one_condition_at_a_time", False),
     }
 
 

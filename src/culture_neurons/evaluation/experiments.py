@@ -20,10 +20,14 @@ import pandas as pd
 from ..data.example import Example
 from ..errors import InputError
 from ..fileio import write_json_atomic, write_text_atomic
+from ..intervention.rowwise import RowCondition
 from ..selection.neuronset import NeuronSet
 from ..selection.randomsets import RandomBaseline
 from . import plan as planner
-from .api import as_benchmarks, evaluate_rows, metric_name, output_folder, write_rows
+from .api import as_benchmarks, evaluate_rows, evaluate_together, metric_name, output_folder, write_rows
+from .country_random import country_random_sets
+from .cross_options import CrossCultureOptions
+from .cross_parts import random_block, random_labels, related_block, specific_by_country
 from .metrics import compare_to_random, mean_ci, paired_change
 from .scorers import EvalOptions
 from .summary import summary_document
@@ -103,7 +107,10 @@ def ablation_summary(
     """The summary of :func:`run_ablation` from its rows (conditions ``original``, ``target`` and ``random_labels``).
 
     Public so that a caller who evaluates the conditions itself (the pipeline, which caches each
-    condition's rows and shares ``original`` between experiments) gets the same summary.
+    condition's rows and shares ``original`` between experiments) gets the same summary. Each part
+    holds :func:`~.metrics.compare_to_random`'s numbers, the random sets treated as a sample among
+    them: the rank with its Monte-Carlo p (``rank``, ``m_random``, ``p_mc``, ``rank_rise``,
+    ``p_mc_rise``), ``excess_ci_two_level`` and the detectable excess ``mde``.
     """
     labels = ["original", target, *random_labels]
     scores = condition_table(rows, labels)
@@ -138,7 +145,21 @@ def evaluate_conditions(
     progress: bool = False,
     site_map: Any = None,
 ) -> pd.DataFrame:
-    """The per-example rows of every planned condition (``Condition.neurons`` holds the NeuronSet)."""
+    """The per-example rows of every planned condition (``Condition.neurons`` holds the NeuronSet).
+
+    With ``options.batch_conditions`` (the default) the conditions of each benchmark run together in
+    one pass (:func:`~.api.evaluate_together`); otherwise one after another. The rows are the same
+    either way (to float rounding) and come in the same order: by condition, then benchmark.
+    """
+    if options.batch_conditions and len(conditions) > 1:
+        together: dict[tuple[str, str], pd.DataFrame] = {}
+        for bench in dict.fromkeys(b for c in conditions for b in c.benchmarks):
+            group = [c for c in conditions if bench in c.benchmarks]
+            pairs = [(c.label, RowCondition(c.neurons, c.op, factor)) for c in group]
+            got = evaluate_together(model, tokenizer, bench, benches[bench], pairs, options, progress, site_map)
+            together.update({(label, bench): frame for label, frame in got.items()})
+        frames = [together[(c.label, b)] for c in conditions for b in c.benchmarks]
+        return pd.concat(frames, ignore_index=True)
     frames = [
         evaluate_rows(
             model,
@@ -162,7 +183,10 @@ def summarise_experiment(
 ) -> tuple[dict[str, Any], pd.DataFrame | None]:
     """The summary (and, for cross-culture, the change matrix) of one planned experiment from its rows."""
     if experiment.name == "cross-culture":
-        return cross_culture_summary(rows, planner.countries_of(experiment), experiment.op, n_boot, seed)
+        countries, randoms = planner.countries_of(experiment), dict(experiment.randoms)
+        return cross_culture_summary(
+            rows, countries, experiment.op, n_boot, seed, related=experiment.related, randoms=randoms
+        )
     return ablation_summary(
         rows, list(experiment.benchmarks), experiment.target or "", list(experiment.compared), n_boot, seed
     ), None
@@ -241,21 +265,40 @@ def experiment_config(
 
 
 def cross_culture_summary(
-    rows: pd.DataFrame, countries: Sequence[str], op: str = "suppress", n_boot: int = 1000, seed: int = 0
+    rows: pd.DataFrame,
+    countries: Sequence[str],
+    op: str = "suppress",
+    n_boot: int = 1000,
+    seed: int = 0,
+    *,
+    related: Sequence[Sequence[str]] | None = None,
+    randoms: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """The summary and change matrix of :func:`run_cross_culture` from its rows (conditions
-    ``original`` and ``<op>:<country>`` for each country)."""
+    ``original`` and ``<op>:<country>`` for each country, and each country's random sets). Each cell is a
+    :func:`~.metrics.paired_change`, with the smallest change its paired test detects at 80 % power (``mde``, points).
+
+    ``related`` (groups of related countries; None: :data:`~.related.DEFAULT_RELATED`) gives the
+    ``related`` block: the drop on a country's related cultures minus the drop on its unrelated ones
+    when its set is suppressed, averaged over countries, with a two-level CI (:mod:`.related`).
+    ``randoms`` (``{country: labels of its random sets}``; None: the rows' ``<op>:random:<country>:<k>``
+    conditions) gives ``vs_random``: each country's set against random sets of its size on its own
+    questions, and the pooled row (:mod:`.country_random`); None when there are none.
+    """
     sets = list(countries)
-    labels = ["original"] + [f"{op}:{c}" for c in sets]
+    present = list(dict.fromkeys(rows["condition"]))
+    drawn = random_labels(present, op, sets, randoms)
+    labels = ["original"] + [f"{op}:{c}" for c in sets] + [x for c in sets for x in drawn.get(c, [])]
     scores = condition_table(rows, labels)
     info = rows[rows["condition"] == "original"].set_index(["benchmark", "id"]).loc[scores.index]
+    country_of = info["country"].to_numpy()
     eval_countries = sorted(info["country"].unique())
     matrix = pd.DataFrame(index=list(sets), columns=eval_countries, dtype=float)
     cells: dict[str, dict[str, Any]] = {}
     for c in sets:
         cells[c] = {}
         for e in eval_countries:
-            mask = info["country"].to_numpy() == e
+            mask = country_of == e
             change = paired_change(
                 scores["original"].to_numpy()[mask], scores[f"{op}:{c}"].to_numpy()[mask], n_boot, seed
             )
@@ -274,16 +317,15 @@ def cross_culture_summary(
     summary = {
         "set_countries": list(sets),
         "eval_countries": eval_countries,
-        "original": {
-            e: mean_ci(scores["original"].to_numpy()[info["country"].to_numpy() == e], n_boot, seed)
-            for e in eval_countries
-        },
+        "original": {e: mean_ci(scores["original"].to_numpy()[country_of == e], n_boot, seed) for e in eval_countries},
         "change": cells,
         "rows": rows_summary,
         "diagonal_mean": float(np.mean(diag)) if diag else None,
         "off_diagonal_mean": float(np.nanmean([matrix.loc[c, e] for c in sets for e in eval_countries if e != c]))
         if len(eval_countries) > 1
         else None,
+        "related": related_block(scores, country_of, sets, eval_countries, op, related, n_boot, seed),
+        "vs_random": random_block(scores, country_of, sets, op, drawn, n_boot, seed),
     }
     return summary, matrix
 
@@ -297,6 +339,7 @@ def run_cross_culture(
     op: str = "suppress",
     factor: float = 2.0,
     split: str | None = None,
+    cross: CrossCultureOptions | None = None,
     options: EvalOptions | None = None,
     n_boot: int = 1000,
     seed: int = 0,
@@ -308,20 +351,15 @@ def run_cross_culture(
     ``matrix.loc[set_country, eval_country]`` is the change (percentage points) of the metric on
     ``eval_country``'s examples, pooled over the benchmarks; the diagonal is expected to be the most
     negative entry of its row. ``split`` restricts the evaluation to one split (e.g. ``heldout``).
+
+    ``cross`` (:class:`~.cross_options.CrossCultureOptions`): each country's set is also compared with
+    ``cross.random_sets`` (default 3) layer-matched random sets of its size on its own questions (the
+    summary's ``vs_random``), and ``cross.related`` (default :data:`~.related.DEFAULT_RELATED`) gives the
+    related-culture statistic (``related``).
     """
-    if isinstance(specific_sets, Mapping):
-        sets = {str(k): v for k, v in specific_sets.items()}
-    else:
-        sets = {}
-        for ns in specific_sets:
-            if not ns.kind.startswith("specific:"):
-                raise InputError(f"NeuronSet {ns.kind!r} is not a culture-specific set; pass {{country: set}} instead")
-            sets[ns.kind.split(":", 1)[1]] = ns
-    if not sets:
-        raise InputError("no culture-specific sets given")
-    empty = [c for c, ns in sets.items() if len(ns) == 0]
-    if empty:
-        raise InputError(f"the specific set(s) of {', '.join(empty)} are empty; there is nothing to {op}")
+    sets = specific_by_country(specific_sets, op)
+    cross = cross or CrossCultureOptions()
+    groups = cross.groups()
     opts = options or EvalOptions()
     opts.validate()
     benches = as_benchmarks(benchmarks)
@@ -330,7 +368,8 @@ def run_cross_culture(
         benches = {k: v for k, v in benches.items() if v}
         if not benches:
             raise InputError(f"no examples of split {split!r} in the benchmarks")
-    conditions, experiment = planner.cross_culture(list(sets.items()), list(benches), op)
+    randoms = [(c, country_random_sets(c, ns, cross.random_sets)) for c, ns in sets.items()]
+    conditions, experiment = planner.cross_culture(list(sets.items()), list(benches), op, randoms, groups)
     rows = evaluate_conditions(
         model, tokenizer, benches, conditions, factor, opts, progress=progress, site_map=site_map
     )
@@ -345,5 +384,8 @@ def run_cross_culture(
         "seed": seed,
         "benchmarks": list(benches),
         "sets": {c: {"count": len(ns), "sha256": ns.content_hash()} for c, ns in sets.items()},
+        "random_sets": cross.random_sets,
+        "layer_matched": True,
+        "related": [list(g) for g in groups],
     }
     return ExperimentResult(rows, summary, config, matrix)

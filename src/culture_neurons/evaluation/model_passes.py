@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
 
 from ..data.example import Example
 from ..errors import InputError
+from ..intervention.rowwise import copies_of
 from ..likelihood import (
     collate_rows,
     encode_rows,
@@ -28,6 +30,8 @@ from ..likelihood import (
     option_loglik_batches,
     option_rows,
 )
+from ..likelihood.rows import Row
+from ..likelihood.tags import batch_examples
 
 _PUNCT = "\"'`.,:;!?)]}"
 
@@ -35,6 +39,12 @@ _PUNCT = "\"'`.,:;!?)]}"
 def clean_label(text: str) -> str:
     """A decoded prediction as compared by exact match: whitespace and quote/closing punctuation stripped."""
     return text.strip().strip(_PUNCT).strip()
+
+
+def copied_rows(rows: Sequence[Sequence[Row]], copies: int) -> list[list[Row]]:
+    """Each example's rows ``copies`` times (item-major), renumbered so copy ``c`` of example ``i`` is
+    example ``i * copies + c``: tokenised once, scored once per copy."""
+    return [[replace(r, example=i * copies + c) for r in rs] for i, rs in enumerate(rows) for c in range(copies)]
 
 
 def _device(model: Any) -> torch.device:
@@ -57,7 +67,8 @@ def _last_logits(model: Any, batch: Any) -> torch.Tensor:
         kwargs["position_ids"] = batch.position_ids
     if "logits_to_keep" in params:
         kwargs["logits_to_keep"] = 1
-    logits = model(**kwargs).logits
+    with batch_examples([r.example for r in batch.rows]):
+        logits = model(**kwargs).logits
     return logits[:, -1].float()
 
 
@@ -88,8 +99,10 @@ def first_token_rows(
     batch_size: int,
     pick_label: bool,
     tick: Callable[[int], None],
+    copies: int = 1,
 ) -> list[dict[str, Any]]:
-    """One row per multiple-choice example from a last-position forward pass.
+    """One row per multiple-choice example (``copies`` per example, item-major) from a last-position
+    forward pass.
 
     ``pick_label``: predict the most probable option label (the ``choice`` scorer) rather than the
     decoded greedy next token (``generate``). Rows: ``prediction, gold, correct, option_probs, options``.
@@ -102,6 +115,9 @@ def first_token_rows(
             raise InputError(
                 f"example {ex.id!r}: two option labels start with the same token, so label probabilities are ambiguous"
             )
+    if copies > 1:
+        rows, label_tokens, golds = copied_rows(rows, copies), copies_of(label_tokens, copies), copies_of(golds, copies)
+        examples = copies_of(examples, copies)
     device, pad = _device(model), _pad_id(tokenizer)
     out: list[dict[str, Any]] = [{} for _ in examples]
     with torch.no_grad():
@@ -163,14 +179,15 @@ def generate_texts(
             for row, i in enumerate(idx):
                 input_ids[row, width - len(ids[i]) :] = torch.tensor(ids[i])
                 mask[row, width - len(ids[i]) :] = 1
-            gen = model.generate(
-                input_ids=input_ids.to(device),
-                attention_mask=mask.to(device),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                pad_token_id=pad,
-                num_beams=1,
-            )
+            with batch_examples(idx):
+                gen = model.generate(
+                    input_ids=input_ids.to(device),
+                    attention_mask=mask.to(device),
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=pad,
+                    num_beams=1,
+                )
             for row, i in enumerate(idx):
                 out[i] = tokenizer.decode(gen[row, width:].tolist(), skip_special_tokens=True)
             tick(len(idx))
@@ -185,14 +202,18 @@ def loglik_rows(
     add_special: bool,
     batch_size: int,
     tick: Callable[[int], None],
+    copies: int = 1,
 ) -> list[dict[str, Any]]:
-    """One row per multiple-choice example from the option texts' log-likelihoods as continuations.
+    """One row per multiple-choice example (``copies`` per example, item-major) from the option texts'
+    log-likelihoods as continuations.
 
     Rows: ``prediction, gold, correct`` (summed log-likelihood), ``correct_norm`` (per character),
     ``option_probs, options``.
     """
     rows = option_rows(tokenizer, examples, prompts, add_special)
     golds = [gold_option(ex) for ex in examples]
+    if copies > 1:
+        rows, golds, examples = copied_rows(rows, copies), copies_of(golds, copies), copies_of(examples, copies)
     out: list[dict[str, Any]] = [{} for _ in examples]
     for idx, batch_rows, sums, counts in option_loglik_batches(model, rows, batch_size, _pad_id(tokenizer)):
         slot = {i: n for n, i in enumerate(idx)}

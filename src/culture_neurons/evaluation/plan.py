@@ -8,7 +8,9 @@ neuron set: ``Condition.neurons`` is whatever handle the caller resolves (a Neur
 stem of a run directory's neuron file), so the same plan serves the Python API and the pipeline.
 
 Labels: ``original`` (or ``base`` for fine-tuning), and ``<op>:<set kind>`` for an intervention:
-``suppress:general``, ``suppress:random:3``, ``enhance:general``, ``suppress:Iran``.
+``suppress:general``, ``suppress:random:3``, ``enhance:general``, ``suppress:Iran``, and for the
+``k``-th random set of a country's size in cross-culture ``suppress:random:<country>:<k>``
+(``suppress:random:South Korea:0``; :func:`country_random_kind`).
 """
 
 from __future__ import annotations
@@ -20,9 +22,16 @@ from typing import Any
 ORIGINAL = "original"
 
 
-def condition_label(op: str, kind: str) -> str:
-    """The label of an intervention condition: ``<op>:<set kind>``."""
-    return f"{op}:{kind}"
+def condition_label(op: str, kind: str, factor: float | None = None) -> str:
+    """The label of an intervention condition: ``<op>:<set kind>``, or with the factor of a sweep
+    (``run_variants`` with several factors) ``<op>@<factor>:<set kind>`` (``enhance@1.5:general``)."""
+    return f"{op}:{kind}" if factor is None else f"{op}@{factor:g}:{kind}"
+
+
+def country_random_kind(country: str, index: int) -> str:
+    """The set kind in the label of ``country``'s ``index``-th random set in cross-culture:
+    ``random:<country>:<index>``."""
+    return f"random:{country}:{int(index)}"
 
 
 @dataclass(frozen=True)
@@ -38,7 +47,11 @@ class Condition:
 @dataclass(frozen=True)
 class Experiment:
     """What one summary compares: ``baseline``, the ``target`` condition (None for cross-culture and
-    fine-tuning) and the ``compared`` ones (random sets, countries' sets, trained sets)."""
+    fine-tuning) and the ``compared`` ones (random sets, countries' sets, trained sets).
+
+    Cross-culture only: ``randoms`` pairs each country with the labels of its random sets, and
+    ``related`` is the relatedness table (groups of related countries; None: the default table of
+    :mod:`.related`)."""
 
     name: str
     target: str | None
@@ -46,11 +59,14 @@ class Experiment:
     benchmarks: tuple[str, ...]
     baseline: str = ORIGINAL
     op: str = "suppress"
+    randoms: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    related: tuple[tuple[str, ...], ...] | None = None
 
     @property
     def labels(self) -> list[str]:
         """Every condition the summary reads, baseline first."""
-        return [self.baseline, *([self.target] if self.target else []), *self.compared]
+        extra = [label for _, labels in self.randoms for label in labels]
+        return [self.baseline, *([self.target] if self.target else []), *self.compared, *extra]
 
 
 @dataclass
@@ -102,12 +118,39 @@ def ablation(
 
 
 def cross_culture(
-    sets: Sequence[tuple[str, Any]], benchmarks: Sequence[str], op: str = "suppress"
+    sets: Sequence[tuple[str, Any]],
+    benchmarks: Sequence[str],
+    op: str = "suppress",
+    randoms: Sequence[tuple[str, Sequence[Any]]] = (),
+    related: Sequence[Sequence[str]] | None = None,
 ) -> tuple[list[Condition], Experiment]:
-    """``op`` on each country's set in turn; ``sets`` are ``(country, handle)``."""
+    """``op`` on each country's set in turn; ``sets`` are ``(country, handle)``.
+
+    ``randoms`` are ``(country, [handle of its random set 0, 1, ...])``: each becomes the condition
+    ``<op>:random:<country>:<k>``, planned after every country's own set. ``related`` is passed on to
+    the summary (the relatedness table)."""
     benches = tuple(benchmarks)
     conds = [Condition(condition_label(op, country), op, handle, benches) for country, handle in sets]
-    return [original(benches), *conds], Experiment("cross-culture", None, tuple(c.label for c in conds), benches, op=op)
+    drawn = [
+        (
+            country,
+            [
+                Condition(condition_label(op, country_random_kind(country, k)), op, h, benches)
+                for k, h in enumerate(handles)
+            ],
+        )
+        for country, handles in randoms
+    ]
+    experiment = Experiment(
+        "cross-culture",
+        None,
+        tuple(c.label for c in conds),
+        benches,
+        op=op,
+        randoms=tuple((country, tuple(c.label for c in group)) for country, group in drawn if group),
+        related=None if related is None else tuple(tuple(g) for g in related),
+    )
+    return [original(benches), *conds, *(c for _, group in drawn for c in group)], experiment
 
 
 def finetune_comparison(sets: Sequence[str], benchmarks: Sequence[str], baseline: str = "base") -> Experiment:

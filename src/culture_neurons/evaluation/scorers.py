@@ -37,6 +37,7 @@ from typing import Any
 from ..data.example import Example
 from ..distributed import gather_in_order, shard, world
 from ..errors import InputError
+from ..intervention.rowwise import copies_of
 from ..likelihood import prompt_texts
 from .model_passes import clean_label, first_token_rows, generate_texts, loglik_rows
 from .saq import saq_match
@@ -74,6 +75,10 @@ class EvalOptions:
         max_new_tokens: tokens generated for ``generate`` on multiple-choice and open examples (1 = the paper's).
         scale_max_new_tokens: tokens generated for scale (WorldValuesBench) examples.
         saq_max_new_tokens: tokens generated for short-answer (BLEnD SAQ) examples.
+        batch_conditions: evaluate the conditions of an experiment together, each row of a batch
+            under its own condition (:func:`~culture_neurons.intervention.rowwise.intervene_rows`);
+            ``False`` runs one condition after another (the reference path, for debugging). Results
+            agree to float rounding, so this is not part of :meth:`identity`.
     """
 
     scorer: str = "generate"
@@ -82,6 +87,7 @@ class EvalOptions:
     max_new_tokens: int = 1
     scale_max_new_tokens: int = 4
     saq_max_new_tokens: int = 24
+    batch_conditions: bool = True
 
     def validate(self) -> None:
         if self.scorer not in SCORERS:
@@ -92,6 +98,12 @@ class EvalOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        """The options that decide the results (what cached rows depend on): all but ``batch_conditions``."""
+        out = self.to_dict()
+        out.pop("batch_conditions")
+        return out
 
 
 def example_kind(ex: Example) -> str:
@@ -138,6 +150,8 @@ def evaluate_examples(
     examples: Sequence[Example],
     options: EvalOptions | None = None,
     progress: Any = False,
+    *,
+    copies: int = 1,
     **overrides: Any,
 ) -> list[dict[str, Any]]:
     """Score ``examples`` and return one row per example, in input order.
@@ -145,6 +159,11 @@ def evaluate_examples(
     ``progress``: True for a bar of its own (ETA; one log line every 30 s without a terminal), or a
     bar made by the caller (anything with ``update(n)``, e.g. one bar over all of an experiment's
     conditions, sized with :func:`evaluation_steps`), which is advanced but not closed.
+
+    ``copies``: score each example that many times in the same batches, laid out item-major (row
+    ``i * copies + c`` is copy ``c`` of example ``i``), which is what
+    :func:`~culture_neurons.intervention.rowwise.intervene_rows` reads to run copy ``c`` under its
+    condition ``c``. Each example is tokenised once for all its copies.
 
     Row keys: ``id, benchmark, country, split, template, kind, scorer, prediction, gold, correct,
     correct_norm (loglik only), score`` (1/0, or alignment / 100 for scale examples),
@@ -154,13 +173,15 @@ def evaluate_examples(
     opts.validate()
     if not examples:
         raise InputError("no examples to evaluate")
+    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
+        raise InputError(f"copies must be a positive integer, got {copies!r}")
     rank, world_size = world()
     mine = list(range(len(examples))) if world_size == 1 else shard(range(len(examples)), rank, world_size)
     local_examples = [examples[i] for i in mine]
-    bar, owned = _bar(progress if rank == 0 else False, local_examples, opts)
+    bar, owned = _bar(progress if rank == 0 else False, local_examples, opts, copies)
     try:
         local = (
-            _evaluate_local(model, tokenizer, local_examples, opts, bar.update if bar is not None else _no_tick)
+            _evaluate_local(model, tokenizer, local_examples, opts, bar.update if bar is not None else _no_tick, copies)
             if mine
             else []
         )
@@ -170,38 +191,49 @@ def evaluate_examples(
     if world_size == 1:
         return local
     # Data parallel: each rank took a round-robin shard; every rank gets all rows back, in input order.
-    return gather_in_order(list(zip(mine, local)), len(examples), "evaluation rows")
+    groups = [local[k * copies : (k + 1) * copies] for k in range(len(mine))]
+    gathered = gather_in_order(list(zip(mine, groups)), len(examples), "evaluation rows")
+    return [row for group in gathered for row in group]
 
 
-def _bar(progress: Any, examples: Sequence[Example], opts: EvalOptions) -> tuple[Any, bool]:
+def _bar(progress: Any, examples: Sequence[Example], opts: EvalOptions, copies: int = 1) -> tuple[Any, bool]:
     """``(bar or None, whether this call owns it)`` for ``evaluate_examples``' ``progress`` argument."""
     if progress is None or progress is False:
         return None, False
     if progress is True:
         from ..progress import progress as make_bar
 
-        return make_bar(total=evaluation_steps(examples, opts), desc="evaluating", unit="ex"), True
+        return make_bar(total=evaluation_steps(examples, opts) * copies, desc="evaluating", unit="ex"), True
     return progress, False
 
 
 def _evaluate_local(
-    model: Any, tokenizer: Any, examples: Sequence[Example], opts: EvalOptions, tick: Callable[[int], None]
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[Example],
+    opts: EvalOptions,
+    tick: Callable[[int], None],
+    copies: int = 1,
 ) -> list[dict[str, Any]]:
-    """Rows for this rank's examples: each kind scored in one batched pass (two for long ``generate``)."""
+    """Rows for this rank's examples, each ``copies`` times (item-major): each kind scored in one batched
+    pass (two for long ``generate``)."""
     prompts, add_special = prompt_texts(tokenizer, examples, opts.chat_template)
     kinds = [example_kind(ex) for ex in examples]
-    results: list[dict[str, Any]] = [{} for _ in examples]
+    results: list[dict[str, Any]] = [{} for _ in range(len(examples) * copies)]
 
     def part(kind: str) -> list[int]:
         return [i for i, k in enumerate(kinds) if k == kind]
 
+    def place(idx: Sequence[int], got: Sequence[dict[str, Any]]) -> None:
+        for k, i in enumerate(idx):
+            results[i * copies : (i + 1) * copies] = got[k * copies : (k + 1) * copies]
+
     mcq = part("mcq")
     if mcq:
         got = _mcq_results(
-            model, tokenizer, [examples[i] for i in mcq], [prompts[i] for i in mcq], add_special, opts, tick
+            model, tokenizer, [examples[i] for i in mcq], [prompts[i] for i in mcq], add_special, opts, tick, copies
         )
-        for i, g in zip(mcq, got):
-            results[i] = {**g, "score": float(g["correct"])}
+        place(mcq, [{**g, "score": float(g["correct"])} for g in got])
     for kind, n_tokens in (
         ("scale", opts.scale_max_new_tokens),
         ("saq", opts.saq_max_new_tokens),
@@ -211,11 +243,10 @@ def _evaluate_local(
         if not idx:
             continue
         texts = generate_texts(
-            model, tokenizer, [prompts[i] for i in idx], add_special, n_tokens, opts.batch_size, tick
+            model, tokenizer, copies_of([prompts[i] for i in idx], copies), add_special, n_tokens, opts.batch_size, tick
         )
-        for i, text in zip(idx, texts):
-            results[i] = _generated_result(kind, examples[i], text)
-    return [_output_row(ex, kind, res, opts.scorer) for ex, kind, res in zip(examples, kinds, results)]
+        place(idx, [_generated_result(kind, examples[idx[j // copies]], text) for j, text in enumerate(texts)])
+    return [_output_row(examples[j // copies], kinds[j // copies], res, opts.scorer) for j, res in enumerate(results)]
 
 
 def _mcq_results(
@@ -226,16 +257,19 @@ def _mcq_results(
     add_special: bool,
     opts: EvalOptions,
     tick: Callable[[int], None],
+    copies: int = 1,
 ) -> list[dict[str, Any]]:
-    """Multiple-choice results under ``opts.scorer`` (without ``score``)."""
+    """Multiple-choice results under ``opts.scorer`` (without ``score``), each example ``copies`` times."""
     if opts.scorer == "loglik":
-        return loglik_rows(model, tokenizer, examples, prompts, add_special, opts.batch_size, tick)
+        return loglik_rows(model, tokenizer, examples, prompts, add_special, opts.batch_size, tick, copies)
     got = first_token_rows(
-        model, tokenizer, examples, prompts, add_special, opts.batch_size, opts.scorer == "choice", tick
+        model, tokenizer, examples, prompts, add_special, opts.batch_size, opts.scorer == "choice", tick, copies
     )
     if opts.scorer == "generate" and opts.max_new_tokens > 1:
         # The label probabilities still come from the first pass; the prediction is the longer generation.
-        texts = generate_texts(model, tokenizer, prompts, add_special, opts.max_new_tokens, opts.batch_size, tick)
+        texts = generate_texts(
+            model, tokenizer, copies_of(prompts, copies), add_special, opts.max_new_tokens, opts.batch_size, tick
+        )
         for g, text in zip(got, texts):
             g["prediction"] = clean_label(text)
             g["correct"] = g["prediction"] == g["gold"]

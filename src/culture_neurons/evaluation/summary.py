@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..version import __version__
 
 SUMMARY_FORMAT = "culture-neurons-summary"
 SUMMARY_VERSION = 2
@@ -33,8 +34,6 @@ def summary_document(
     ``rows`` (the per-example frame, optional) tells whether short-answer (``saq``) questions were
     scored, in which case the lemmatiser their matching used is declared.
     """
-    from .. import __version__
-
     doc: dict[str, Any] = {
         "format": SUMMARY_FORMAT,
         "version": SUMMARY_VERSION,

@@ -1,7 +1,7 @@
 """Intervention variants of the ablation experiment: mean ablation and the enhancement factor sweep.
 
-:func:`run_variants` evaluates the original model once, then, for each factor, ``op`` on the
-target set and on the same random sets, and summarises each factor exactly as
+:func:`run_variants` evaluates the original model once, then, for each factor of its
+:class:`VariantOptions`, ``op`` on the target set and on the same random sets, and summarises each factor exactly as
 :func:`~.experiments.run_ablation` does (the same :func:`~.experiments.ablation_summary`). With one
 factor the result has run_ablation's shape and labels (``<op>:<kind>``); with several, the labels
 carry the factor (``enhance@1.5:general``) and the summary adds a ``curve``: one row per factor,
@@ -11,6 +11,7 @@ benchmark and part with the change, the change against random and their 95% CIs 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -22,6 +23,7 @@ from ..selection.randomsets import RandomBaseline
 from .api import as_benchmarks, evaluate_rows
 from .experiments import ExperimentResult, ablation_summary, experiment_config
 from .inputs import parse_factors
+from .plan import condition_label
 from .scorers import EvalOptions
 
 CURVE_COLUMNS = (
@@ -43,9 +45,29 @@ CURVE_COLUMNS = (
 )
 
 
-def condition_label(op: str, kind: str, factor: float | None = None) -> str:
-    """``enhance:general``, or with a factor of a sweep ``enhance@1.5:general``."""
-    return f"{op}:{kind}" if factor is None else f"{op}@{factor:g}:{kind}"
+@dataclass(frozen=True)
+class VariantOptions:
+    """Which intervention variant :func:`run_variants` runs.
+
+    Attributes:
+        op: ``enhance`` (one factor, or several: the factor sweep), ``mean`` (mean ablation) or ``suppress``.
+        factors: one factor, a list of them, or ``"0,0.5,1.5,2,3"``; ``mean`` and ``suppress`` take one.
+        means: the channel means ``op="mean"`` writes (:func:`~culture_neurons.intervention.channel_means`).
+    """
+
+    op: str = "enhance"
+    factors: Sequence[float] | str | float = (2.0,)
+    means: Mapping[str, Any] | None = None
+
+    def factor_list(self) -> list[float]:
+        """The parsed factors, after refusing a sweep of an op without a factor and ``mean`` without means."""
+        factors = self.factors
+        values = parse_factors(factors if not isinstance(factors, (int, float)) else [factors])
+        if len(values) > 1 and self.op != "enhance":
+            raise InputError(f"a factor sweep needs --op enhance (op {self.op!r} has no factor)")
+        if self.op == "mean" and self.means is None:
+            raise InputError("op 'mean' needs the channel means (--means FILE or --mean-examples JSONL)")
+        return values
 
 
 def curve_rows(by_factor: Mapping[float, Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -84,10 +106,8 @@ def run_variants(
     tokenizer: Any,
     benchmarks: Mapping[str, Sequence[Example]] | Sequence[Example],
     neuron_set: NeuronSet,
+    variant: VariantOptions | None = None,
     *,
-    op: str = "enhance",
-    factors: Sequence[float] | str = (2.0,),
-    means: Mapping[str, Any] | None = None,
     random: RandomBaseline | None = None,
     options: EvalOptions | None = None,
     n_boot: int = 1000,
@@ -95,13 +115,16 @@ def run_variants(
     progress: Any = False,
     site_map: Any = None,
 ) -> ExperimentResult:
-    """Original vs ``op`` on ``neuron_set`` vs ``op`` on random sets, for one or several factors.
+    """Original vs ``variant.op`` on ``neuron_set`` vs the same op on random sets, for one or several factors.
 
-    ``op="mean"`` takes ``means`` (:func:`~culture_neurons.intervention.channel_means`) and one
-    factor (ignored); ``op="enhance"`` with several ``factors`` is the factor sweep. The original
-    model is evaluated once and shared by every factor.
+    ``variant`` defaults to enhancement by 2. ``VariantOptions(op="mean", means=...)`` is mean
+    ablation (its factor is ignored); ``op="enhance"`` with several ``factors`` is the factor sweep.
+    The original model is evaluated once and shared by every factor. The keyword arguments are
+    :func:`~.experiments.run_ablation`'s.
     """
-    values = _checked_factors(neuron_set, op, factors, means)
+    variant = variant or VariantOptions()
+    op, means = variant.op, variant.means
+    values = _checked_factors(neuron_set, variant)
     opts = options or EvalOptions()
     opts.validate()
     benches = as_benchmarks(benchmarks)
@@ -144,18 +167,11 @@ def run_variants(
     return _variants_result(rows, by_factor, values, config)
 
 
-def _checked_factors(
-    neuron_set: NeuronSet, op: str, factors: Sequence[float] | str | float, means: Mapping[str, Any] | None
-) -> list[float]:
-    """The parsed factors, after refusing an empty set, a sweep of a factorless op and ``mean`` without means."""
+def _checked_factors(neuron_set: NeuronSet, variant: VariantOptions) -> list[float]:
+    """The variant's factors, after refusing an empty set (and what :meth:`VariantOptions.factor_list` refuses)."""
     if not isinstance(neuron_set, NeuronSet) or len(neuron_set) == 0:
         raise InputError("run_variants needs a non-empty NeuronSet")
-    values = parse_factors(factors if not isinstance(factors, (int, float)) else [factors])
-    if len(values) > 1 and op != "enhance":
-        raise InputError(f"a factor sweep needs --op enhance (op {op!r} has no factor)")
-    if op == "mean" and means is None:
-        raise InputError("op 'mean' needs the channel means (--means FILE or --mean-examples JSONL)")
-    return values
+    return variant.factor_list()
 
 
 def _variants_result(

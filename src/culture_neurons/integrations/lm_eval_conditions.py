@@ -159,14 +159,15 @@ def run_lm_eval_conditions(
     for label, ns in conditions:
         if progress is not None and hasattr(progress, "set_postfix_str"):
             progress.set_postfix_str(label)
+        # Only the arguments that apply to this condition, so the model warns of nothing it ignores.
+        applies = {} if ns is None else {"op": op, **({"factor": factor} if op == "enhance" else {})}
         lm = CultureNeuronsLM(
             model,
             tokenizer,
             neurons=ns,
-            op=op,
-            factor=factor,
-            means=means if op == "mean" else None,
+            means=means if op == "mean" and ns is not None else None,
             batch_size=settings.batch_size,
+            **applies,
         )
         out = _evaluate(lm, names, manager, settings.limit, seed)
         frames.append(sample_rows(out.pop("samples", {}), label))

@@ -7,17 +7,19 @@ built-in ``steered`` model adds vectors to activations; it cannot zero or scale 
 hence this model.
 
 From the command line (the package registers the name ``culture-neurons`` under lm-eval's
-``lm_eval.models`` entry-point group)::
+``lm_eval.models`` entry-point group; ``culture-neurons-lm-eval`` registers it for lm-eval releases
+that do not read entry points)::
 
-    lm_eval --model culture-neurons \\
+    culture-neurons-lm-eval --model culture-neurons \\
         --model_args pretrained=smollm2-135m-instruct,neurons=general.json,op=suppress \\
         --tasks hellaswag
 
 ``neurons`` takes one NeuronSet file or several joined with ``+`` (their union); ``op`` is
 ``suppress``, ``enhance`` (``factor``, default 2) or ``mean`` (``means``: a channel-means file,
 default ``<first set>.means.safetensors``). Without ``neurons`` the model is unchanged, which gives
-the baseline under identical loading. ``pretrained`` goes through :func:`~culture_neurons.models.loading.load_model`,
-so aliases, ``.gguf`` files, ``device_map``, ``dtype`` and ``revision`` all work.
+the baseline under identical loading. Every other argument of lm-eval's ``hf`` model means what it
+means there (:mod:`.lm_eval_loading` applies the loading ones by ``hf``'s rules, the rest go to
+``HFLM``); :data:`.lm_eval_args.MODEL_ARGS` lists them all, and an unknown key is an error.
 
 From Python: ``CultureNeuronsLM(model, tokenizer, neurons=general_set, op="suppress")``.
 """
@@ -33,10 +35,11 @@ from typing import Any
 import torch
 
 from ..errors import InputError
-from ..intervention import OPS, check_fits, intervene, load_means, means_path
+from ..intervention import check_fits, intervene, load_means, means_path
 from ..models.adapters import get_adapter
-from ..models.loading import load_model, load_tokenizer, model_provenance
+from ..models.loading import model_provenance, resolve_source
 from ..selection.neuronset import NeuronSet
+from .lm_eval_args import EVALUATION, MODEL_ARGS, check_model_args
 
 try:
     from lm_eval.api.registry import register_model
@@ -47,6 +50,10 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 MODEL_NAME = "culture-neurons"
+
+# What HFLM itself reads when handed a loaded model: the evaluation group, and the tokenizer's loading keys.
+_TO_HFLM = {a.name for a in MODEL_ARGS if a.group == EVALUATION} | {"revision", "trust_remote_code"}
+_LOG = __import__("logging").getLogger(__name__)
 
 
 def parse_neurons(neurons: Any) -> tuple[NeuronSet | None, list[str]]:
@@ -86,11 +93,17 @@ def _means(op: str, means: Any, files: list[str]) -> Mapping[str, torch.Tensor] 
     return load_means(means)
 
 
-def _float(name: str, value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number, got {value!r}") from None
+def _warn_unused(op: str, factor_given: bool, means_given: bool, has_neurons: bool) -> None:
+    """Say so where an intervention argument would be ignored."""
+    if not has_neurons:
+        if factor_given or means_given or op != "suppress":
+            _LOG.warning(
+                "model_args op, factor and means are ignored without neurons=SET.json (the model runs unchanged)"
+            )
+    elif factor_given and op != "enhance":
+        _LOG.warning("model_args factor applies to op=enhance only; ignored with op=%s", op)
+    elif means_given and op != "mean":
+        _LOG.warning("model_args means applies to op=mean only; ignored with op=%s", op)
 
 
 @register_model(MODEL_NAME)
@@ -99,46 +112,58 @@ class CultureNeuronsLM(HFLM):
 
     def __init__(
         self,
-        pretrained: Any,
+        pretrained: Any = None,
         tokenizer: Any = None,
         neurons: Any = None,
         op: str = "suppress",
         factor: float | str = 2.0,
         means: Any = None,
-        dtype: str | None = None,
-        device: str | None = None,
-        device_map: str | None = None,
-        revision: str | None = None,
         site_map: str | None = None,
         **kwargs: Any,
     ) -> None:
-        """Load ``pretrained`` (a name for :func:`load_model`, or a loaded model) and prepare the intervention.
+        """Load ``pretrained`` (a name, as for lm-eval's ``hf`` model, or a loaded model) and prepare the intervention.
 
-        Further keyword arguments (``batch_size``, ``max_length``, ``add_bos_token``, ...) go to ``HFLM``.
+        Every keyword is one of :data:`~.lm_eval_args.MODEL_ARGS` (lm-eval's ``hf`` arguments and the
+        intervention's); an unknown one, or a value of the wrong type, raises :class:`InputError`
+        before anything is loaded. A NeuronSet that does not fit the model fails before evaluation.
         """
-        op = str(op).strip().lower()
-        if op not in OPS:
-            raise InputError(f"op={op!r} is not an intervention; choose one of {', '.join(OPS)}")
-        factor = _float("factor", factor)
+        if pretrained is None:
+            raise InputError("model_args pretrained is required (a hub id, local folder, .gguf file or alias)")
+        checked = check_model_args(
+            {"tokenizer": tokenizer, "neurons": neurons, "op": op, "factor": factor, "means": means}
+            | {"site_map": site_map, **kwargs}
+        )
+        op, factor = checked["op"], checked["factor"]
+        neuron_set, files = parse_neurons(checked["neurons"])
+        _warn_unused(op, checked["factor"] != 2.0, means is not None, neuron_set is not None)
+        means_values = _means(op, checked["means"], files) if neuron_set is not None else None
+        hflm = {k: v for k, v in checked.items() if k in _TO_HFLM and v is not None}
         if isinstance(pretrained, (str, os.PathLike)):
-            model, loaded_tok = load_model(
-                pretrained, dtype=dtype, device=device, device_map=device_map, revision=revision, progress=False
-            )
-            tokenizer = loaded_tok if tokenizer is None else tokenizer
+            from .lm_eval_loading import load_for_lm_eval
+
+            model, tokenizer_source = load_for_lm_eval({**checked, "pretrained": str(pretrained)})
+            tokenizer = tokenizer_source
         else:
             model = pretrained
-        if tokenizer is None:
-            raise InputError("CultureNeuronsLM(model, tokenizer, ...) needs the tokenizer when given a loaded model")
-        if isinstance(tokenizer, (str, os.PathLike)):
-            tokenizer = load_tokenizer(tokenizer)
-        kwargs.pop("parallelize", None)  # the model is placed by load_model (device_map), not by HFLM
-        super().__init__(pretrained=model, tokenizer=tokenizer, **kwargs)
-        self.neuron_set, self.neuron_files = parse_neurons(neurons)
+            for key in ("device", "dtype", "parallelize", "peft", "delta", "device_map"):
+                if checked.get(key) not in (None, False, "auto"):
+                    _LOG.warning("model_args %s is ignored for a model that is already loaded", key)
+            if tokenizer is None:
+                raise InputError(
+                    "CultureNeuronsLM(model, tokenizer, ...) needs the tokenizer when given a loaded model"
+                )
+            if isinstance(tokenizer, (str, os.PathLike)):
+                tokenizer = resolve_source(tokenizer)[0]
+        adapter = get_adapter(model, checked.get("site_map") or None)
+        if neuron_set is not None:
+            check_fits(neuron_set, adapter, model)  # a set from another model fails now, not mid-run
+        super().__init__(
+            pretrained=model, tokenizer=str(tokenizer) if isinstance(tokenizer, Path) else tokenizer, **hflm
+        )
+        self.neuron_set, self.neuron_files = neuron_set, files
         self.op, self.factor = op, factor
-        self.adapter = get_adapter(model, site_map)
-        self.means = _means(op, means, self.neuron_files) if self.neuron_set is not None else None
-        if self.neuron_set is not None:
-            check_fits(self.neuron_set, self.adapter, model)  # a set from another model fails now, not mid-run
+        self.adapter = adapter
+        self.means = means_values
 
     @classmethod
     def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> CultureNeuronsLM:
@@ -185,12 +210,17 @@ class CultureNeuronsLM(HFLM):
             "n_neurons": 0 if ns is None else len(ns),
             "neuron_set_kind": None if ns is None else ns.kind,
             "neuron_set_sha256": None if ns is None else ns.content_hash(),
-            "model": model_provenance(self.model),
+            "model": self.provenance(),
         }
+
+    def provenance(self) -> dict[str, Any]:
+        """The model's provenance, with the PEFT adapter or delta weights merged into it at loading."""
+        recorded = getattr(self.model, "culture_neurons_provenance", None) or {}
+        return {**model_provenance(self.model), **{k: recorded[k] for k in ("peft", "delta") if k in recorded}}
 
     def get_model_info(self) -> dict[str, Any]:
         """HFLM's model-info keys, filled from our provenance (no hub query), plus the intervention."""
-        provenance = model_provenance(self.model)
+        provenance = self.provenance()
         return {
             "model_num_parameters": int(sum(p.numel() for p in self.model.parameters())),
             "model_dtype": str(next(self.model.parameters()).dtype),

@@ -41,7 +41,19 @@ class HookPlan:
     values: torch.Tensor | None = None  # float32 [k]: op "mean" only, the value each channel is set to
 
 
-def _as_set(neuron_set: NeuronSet | Sequence[NeuronSet]) -> NeuronSet:
+def check_op(op: str, factor: Any, means: Mapping[str, torch.Tensor] | None = None) -> None:
+    """Raise :class:`InputError` for an unknown ``op``, a factor that is not a finite number, or ``mean``
+    without means."""
+    if op not in OPS:
+        raise InputError(f"unknown intervention op {op!r}; choose one of {', '.join(OPS)}")
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor):
+        raise InputError(f"factor must be a finite number, got {factor!r}")
+    if op == "mean" and means is None:
+        raise InputError("op 'mean' needs the channel means (means=channel_means(...), or --means / --mean-examples)")
+
+
+def as_set(neuron_set: NeuronSet | Sequence[NeuronSet]) -> NeuronSet:
+    """One NeuronSet from a set or a non-empty list of sets (their union)."""
     if isinstance(neuron_set, NeuronSet):
         return neuron_set
     sets = list(neuron_set)
@@ -141,7 +153,7 @@ def plan(
     With ``means`` (``{site: [num_layers, width]}``), each plan also carries the value of each of its
     channels, for the ``mean`` op.
     """
-    ns = _as_set(neuron_set)
+    ns = as_set(neuron_set)
     check_fits(ns, adapter, model)
     per_module: dict[tuple[int, str], tuple[nn.Module, list[torch.Tensor], list[torch.Tensor]]] = {}
     for site_name, (layers, indices) in ns.by_site().items():
@@ -236,13 +248,8 @@ def intervene(
             not cover the set), or a set that does not fit the model (another
             model's layers or widths, a site the model lacks, out-of-range indices).
     """
-    if op not in OPS:
-        raise InputError(f"unknown intervention op {op!r}; choose one of {', '.join(OPS)}")
-    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor):
-        raise InputError(f"factor must be a finite number, got {factor!r}")
-    if op == "mean" and means is None:
-        raise InputError("op 'mean' needs the channel means (means=channel_means(...), or --means / --mean-examples)")
-    ns = _as_set(neuron_set)
+    check_op(op, factor, means)
+    ns = as_set(neuron_set)
     adapter = adapter or get_adapter(model, site_map)
     plans = plan(ns, adapter, model, means if op == "mean" else None)
     hooks = [(p.module, _hook(p.channels, op, float(factor), p.values)) for p in plans]

@@ -13,6 +13,7 @@ from ..data.example import Example
 from .packed import packed_option_logprobs, packs
 from .prefix import shared_prefix_logprobs, supports_shared_prefix
 from .rows import Row, RowBatch, collate_rows, length_batches, option_rows, prompt_texts
+from .tags import batch_examples
 
 
 def _forward_kwargs(model: Any) -> tuple[bool, bool]:
@@ -39,7 +40,8 @@ def continuation_logprobs(model: Any, batch: RowBatch) -> torch.Tensor:
             kwargs["logits_to_keep"] = batch.left_aligned_keep
         else:
             kwargs["logits_to_keep"] = batch.score_pos
-    logits = model(**kwargs).logits
+    with batch_examples([r.example for r in batch.rows]):
+        logits = model(**kwargs).logits
     k = batch.score_pos.shape[1]
     if logits.shape[1] != k:  # the model returned every position
         logits = torch.take_along_dim(logits, batch.score_pos.to(logits.device)[..., None], dim=1)
@@ -101,15 +103,15 @@ def option_logliks(
 
     Returns one list per example, in option order. The argmax is the ``loglik`` scorer's prediction.
     """
-    from tqdm.auto import tqdm
+    from ..progress import progress as make_bar
 
     prompts, add_special = prompt_texts(tokenizer, examples, use_chat_template)
     rows = option_rows(tokenizer, examples, prompts, add_special)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out: list[list[float]] = [[] for _ in examples]
     batches = option_loglik_batches(model, rows, batch_size, pad_id, shared_prefix)
-    for _, batch_rows, sums, counts in tqdm(
-        batches, desc="option log-likelihoods", unit="batch", disable=not progress, leave=False
+    for _, batch_rows, sums, counts in make_bar(
+        batches, desc="option log-likelihoods", unit="batch", disable=not progress
     ):
         for row, value in zip(batch_rows, (sums / counts).tolist()):
             out[row.example].append(value)

@@ -27,6 +27,7 @@ import torch
 from ..errors import ScoringError
 from ..models.adapters import text_config
 from .rows import Row
+from .tags import batch_examples
 
 _MASKABLE = ("eager", "sdpa")
 
@@ -117,13 +118,14 @@ def packed_forward(model: Any, rows: Sequence[Row], pad_id: int) -> Packed:
     allowed = same & causal & real[:, :, None] & real[:, None, :]
     mask = torch.zeros((n, 1, width, width), dtype=dtype).masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
     keep = torch.arange(width_p - 1, width)
-    out = model(
-        input_ids=ids.to(device),
-        attention_mask=mask.to(device),
-        position_ids=positions.to(device),
-        use_cache=False,
-        logits_to_keep=keep.to(device),
-    )
+    with batch_examples(order):
+        out = model(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=positions.to(device),
+            use_cache=False,
+            logits_to_keep=keep.to(device),
+        )
     logits = out.logits.float()  # [n, kept, V]
     slots = {e: slot for slot, e in enumerate(order)}
     slot_of = torch.tensor([slots[r.example] for r in rows])[:, None].to(logits.device)

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from .rows import Row
+from .tags import batch_examples
 
 
 def _cache_argument(model: Any) -> str | None:
@@ -61,13 +62,14 @@ def shared_prefix_forward(model: Any, rows: Sequence[Row], pad_id: int) -> Share
         ids[i, width - len(prompt) :] = torch.tensor(prompt)
         mask[i, width - len(prompt) :] = 1
     positions = (mask.cumsum(1) - 1).clamp_(min=0)
-    first = model(
-        input_ids=ids.to(device),
-        attention_mask=mask.to(device),
-        position_ids=positions.to(device),
-        use_cache=True,
-        logits_to_keep=1,
-    )
+    with batch_examples([e for e, _ in prompts]):
+        first = model(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=positions.to(device),
+            use_cache=True,
+            logits_to_keep=1,
+        )
     slot = torch.tensor(row_slot)
     k = max(len(r.targets) for r in rows)
     targets = torch.full((len(rows), k), pad_id, dtype=torch.long)
@@ -89,13 +91,14 @@ def shared_prefix_forward(model: Any, rows: Sequence[Row], pad_id: int) -> Share
         cont_mask = valid[:, 1:]
         full_mask = torch.cat([mask[slot], valid[:, :-1].long()], dim=1)
         rest_pos = mask.sum(1)[slot][:, None] + torch.arange(k - 1)[None, :]
-        out = model(
-            input_ids=targets[:, :-1].to(device),
-            attention_mask=full_mask.to(device),
-            position_ids=rest_pos.to(device),
-            use_cache=True,
-            **{cache_arg: cache},
-        )
+        with batch_examples([r.example for r in rows]):
+            out = model(
+                input_ids=targets[:, :-1].to(device),
+                attention_mask=full_mask.to(device),
+                position_ids=rest_pos.to(device),
+                use_cache=True,
+                **{cache_arg: cache},
+            )
         rest = out.logits.float().log_softmax(-1)
         columns.append(rest.gather(2, dev_targets[:, 1:, None].to(rest.device)).squeeze(2).to(head.device))
     logp = torch.cat(columns, dim=1) * valid.to(head.device)

@@ -41,13 +41,58 @@ class SiteSpec:
 
 
 @dataclass(frozen=True)
+class Writers:
+    """Where a decoder layer writes its sites' channels back into the residual stream (the logit lens).
+
+    ``mlp`` and ``attn`` are the output projections inside one layer; ``final_norm`` the candidate paths
+    (from the model root) of the norm before the unembedding, the first that exists is used.
+    ``sandwich`` names the norms some layers put on a sublayer's output before the residual add
+    (Gemma 2/3, OLMo 2: ``(after the MLP, after the attention)``); they count only where the layer has
+    the first, since in Llama-style layers the second name is the norm *before* the MLP.
+    """
+
+    mlp: str
+    attn: str
+    final_norm: tuple[str, ...]
+    sandwich: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class NormRule:
+    """How a norm class applies its weight: the effective elementwise weight is ``offset + weight``
+    (1 for Gemma's ``x * (1 + weight)``), after subtracting the mean when ``centred`` (LayerNorm)."""
+
+    offset: float = 0.0
+    centred: bool = False
+
+
+# Norm classes by name. Any other class whose name ends in "RMSNorm" multiplies by its weight (Llama).
+NORM_RULES: Mapping[str, NormRule] = {
+    "GemmaRMSNorm": NormRule(offset=1.0),
+    "Gemma2RMSNorm": NormRule(offset=1.0),
+    "Gemma3RMSNorm": NormRule(offset=1.0),
+    "LayerNorm": NormRule(centred=True),
+    "CohereLayerNorm": NormRule(centred=True),
+    "Cohere2LayerNorm": NormRule(centred=True),
+    "OlmoLayerNorm": NormRule(centred=True),  # no weight at all
+}
+
+# What each site's channel writes through: the layer's MLP or attention output projection. A query or
+# key channel only shapes the attention pattern, so it has no output direction (absent here).
+WRITES: Mapping[str, str] = {"mlp.gate": "mlp", "mlp.up": "mlp", "mlp.in": "mlp", "attn.v": "attn"}
+
+_SANDWICH = ("post_feedforward_layernorm", "post_attention_layernorm")
+
+
+@dataclass(frozen=True)
 class Family:
-    """A declarative adapter for one architecture family."""
+    """A declarative adapter for one architecture family (``writers``: for the logit lens, None if unknown)."""
 
     name: str
     model_types: tuple[str, ...]
     layers: tuple[str, ...]
     sites: Mapping[str, SiteSpec]
+    writers: Writers | None = None
 
 
 def _gated(q="self_attn.q_proj", k="self_attn.k_proj", v="self_attn.v_proj", gate="mlp.gate_proj", up="mlp.up_proj"):
@@ -90,6 +135,7 @@ FAMILIES: tuple[Family, ...] = (
         ),
         ("model.layers",),
         _gated(),
+        Writers("mlp.down_proj", "self_attn.o_proj", ("model.norm",), _SANDWICH),
     ),
     # Gemma 3: the text-only Gemma3ForCausalLM (model_type gemma3_text, e.g. Gemma-3-270M and its GGUF)
     # and the multimodal Gemma3ForConditionalGeneration, whose text layers sit under language_model.
@@ -98,6 +144,12 @@ FAMILIES: tuple[Family, ...] = (
         ("gemma3", "gemma3_text"),
         ("model.layers", "model.language_model.layers", "language_model.model.layers"),
         _gated(),
+        Writers(
+            "mlp.down_proj",
+            "self_attn.o_proj",
+            ("model.norm", "model.language_model.norm", "language_model.model.norm"),
+            _SANDWICH,
+        ),
     ),
     Family(
         "phi3",
@@ -107,6 +159,7 @@ FAMILIES: tuple[Family, ...] = (
             **_fused("self_attn.qkv_proj", ("q", "kv", "kv"), ("attn.q", "attn.k", "attn.v")),
             **_fused("mlp.gate_up_proj", ("ffn", "ffn"), ("mlp.gate", "mlp.up")),
         },
+        Writers("mlp.down_proj", "self_attn.o_proj", ("model.norm",)),
     ),
     Family(
         "phi",
@@ -118,6 +171,7 @@ FAMILIES: tuple[Family, ...] = (
             "attn.k": SiteSpec("self_attn.k_proj"),
             "attn.v": SiteSpec("self_attn.v_proj"),
         },
+        Writers("mlp.fc2", "self_attn.dense", ("model.final_layernorm",)),
     ),
     Family(
         "starcoder2",
@@ -129,6 +183,7 @@ FAMILIES: tuple[Family, ...] = (
             "attn.k": SiteSpec("self_attn.k_proj"),
             "attn.v": SiteSpec("self_attn.v_proj"),
         },
+        Writers("mlp.c_proj", "self_attn.o_proj", ("model.norm",)),
     ),
     Family(
         "gpt2",
@@ -138,6 +193,7 @@ FAMILIES: tuple[Family, ...] = (
             "mlp.in": SiteSpec("mlp.c_fc"),
             **_fused("attn.c_attn", ("hidden", "hidden", "hidden"), ("attn.q", "attn.k", "attn.v")),
         },
+        Writers("mlp.c_proj", "attn.c_proj", ("transformer.ln_f",)),
     ),
     Family(
         "gpt_neox",
@@ -152,5 +208,6 @@ FAMILIES: tuple[Family, ...] = (
                 "heads",
             ),
         },
+        Writers("mlp.dense_4h_to_h", "attention.dense", ("gpt_neox.final_layer_norm",)),
     ),
 )

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ..errors import ArchitectureError
-from .adapter_tables import FAMILIES, SITES, Family, SiteSpec, Split
+from .adapter_tables import FAMILIES, SITES, Family, SiteSpec, Split, Writers
 
 
 @dataclass
@@ -69,6 +69,7 @@ class ModelAdapter:
     layers_path: str
     num_layers: int
     sites: dict[str, Site]
+    writers: Writers | None = None  # where the sites write back (the logit lens); None when the family says nothing
 
     @property
     def site_names(self) -> list[str]:
@@ -198,7 +199,7 @@ def _resolve(model: nn.Module, family: Family, layers_path: str) -> ModelAdapter
         total = _out_features(modules[0], paths[0])
         channels, width = _channels(spec.split, total, config, paths[0])
         sites[name] = Site(name, paths, modules, width, channels)
-    return ModelAdapter(family.name, layers_path, len(layers), sites)
+    return ModelAdapter(family.name, layers_path, len(layers), sites, family.writers)
 
 
 def _layer_lists(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -263,7 +264,20 @@ def load_site_map(path: str | os.PathLike) -> Family:
             except (KeyError, TypeError, ValueError) as exc:
                 raise ArchitectureError(f"site map {path}: {key}.split needs layout, sizes and part ({exc})") from exc
         sites[name] = SiteSpec(entry["module"], split)
-    return Family(f"site-map:{path.name}", (), (raw["layers"],), sites)
+    return Family(f"site-map:{path.name}", (), (raw["layers"],), sites, _site_map_writers(raw.get("writers"), path))
+
+
+def _site_map_writers(raw: Any, path: Path) -> Writers | None:
+    """A site map's optional ``[writers]`` table: ``mlp``, ``attn`` (inside a layer), ``final_norm`` (from the root)."""
+    if raw is None:
+        return None
+    keys = ("mlp", "attn", "final_norm")
+    if not isinstance(raw, dict) or not all(isinstance(raw.get(k), str) for k in keys):
+        raise ArchitectureError(f"site map {path}: table 'writers' needs strings {', '.join(keys)} (module paths)")
+    sandwich = raw.get("sandwich")
+    if sandwich is not None and not (isinstance(sandwich, list) and len(sandwich) == 2):
+        raise ArchitectureError(f"site map {path}: writers.sandwich must be two norm names [after mlp, after attn]")
+    return Writers(raw["mlp"], raw["attn"], (raw["final_norm"],), tuple(sandwich) if sandwich else None)
 
 
 def get_adapter(model: nn.Module, site_map: str | os.PathLike | Family | None = None) -> ModelAdapter:

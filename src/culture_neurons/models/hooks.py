@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable, Iterator
 
 from torch import nn
 
+from .attention import attention_for_backward
+
 
 @contextlib.contextmanager
 def forward_hooks(hooks: Iterable[tuple[nn.Module, Callable]]) -> Iterator[None]:
@@ -27,6 +29,8 @@ def frozen_for_attribution(model: nn.Module) -> Iterator[None]:
 
     Attribution needs gradients with respect to activations only, so no weight gradient is ever
     allocated. The embedding output is made to require grad so that backward reaches every site.
+    Attention runs eagerly in half precision on a CPU, where SDPA's backward is slow
+    (:func:`~.attention.attention_for_backward`).
     """
     flags = [(p, p.requires_grad) for p in model.parameters()]
     modes = [(m, m.training) for m in model.modules()]
@@ -40,7 +44,7 @@ def frozen_for_attribution(model: nn.Module) -> Iterator[None]:
         for p, _ in flags:
             p.requires_grad_(False)
         model.eval()
-        with forward_hooks([(model.get_input_embeddings(), needs_grad)]):
+        with attention_for_backward(model), forward_hooks([(model.get_input_embeddings(), needs_grad)]):
             yield
     finally:
         for p, flag in flags:

@@ -8,6 +8,7 @@ are cached as safetensors in the user cache folder and later loads read that cop
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import json
 import logging
@@ -63,15 +64,33 @@ _CACHE_FORMAT = 1
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: str | torch.device | None) -> torch.dtype:
-    """``None`` means bfloat16 on CUDA and float32 elsewhere."""
+    """``None`` means bfloat16 on CUDA and float32 elsewhere; ``auto`` also picks bfloat16 on a CPU with
+    bfloat16 matrix instructions (:func:`cpu_has_fast_bfloat16`), the fast path that docs/performance.md's
+    agreement table measures."""
     if isinstance(dtype, torch.dtype):
         return dtype
-    if dtype is None or dtype == "auto":
-        return torch.bfloat16 if str(device or "").startswith("cuda") else torch.float32
+    on_cuda = str(device or "").startswith("cuda")
+    if dtype is None:
+        return torch.bfloat16 if on_cuda else torch.float32
+    if dtype == "auto":
+        return (
+            torch.bfloat16 if on_cuda or (str(device or "cpu") == "cpu" and cpu_has_fast_bfloat16()) else torch.float32
+        )
     try:
         return _DTYPES[str(dtype).lower()]
     except KeyError:
         raise ModelLoadError(f"unknown dtype {dtype!r}; use one of float32, bfloat16, float16") from None
+
+
+def cpu_has_fast_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (AMX tiles or AVX-512 BF16), read from
+    ``/proc/cpuinfo`` (False where there is none, e.g. macOS)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def default_device() -> str:
@@ -88,6 +107,26 @@ def _gguf_cache_path(gguf: Path) -> Path:
     return cache_dir() / "gguf" / f"{gguf.stem}-{key}"
 
 
+@contextlib.contextmanager
+def _gguf_bar_off_without_terminal() -> Iterator[None]:
+    """transformers' GGUF reader draws a plain tqdm bar that no setting turns off; without a terminal it
+    would write carriage-return fragments into the log (our "dequantising ..." lines say the same)."""
+    if sys.stderr.isatty():
+        yield
+        return
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    original = getattr(gguf_utils, "tqdm", None)
+    if original is None:
+        yield
+        return
+    gguf_utils.tqdm = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = original
+
+
 def _dequantise_to_cache(gguf: Path, target: Path) -> None:
     """Load a GGUF through transformers and write config, tokenizer and safetensors to ``target``."""
     from safetensors.torch import save_model
@@ -102,8 +141,9 @@ def _dequantise_to_cache(gguf: Path, target: Path) -> None:
     log.info("dequantising %s once (about half a minute for 135M parameters); cached at %s", gguf.name, target)
     start = time.perf_counter()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        with _gguf_bar_off_without_terminal():
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     except Exception as exc:
         raise ModelLoadError(f"could not load GGUF file {gguf}: {exc}") from exc
     target.parent.mkdir(parents=True, exist_ok=True)

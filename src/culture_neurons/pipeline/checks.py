@@ -15,6 +15,7 @@ from ..errors import ConfigError, CultureNeuronsError
 from ..training.data import looks_like_path
 from ..training.modules import NAMED_SETS
 from ..training.train import SCHEDULERS, lora_available
+from .cross_culture_keys import check_cross_culture
 from .logging_sinks import SINKS, sink_missing
 from .sections import EXPERIMENTS, PipelineConfig, TrainSection, build_section, eval_options, scoring_options
 
@@ -75,8 +76,10 @@ def _check_model_and_data(config: PipelineConfig) -> None:
             "config key 'model.name' is required "
             "(a hub id, a local folder, a .gguf file or an alias such as smollm2-135m-instruct)"
         )
-    if config.model.dtype not in (None, "float32", "bfloat16", "float16"):
-        raise ConfigError(f"config key 'model.dtype' must be float32, bfloat16 or float16, got {config.model.dtype!r}")
+    if config.model.dtype not in (None, "float32", "bfloat16", "float16", "auto"):
+        raise ConfigError(
+            f"config key 'model.dtype' must be float32, bfloat16, float16 or auto, got {config.model.dtype!r}"
+        )
     if config.model.revision is not None and not config.model.revision.strip():
         raise ConfigError("config key 'model.revision' is empty; give a branch, tag or commit hash, or leave it out")
     if config.run.report_to is not None:
@@ -100,6 +103,14 @@ def _check_model_and_data(config: PipelineConfig) -> None:
         _benchmark(f"data.options.{bench}", bench)
         if not isinstance(opts, dict):
             raise ConfigError(f"config key 'data.options.{bench}' must be a table of benchmark options")
+        declared = get_benchmark(bench)
+        if declared.name != bench:  # the export stage looks options up by the exact name
+            raise ConfigError(f"config key 'data.options.{bench}': write the benchmark's name as {declared.name}")
+        for key, value in opts.items():  # one key at a time, so the error names the exact key
+            try:
+                declared.resolve_options({key: value})
+            except CultureNeuronsError as exc:
+                raise ConfigError(f"config key 'data.options.{bench}.{key}': {exc}") from None
 
 
 def _check_score(config: PipelineConfig) -> None:
@@ -141,6 +152,12 @@ def _check_select(config: PipelineConfig) -> None:
         _fraction(f"select.specific.{key}", getattr(sp, key))
     if isinstance(sp.countries, list) or (isinstance(sp.countries, str) and sp.countries != "targets"):
         _countries("select.specific.countries", sp.countries)
+    for rule, section in (("general", g), ("specific", sp)):
+        try:
+            if section.stability is not None:
+                section.stability.check()
+        except CultureNeuronsError as exc:
+            raise ConfigError(f"config key 'select.{rule}.stability': {exc}") from None
     if rnd.seeds < 0:
         raise ConfigError(f"config key 'select.random.seeds' must be 0 or more, got {rnd.seeds}")
     for i, spec in enumerate(config.select.exclude):
@@ -168,15 +185,17 @@ def _check_evaluate(config: PipelineConfig) -> None:
         raise ConfigError(
             f"config key 'evaluate.experiments': unknown experiment {bad[0]!r}; choose from {', '.join(EXPERIMENTS)}"
         )
-    if e.experiments and not e.benchmarks:
+    experiments = set(e.experiments) if e.enabled else set()  # with enabled = false they are ignored
+    if experiments and not e.benchmarks:
         raise ConfigError("config key 'evaluate.benchmarks' is empty but experiments are requested")
-    if {"ablation", "enhancement"} & set(e.experiments) and not g.enabled:
+    if {"ablation", "enhancement"} & experiments and not g.enabled:
         raise ConfigError(
             "config key 'evaluate.experiments': ablation and enhancement need select.general.enabled = true"
         )
-    if "cross-culture" in e.experiments and not sp.enabled:
+    if "cross-culture" in experiments and not sp.enabled:
         raise ConfigError("config key 'evaluate.experiments': cross-culture needs select.specific.enabled = true")
     _caps("evaluate.max_per_group", e.max_per_group, e.benchmarks)
+    check_cross_culture(e)
     if e.n_boot < 1:
         raise ConfigError(f"config key 'evaluate.n_boot' must be at least 1, got {e.n_boot}")
     if e.factor < 0:
@@ -195,10 +214,16 @@ def validate(config: PipelineConfig) -> None:
     _check_evaluate(config)
     if config.report.top_neurons < 0:
         raise ConfigError(f"config key 'report.top_neurons' must be 0 or more, got {config.report.top_neurons}")
-    if config.validate.enabled:
+    try:
+        config.cards.check("config key 'cards.{}'")
+    except CultureNeuronsError as exc:
+        raise ConfigError(str(exc)) from None
+    if config.runs("validate"):
         _check_validate(config)
-    if config.train is not None:
+    if config.runs("train"):
         parse_train(config.train, config)
+    elif config.train is not None:  # switched off: its keys and types are still checked, its values are not
+        build_section(TrainSection, _train_keys(config.train), "train")
 
 
 def _check_validate(config: PipelineConfig) -> None:
@@ -231,6 +256,16 @@ _AT_LEAST = {
     "n_boot": 1,
     "max_length": 2,
 }
+
+
+def _train_keys(table: dict[str, Any]) -> dict[str, Any]:
+    """The ``[train]`` table without its ``enabled`` switch, which is the pipeline's and not ``TrainConfig``'s
+    (so the step's inputs are the same whether or not the table says ``enabled = true``)."""
+    keys = dict(table)
+    enabled = keys.pop("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"config key 'train.enabled' must be true/false, got {enabled!r}")
+    return keys
 
 
 def _train_error(key: str, message: str) -> ConfigError:
@@ -337,7 +372,7 @@ def parse_train(table: dict[str, Any], pipeline: PipelineConfig | None = None) -
     Raises :class:`ConfigError` naming the key: an unknown key, a value of the wrong type, an empty
     module set, a budget outside (0, 1], an unknown dataset, ...
     """
-    section = build_section(TrainSection, dict(table), "train")
+    section = build_section(TrainSection, _train_keys(table), "train")
     _check_modules(section, pipeline)
     _check_numbers(section)
     _check_data(section)

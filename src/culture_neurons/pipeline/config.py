@@ -16,7 +16,14 @@ Each section's keys are the arguments of:
   (``factor``, ``n_boot``, ``seed``), plus which benchmarks and experiments
 - ``[train]``: :class:`culture_neurons.training.TrainConfig` and :func:`run_selective_finetuning` (the optional
   fine-tuning stage)
+- ``[validate]``: :class:`culture_neurons.validity.ValidityOptions` (the optional validity stage)
+- ``[cards]``: :class:`culture_neurons.cards.CardOptions` (the neuron cards stage)
 - ``[report]``: :func:`culture_neurons.analysis.report.write_report`
+
+One rule for every section (:meth:`PipelineConfig.runs`): a section that is written runs unless it
+says ``enabled = false``; a section left out runs with its defaults, except ``[train]`` and
+``[validate]``, which run only when written. Values that no running stage reads are named in
+warnings (:mod:`.ignored`).
 
 The section classes are in :mod:`.sections`. Every key is checked before any work starts (see
 :mod:`.checks`): an unknown key, a value of the wrong type, a non-finite number, a missing
@@ -46,6 +53,7 @@ __all__ = [
     "PipelineConfig",
     "build_section",
     "builtin_config",
+    "builtin_names",
     "cap_for",
     "config_from_dict",
     "eval_options",
@@ -106,6 +114,8 @@ def load_config(
             raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{path}: not UTF-8 text") from exc
+        except (ValueError, RecursionError) as exc:  # an integer of over 4,300 digits; absurd nesting
+            raise ConfigError(f"{path}: a value cannot be read ({str(exc)[:120]})") from exc
         if not data:
             raise ConfigError(
                 f"{path}: the config file is empty; start from `culture-neurons run paper --print-config`"
@@ -124,11 +134,17 @@ def parse_toml_value(text: str) -> Any:
         return text
 
 
+def builtin_names() -> list[str]:
+    """The names of the configs shipped with the package (``demo``, ``paper``, ``replication``)."""
+    folder = resources.files("culture_neurons") / "configs"
+    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
 def builtin_config(name: str) -> Path:
-    """Path of a config shipped with the package (``demo``, ``paper``)."""
+    """Path of a config shipped with the package (one of :func:`builtin_names`)."""
     path = Path(str(resources.files("culture_neurons") / "configs" / f"{name}.toml"))
     if not path.is_file():
-        raise ConfigError(f"no built-in config {name!r}; built-in: demo, paper")
+        raise ConfigError(f"no built-in config {name!r}; built-in: {', '.join(builtin_names())}")
     return path
 
 

@@ -17,9 +17,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from ..errors import CultureNeuronsError
 from ..fileio import sha256_file, write_json_atomic
+from ..version import __version__
 
 FORMAT = "culture-neurons/run"
 FORMAT_VERSION = 1

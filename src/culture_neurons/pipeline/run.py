@@ -1,4 +1,4 @@
-"""The config-driven run: export → score → select → evaluate → [train] → report, with resume.
+"""The config-driven run: export → score → select → evaluate → [train] → [validate] → cards → report, with resume.
 
 :func:`run_pipeline` is the Python API; ``culture-neurons run CONFIG.toml`` and
 ``culture-neurons demo`` are thin layers over it. See ``docs/pipeline.md``; the step machinery is
@@ -15,19 +15,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from ..analysis.stats import headline_rows
 from ..distributed import broadcast_object, init_from_env, is_main
 from ..fileio import ensure_writable_parent, sha256_json
 from ..models.access import check_model_access, validate_device
 from ..rundir import MANIFEST, REPORT_FILE
+from ..version import __version__
 from .config import PipelineConfig, load_config, to_toml
+from .ignored import ignored_values
 from .lock import RunLocked, run_lock
 from .logging_sinks import log_headline
 from .manifest import library_versions
 from .result import RunResult
 from .runner import Context, Stage
-from .stages import evaluate, export, report, score, select, train, validate
+from .stages import cards, evaluate, export, report, score, select, train, validate
 
 log = logging.getLogger("culture_neurons.pipeline")
 
@@ -39,6 +40,7 @@ STAGES: tuple[Stage, ...] = (
     evaluate.STAGE,
     train.STAGE,
     validate.STAGE,
+    cards.STAGE,
     report.STAGE,
 )
 
@@ -120,6 +122,8 @@ def run_pipeline(
     with _lock(run_dir, dry_run):
         ctx = Context(cfg, run_dir, dry_run=dry_run, progress=progress, echo=echo or log.info)
         _record_config(ctx, cfg)
+        for line in ignored_values(cfg):  # set in the config but read by no stage that runs
+            ctx.warn(line)
         for stage in STAGES:
             if stage.enabled(cfg):
                 stage.run(ctx)

@@ -19,15 +19,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
-from .. import __version__
 from ..data.example import Example, read_examples
 from ..distributed import barrier, broadcast_object, init_from_env, is_main, local_device
 from ..errors import CultureNeuronsError, Interrupted
 from ..fileio import sha256_json
 from ..models.access import model_provenance
 from ..models.loading import load_model, load_tokenizer, model_identity, release_memory
+from ..progress import progress
+from ..version import __version__
 from .config import PipelineConfig
 from .manifest import Manifest
 from .result import StepResult
@@ -231,14 +230,8 @@ class Context:
             )
 
     def bar(self, total: int, desc: str, unit: str = "ex") -> Any:
-        return tqdm(
-            total=total,
-            desc=desc,
-            unit=unit,
-            disable=not self.progress or not self.main or self.dry_run,
-            leave=False,
-            dynamic_ncols=True,
-        )
+        # culture_neurons.progress: a tqdm bar on a terminal, plain log lines in a file or a pipe
+        return progress(total=total, desc=desc, unit=unit, disable=not self.progress or not self.main or self.dry_run)
 
     # -- files ----------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ and defaults, so ``[score]`` cannot drift from :class:`ScoringOptions`, ``[evalu
 stage (which benchmarks, caps, checkpoints).
 
 The one renamed key is ``[train] lr`` for ``TrainConfig.learning_rate`` (the TOML key predates the
-dataclass; :data:`TRAIN_RENAMES` is where the two names meet).
+dataclass; :data:`TRAIN_RENAMES` is where the two names meet). Which stages run: :meth:`PipelineConfig.runs`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from ..training.api import set_names
 from ..training.modules import DEFAULT_BUDGET
 from ..training.train import TrainConfig
 from ..validity.options import ValidityOptions
+from .cards_section import CardsSection
+from .cross_culture_keys import CROSS_CULTURE_KEYS
 
 EXPERIMENTS = ("ablation", "enhancement", "cross-culture")
 TRAIN_RENAMES = {"learning_rate": "lr"}  # API field -> [train] key
@@ -178,9 +180,11 @@ class SelectSection:
 EvaluateSection = options_section(
     "EvaluateSection",
     "``[evaluate]``: benchmarks, caps and experiments, the ``run_ablation`` arguments (``factor``, ``n_boot``, "
-    "``seed``) and every ``EvalOptions`` field (``chat_template`` comes from ``[data]``).",
+    "``seed``) and every ``EvalOptions`` field (``chat_template`` comes from ``[data]``); ``enabled = false`` "
+    "runs no experiment.",
     EvalOptions,
     [
+        ("enabled", bool, field(default=True)),
         ("benchmarks", list[str], field(default_factory=lambda: ["blend", "commonsenseqa"])),
         ("split", str, field(default="heldout")),
         ("max_per_group", int | dict[str, int], field(default=0)),
@@ -188,6 +192,7 @@ EvaluateSection = options_section(
         ("factor", float, field(default=2.0)),
         ("n_boot", int, field(default=1000)),
         ("seed", int, field(default=0)),
+        *CROSS_CULTURE_KEYS,  # related, cross_culture_random
     ],
     exclude=("chat_template",),
 )
@@ -223,11 +228,12 @@ TrainSection = options_section(
 
 ValidateSection = options_section(
     "ValidateSection",
-    "``[validate]``: the validity stage (off unless ``enabled``): every ``ValidityOptions`` field, the NLU "
-    "identification benchmark scored for the exclusion analysis, and caps on its evaluation items.",
+    "``[validate]``: the validity stage (runs when the section is written, unless ``enabled = false``): every "
+    "``ValidityOptions`` field, the NLU identification benchmark scored for the exclusion analysis, and caps on "
+    "its evaluation items.",
     ValidityOptions,
     [
-        ("enabled", bool, field(default=False)),
+        ("enabled", bool, field(default=True)),
         ("nlu_identification", str | None, field(default=None)),
         ("nlu_identification_limit", int | None, field(default=None)),
         ("max_per_group", int | None, field(default=None)),
@@ -247,8 +253,9 @@ class ReportSection:
 
 @dataclass
 class PipelineConfig:
-    """A whole run. ``train`` is the ``[train]`` table as written (None when the stage is off); the
-    train stage checks it into a :class:`~.sections.TrainSection`."""
+    """A whole run. ``train`` is the ``[train]`` table as written and ``validate`` the ``[validate]``
+    section (None when the section is not written); the train stage checks its table into a
+    :class:`~.sections.TrainSection`. :meth:`runs` says which stages run."""
 
     model: ModelSection = field(default_factory=ModelSection)
     run: RunSection = field(default_factory=RunSection)
@@ -257,8 +264,21 @@ class PipelineConfig:
     select: SelectSection = field(default_factory=SelectSection)
     evaluate: EvaluateSection = field(default_factory=EvaluateSection)  # type: ignore[valid-type]
     train: dict[str, Any] | None = None
-    validate: ValidateSection = field(default_factory=ValidateSection)  # type: ignore[valid-type]
+    validate: ValidateSection | None = None  # type: ignore[valid-type]
+    cards: CardsSection = field(default_factory=CardsSection)
     report: ReportSection = field(default_factory=ReportSection)
+
+    def runs(self, stage: str) -> bool:
+        """Whether ``stage`` runs: the one rule for sections. A written section runs unless it says
+        ``enabled = false``; a left-out ``[train]`` or ``[validate]`` (the optional stages) does not
+        run, any other stage runs with its defaults. ``evaluate`` also needs an experiment to run."""
+        if stage == "train":
+            return self.train is not None and self.train.get("enabled", True) is not False
+        if stage == "validate":
+            return self.validate is not None and self.validate.enabled
+        if stage == "evaluate":
+            return self.evaluate.enabled and bool(self.evaluate.experiments)
+        return getattr(getattr(self, stage, None), "enabled", True)  # [cards], [report]; other stages always run
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/TOML-ready dict (None values kept)."""
@@ -315,6 +335,16 @@ def _matches(value: Any, tp: Any) -> bool:
     return isinstance(value, tp)
 
 
+def _section_class(tp: Any) -> type | None:
+    """The section dataclass of a field typed ``Section`` or ``Section | None`` (an optional section)."""
+    if dataclasses.is_dataclass(tp):
+        return tp
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        classes = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)]
+        return classes[0] if len(classes) == 1 else None
+    return None
+
+
 def build_section(cls: type, data: Any, where: str) -> Any:
     """An instance of the section dataclass ``cls`` from a table, every key's type checked.
 
@@ -335,8 +365,9 @@ def build_section(cls: type, data: Any, where: str) -> Any:
     for name, value in data.items():
         tp = hints[name]
         key = f"{where}.{name}" if where else name
-        if dataclasses.is_dataclass(tp):
-            kwargs[name] = build_section(tp, value, key)
+        section = _section_class(tp)
+        if section is not None:
+            kwargs[name] = build_section(section, value, key)
             continue
         if isinstance(value, dict) and not _matches(value, tp):
             raise ConfigError(f"config key '{key}' must be {_type_name(tp)}, got a table")

@@ -112,6 +112,12 @@ def _check_pairs(datasets: list[Named], controls: list[Named]) -> None:
             raise InputError(
                 f"{name} was not scored as a control set (score it with --control); pass it in dataset_tables"
             )
+    for (name, d), (control, c) in zip(datasets, controls):
+        if (d.method["name"], d.method["baseline"]) != (c.method["name"], c.method["baseline"]):
+            raise InputError(
+                f"control {control} was scored with {c.method_label()}, dataset {name} with {d.method_label()}; "
+                "score both with the same method and baseline"
+            )
 
 
 def _check_same_model(tables: list[Named], want: list[str]) -> None:

@@ -8,21 +8,19 @@ the format itself is described in :mod:`culture_neurons.selection.neuronset`. A 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .. import __version__
 from ..errors import InputError
+from ..version import __version__
+from .columns import NeuronColumns
 from .parsing import as_int, row_problem
 from .reference import reference_columns
-
-if TYPE_CHECKING:  # only for the annotation: neuronset imports this module
-    from .neuronset import NeuronSet
 
 FORMAT = "culture-neurons/neuron-set"
 FORMAT_VERSION = 1
 
 
-def neuron_set_dict(ns: NeuronSet) -> dict[str, Any]:
+def neuron_set_dict(ns: NeuronColumns) -> dict[str, Any]:
     """The JSON form of ``ns`` (NaN scores become ``null``)."""
     scores = [None if math.isnan(s) else s for s in ns.scores.tolist()]
     names = [ns.site_names[i] for i in ns.site_ids.tolist()]

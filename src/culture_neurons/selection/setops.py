@@ -8,15 +8,12 @@ views; these functions only read a set's tensors and shape attributes.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 
 from ..errors import InputError
+from .columns import NeuronColumns
 from .sites import ordered_sites
-
-if TYPE_CHECKING:  # only for the annotations: neuronset imports this module
-    from .neuronset import NeuronSet
 
 
 def triple_keys(site_ids: torch.Tensor, layers: torch.Tensor, indices: torch.Tensor, n_sites: int) -> torch.Tensor:
@@ -31,7 +28,7 @@ def triple_keys(site_ids: torch.Tensor, layers: torch.Tensor, indices: torch.Ten
     return torch.unique(torch.stack([site_ids, layers, indices], 1), dim=0, return_inverse=True)[1]
 
 
-def check_same_shape(a: NeuronSet, b: NeuronSet) -> None:
+def check_same_shape(a: NeuronColumns, b: NeuronColumns) -> None:
     """Raise :class:`InputError` when ``a`` and ``b`` were selected on models of different shape or config."""
     if a.num_layers is not None and b.num_layers is not None and a.num_layers != b.num_layers:
         raise InputError(
@@ -53,7 +50,7 @@ def check_same_shape(a: NeuronSet, b: NeuronSet) -> None:
 
 
 def union_columns(
-    sets: Sequence[NeuronSet],
+    sets: Sequence[NeuronColumns],
 ) -> tuple[list[str], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(site_names, site_ids, layers, indices, scores)`` of every neuron of ``sets``, each once, in
     order of first appearance; a neuron listed by several sets keeps the first score seen."""

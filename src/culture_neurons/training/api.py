@@ -31,7 +31,6 @@ from typing import Any
 
 import pandas as pd
 
-from .. import __version__
 from ..data.example import Example
 from ..errors import InputError
 from ..evaluation.api import as_benchmarks, load_benchmarks
@@ -40,6 +39,7 @@ from ..evaluation.scorers import EvalOptions
 from ..fileio import ensure_writable_parent, write_json_atomic
 from ..models.loading import load_model, model_identity, release_memory
 from ..selection.neuronset import NeuronSet
+from ..version import __version__
 from .choose import check_budget, choose_modules, parse_module_spec
 from .compare import BASE, compare_conditions
 from .data import DEFAULT_MAX_EXAMPLES, encode_examples, training_examples
@@ -51,6 +51,7 @@ from .modules import (
     ModuleSet,
     rank_modules,
 )
+from .sides import claim_input, side_changes
 from .train import CONFIG_FILE, TrainConfig, TrainResult, diff_keys, finetune, finished_run, run_key
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class FinetuneRun:
     results: dict[str, TrainResult]
     summary: dict[str, Any] | None = None  # the comparison (eval/summary.json "results"), None without benchmarks
     paths: dict[str, Path] = field(default_factory=dict)
+    sides: dict[str, Any] | None = None  # the pooled cultural and NLU sides (finetune.json "sides", :mod:`.sides`)
 
 
 def set_names(module_sets: str | Sequence[str]) -> list[str]:
@@ -299,6 +301,7 @@ def _write_results(
     if evals.benches:
         rows = pd.concat([evals.frames[c] for c in conditions], ignore_index=True)
         run.summary = compare_conditions(rows, list(run.sets), o.n_boot, 0)
+        run.sides = side_changes(rows, evals.benches, list(run.sets), o.n_boot, 0)
         eval_config = {
             "experiment": "finetune",
             "conditions": conditions,
@@ -324,6 +327,8 @@ def _write_results(
                 for k, r in run.results.items()
             },
             "results": run.summary,
+            "sides": run.sides,
+            "claim": claim_input(run.sides or {}),
             "package_version": __version__,
         },
     )

@@ -3,7 +3,8 @@
 Training data is a benchmark name (through :mod:`culture_neurons.data`, the ``train`` part where the
 benchmark has one) or an examples JSONL as ``culture-neurons score`` reads it. Each example becomes
 one sequence, the rendered prompt followed by the gold answer's tokens (for multiple-choice
-examples: the label, e.g. ``A``). Only the answer tokens carry labels; every prompt position is
+examples: the label, e.g. ``A``; after a cloze prompt, which lists no labels, the gold option's
+text, the continuation the ``loglik`` scorer reads). Only the answer tokens carry labels; every prompt position is
 ``-100``, so the loss covers the answer tokens only. Tokenisation and the prompt/answer boundary
 check are those of :func:`culture_neurons.likelihood.encode_rows`, so training sees exactly the
 tokens that scoring and evaluation score.
@@ -23,13 +24,16 @@ import torch
 
 from ..data.example import Example, read_examples
 from ..data.registry import build_examples, get_benchmark, list_benchmarks
+from ..data.templates import CLOZE_TEMPLATE
 from ..errors import InputError, ScoringError
 from ..fileio import sha256_json
 from ..likelihood import encode_rows, prompt_texts
+from ..likelihood.rows import gold_option, option_continuation
 
 log = logging.getLogger(__name__)
 
 IGNORE = -100
+CLOZE = CLOZE_TEMPLATE.id
 DEFAULT_MAX_EXAMPLES = 10_000
 
 
@@ -106,6 +110,14 @@ class EncodedExample:
         return sum(1 for t in self.labels if t != IGNORE)
 
 
+def trained_answer(example: Example, prompt: str) -> str:
+    """The continuation trained after ``prompt``: the gold option's text for a cloze prompt (it lists no labels, so a
+    letter there would teach an answer no scorer asks for), else the example's answer (the label)."""
+    if example.template_id == CLOZE and example.options:
+        return option_continuation(prompt, example.options[gold_option(example)])
+    return example.answer
+
+
 def encode_examples(
     tokenizer: Any, examples: Sequence[Example], chat_template: bool = True, max_length: int | None = None
 ) -> list[EncodedExample]:
@@ -117,7 +129,8 @@ def encode_examples(
     prompts, add_special = prompt_texts(tokenizer, examples, chat_template)
     ids = [ex.id for ex in examples]
     try:
-        rows = encode_rows(tokenizer, prompts, [[ex.answer] for ex in examples], add_special, ids)
+        answers = [[trained_answer(ex, prompt)] for ex, prompt in zip(examples, prompts)]
+        rows = encode_rows(tokenizer, prompts, answers, add_special, ids)
     except ScoringError as exc:
         raise InputError(f"training data: {exc}") from exc
     out, dropped = [], 0

@@ -33,12 +33,12 @@ from typing import Any
 
 import torch
 
-from .. import __version__
 from ..data.example import Example
 from ..distributed import is_main, world
 from ..errors import InputError
 from ..fileio import ensure_writable_parent, make_temp_dir, write_json_atomic
 from ..models.loading import hf_progress_bars, model_identity
+from ..version import __version__
 from .config import CHECKPOINTS, CONFIG_FILE, DONE_FILE, SCHEDULERS, TRAINABLE_FILE, TrainConfig, TrainResult
 from .data import AnswerCollator, EncodedDataset, encode_examples, pad_id
 from .folders import (

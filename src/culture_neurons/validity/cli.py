@@ -2,31 +2,109 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Mapping
+import math
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ..errors import InputError
+from ..selection.inputs import check_fraction
 from .options import ANALYSES, SelectionSettings, ValidityOptions
 
 log = logging.getLogger(__name__)
 
+_COUNT = click.IntRange(min=0)  # a cap or count where 0 means "all" or "none"
+_POSITIVE = click.IntRange(min=1)
 
-def _floats(text: str | None) -> tuple[float, ...] | None:
+
+@contextlib.contextmanager
+def keep_no_empty_folders(out: Path | None) -> Iterator[None]:
+    """On a failure, remove the folders this command created under ``out`` that stayed empty (files are kept)."""
+    existed = set() if out is None or not out.exists() else {out, *(p for p in out.rglob("*") if p.is_dir())}
+    try:
+        yield
+    except BaseException:
+        if out is not None and out.is_dir():
+            for folder in sorted((out, *(p for p in out.rglob("*") if p.is_dir())), key=lambda p: -len(p.parts)):
+                if folder not in existed and not any(folder.iterdir()):
+                    folder.rmdir()
+        raise
+
+
+def _floats(text: str | None, option: str = "") -> tuple[float, ...] | None:
+    """Comma-separated finite numbers; an option given with no number, or with NaN or inf, is an error."""
     if text is None:
         return None
+    where = f"{option}: " if option else ""
     try:
-        return tuple(float(x) for x in text.split(",") if x.strip())
+        out = tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise InputError(f"expected comma-separated numbers, got {text!r}") from None
+        raise InputError(f"{where}expected comma-separated numbers, got {text!r}") from None
+    if not out:
+        raise InputError(f"{where}names no number ({text!r}); give comma-separated numbers or leave it out")
+    if not all(math.isfinite(x) for x in out):
+        raise InputError(f"{where}values must be finite numbers, got {text!r}")
+    return out
 
 
-def _names(text: str | None) -> tuple[str, ...]:
-    return tuple(x.strip() for x in (text or "").split(",") if x.strip())
+def _names(text: str | None, option: str = "") -> tuple[str, ...]:
+    out = tuple(x.strip() for x in (text or "").split(",") if x.strip())
+    if text is not None and text.strip() and not out:
+        raise InputError(f"{option or 'the list'} names nothing ({text!r}); give comma-separated names or leave it out")
+    return out
+
+
+# Options that only the benchmark mode (--data-dir or built-in benchmarks) reads.
+_BENCHMARK_ONLY = (
+    "dataset",
+    "control",
+    "countryrc",
+    "culture",
+    "nlu",
+    "nlu_identification",
+    "templates",
+    "max_per_group",
+    "heldout_per_group",
+    "nlu_limit",
+    "nlu_identification_limit",
+    "countryrc_per_group",
+)
+# Options that only the explicit-files mode (--identification) reads.
+_FILES_ONLY = (
+    "control_file",
+    "control_table",
+    "countryrc_table",
+    "culture_file",
+    "nlu_file",
+    "nlu_table",
+    "nlu_identification_file",
+    "reference_set",
+)
+
+
+def check_mode(run_dir: Path | None, data_dir: str | None, kw: Mapping[str, Any], given: set[str]) -> None:
+    """Refuse two modes at once and an option the chosen mode would ignore (``given``: the options named
+    on the command line)."""
+    modes = [
+        m for m, on in (("RUN_DIR", run_dir), ("--data-dir", data_dir), ("--identification", kw["ident_file"])) if on
+    ]
+    if len(modes) > 1:
+        raise InputError(f"give one of RUN_DIR, --data-dir and --identification, not {' and '.join(modes)}")
+    mode = modes[0] if modes else "--data-dir"
+    ignored = [n for n in _BENCHMARK_ONLY if n in given] if mode != "--data-dir" else []
+    ignored += [n for n in _FILES_ONLY if n in given] if mode != "--identification" else []
+    if ignored:
+        flag = "--" + ignored[0].replace("_", "-")
+        raise InputError(f"{flag} does not apply with {mode}; leave it out (it would be ignored)")
+    for spec in (*kw.get("culture_file", ()), *kw.get("nlu_file", ())):
+        name, sep, path = str(spec).partition("=")
+        if sep and (not name.strip() or not path.strip()):
+            raise InputError(f"benchmark file {spec!r}: give name=path (both non-empty) or a path")
 
 
 def build_options(kw: Mapping[str, Any]) -> ValidityOptions:
@@ -52,12 +130,12 @@ def build_options(kw: Mapping[str, Any]) -> ValidityOptions:
             enhance_factors=(0.0, 2.0),
             mean_examples=32,
         )
-    if analyses:
-        kwargs["analyses"] = _names(analyses)
-    if sweep:
-        kwargs["t_mlp_sweep"] = tuple(t / 100 for t in _floats(sweep))
-    if factors:
-        kwargs["enhance_factors"] = _floats(factors)
+    if analyses is not None:
+        kwargs["analyses"] = _names(analyses, "--analyses")
+    if sweep is not None:
+        kwargs["t_mlp_sweep"] = tuple(t / 100 for t in _floats(sweep, "--sweep"))
+    if factors is not None:
+        kwargs["enhance_factors"] = _floats(factors, "--factors")
     if faith is not None:
         kwargs.update(faith_top=faith, faith_threshold=faith, faith_random=faith)
     if kw["faith_examples"] is not None:
@@ -97,14 +175,19 @@ def build_options(kw: Mapping[str, Any]) -> ValidityOptions:
     show_default=True,
     help="Identification templates (several give the per-template analysis).",
 )
-@click.option("--max-per-group", type=int, default=None, help="Identification examples per country (all templates).")
+@click.option("--max-per-group", type=_COUNT, default=None, help="Identification examples per country (all templates).")
 @click.option(
-    "--heldout-per-group", type=int, default=None, help="Held-out cultural examples per country and benchmark."
+    "--heldout-per-group", type=_COUNT, default=None, help="Held-out cultural examples per country and benchmark."
 )
-@click.option("--nlu-limit", type=int, default=None, help="NLU evaluation items per benchmark.")
-@click.option("--nlu-identification-limit", type=int, default=None, help="NLU items scored for the exclusion filter.")
+@click.option("--nlu-limit", type=_COUNT, default=None, help="NLU evaluation items per benchmark.")
 @click.option(
-    "--countryrc-per-group", type=int, default=None, help="CountryRC examples per country (default: --max-per-group)."
+    "--nlu-identification-limit", type=_COUNT, default=None, help="NLU items scored for the exclusion filter."
+)
+@click.option(
+    "--countryrc-per-group",
+    type=_COUNT,
+    default=None,
+    help="CountryRC examples per country (default: --max-per-group).",
 )
 @click.option(
     "--identification",
@@ -139,12 +222,17 @@ def build_options(kw: Mapping[str, Any]) -> ValidityOptions:
 @click.option("--analyses", help=f"Comma-separated subset of {', '.join(ANALYSES)}.")
 @click.option("--quick", is_flag=True, help="Small sweep, sample and factor grid (minutes, not hours).")
 @click.option("--folds", type=int, default=2, show_default=True)
-@click.option("--random-seeds", "seeds", type=int, default=3, show_default=True)
+@click.option("--random-seeds", "seeds", type=_POSITIVE, default=3, show_default=True)
 @click.option("--sweep", help="t_MLP values in percent, e.g. 0.25,0.5,1,2.")
 @click.option("--factors", help="Enhancement factors, e.g. 0,0.5,1.5,2,3.")
-@click.option("--faith", type=int, default=None, help="Neurons per faithfulness stratum (top, threshold, random).")
 @click.option(
-    "--faith-examples", type=int, default=None, help="Identification examples the single-neuron effects average over."
+    "--faith", type=_POSITIVE, default=None, help="Neurons per faithfulness stratum (top, threshold, random)."
+)
+@click.option(
+    "--faith-examples",
+    type=_POSITIVE,
+    default=None,
+    help="Identification examples the single-neuron effects average over.",
 )
 @click.option("--layer-matched", is_flag=True, help="Random sets also match the per-layer counts.")
 @click.option(
@@ -152,11 +240,11 @@ def build_options(kw: Mapping[str, Any]) -> ValidityOptions:
     is_flag=True,
     help="Pool every benchmark of a side, also those the model answers at chance (default: leave those out).",
 )
-@click.option("--n-boot", type=int, default=1000, show_default=True)
+@click.option("--n-boot", type=_COUNT, default=1000, show_default=True)
 @click.option("--t-mlp", type=float, default=0.01, show_default=True)
 @click.option("--t-attn", type=float, default=0.002, show_default=True)
-@click.option("--batch-size", type=int, default=8, show_default=True, help="Scoring batch size (examples).")
-@click.option("--eval-batch-size", type=int, default=32, show_default=True)
+@click.option("--batch-size", type=_POSITIVE, default=8, show_default=True, help="Scoring batch size (examples).")
+@click.option("--eval-batch-size", type=_POSITIVE, default=32, show_default=True)
 @click.option("--chat-template/--no-chat-template", default=False, show_default=True)
 @click.option("--device", default=None)
 @click.option("--dtype", default=None)
@@ -178,11 +266,21 @@ def validate(run_dir: Path | None, model_name: str | None, out: Path | None, dat
         raise InputError(
             "give a run directory, --data-dir with benchmark files, or --identification with explicit files"
         )
-    study = build_study(run_dir, model_name, out, data_dir, kw)
-    summary = run_validity(study)
-    from .plots import save_figures
+    ctx = click.get_current_context()
+    given = {n for n in kw if ctx.get_parameter_source(n) is click.core.ParameterSource.COMMANDLINE}
+    check_mode(run_dir, data_dir, kw, given)
+    if run_dir is not None and not run_dir.is_dir():
+        raise InputError(f"run directory {run_dir} does not exist")
+    build_options(kw)  # every option value is checked before the model loads
+    for name in ("t_mlp", "t_attn"):
+        check_fraction(name, kw[name])
+    planned = out or (run_dir / "validity" if run_dir is not None else None)
+    with keep_no_empty_folders(planned):
+        study = build_study(run_dir, model_name, out, data_dir, kw)
+        summary = run_validity(study)
+        from .plots import save_figures
 
-    save_figures(summary, study.out)
+        save_figures(summary, study.out)
     for name, text in summary["readings"].items():
         click.echo(f"{name}: {text}")
     for warning in (summary.get("chance") or {}).get("warnings", []):
@@ -209,13 +307,30 @@ def load_data(run_dir: Path | None, data_dir: str | None, kw: dict[str, Any]) ->
             **files,
         )
         return data, {}
+    from ..data.registry import get_benchmark
+
     none = lambda v: None if v in (None, "", "none") else v
+    culture, nlu = _names(kw["culture"], "--culture"), _names(kw["nlu"], "--nlu")
+    # Every name first: a misspelt one is named before any benchmark's files are read.
+    for option, name in (
+        ("--dataset", kw["dataset"]),
+        ("--control", kw["control"]),
+        ("--countryrc", none(kw["countryrc"])),
+        ("--nlu-identification", none(kw["nlu_identification"])),
+        *(("--culture", n) for n in culture),
+        *(("--nlu", n) for n in nlu),
+    ):
+        if name is not None:
+            try:
+                get_benchmark(name)
+            except InputError as exc:
+                raise InputError(f"{option}: {exc}") from None
     spec = BenchmarkSpec(
         dataset=kw["dataset"],
         control=kw["control"],
         countryrc=none(kw["countryrc"]),
-        culture=_names(kw["culture"]),
-        nlu=_names(kw["nlu"]),
+        culture=culture,
+        nlu=nlu,
         nlu_identification=none(kw["nlu_identification"]),
         templates=kw["templates"],
         data_dir=data_dir,

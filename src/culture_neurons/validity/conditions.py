@@ -27,6 +27,7 @@ from ..data.example import Example
 from ..evaluation.metrics import compare_to_random, mean_ci
 from ..evaluation.scorers import EvalOptions, evaluate_examples
 from ..intervention import intervene
+from ..models.loading import model_identity
 from ..selection.neuronset import NeuronSet
 from .claims import compute_once, is_claimed
 
@@ -61,6 +62,9 @@ class Evaluator:
         self.drop_at_chance = drop_at_chance
         self.bootstrap = bootstrap  # (n_boot, seed) of the baselines' CIs
         self._baselines: dict[str, Any] | None = None
+        # In the cache key: another model's scores in the same folder are never taken for this one's.
+        identity = model_identity(model) if getattr(model, "config", None) is not None else {}
+        self.model_key = {k: identity.get(k) for k in ("name_or_path", "config_sha256", "num_parameters")}
 
     def baselines(self) -> dict[str, Any]:
         """The original model's accuracy per benchmark against its chance level, and which benchmarks the
@@ -93,6 +97,7 @@ class Evaluator:
                 "factor": None if op == "suppress" else factor,
                 "ids": ids,
                 "options": asdict(self.options),
+                "model": self.model_key,
             },
             sort_keys=True,
         )

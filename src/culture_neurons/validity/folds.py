@@ -12,14 +12,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import reduce
 from pathlib import Path
+from typing import Any
 
 from ..attribution.scoretable import ScoreTable
 from ..data.example import Example
-from ..errors import InputError
+from ..errors import InputError, TableError
 from .claims import compute_once, is_claimed
+from .fit import check_cached_table
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +78,20 @@ def cell_name(fold: int, template: str) -> str:
     return f"fold{fold}-{safe}"
 
 
-def load_if(path: Path, ids: Sequence[str], groups: Sequence[str] | None = None) -> ScoreTable | None:
-    """The table at ``path`` when it holds exactly these example ids (and groups), else None."""
+def load_if(
+    path: Path, ids: Sequence[str], groups: Sequence[str] | None = None, model_id: Mapping[str, Any] | None = None
+) -> ScoreTable | None:
+    """The table at ``path`` when it holds exactly these example ids (and groups), else None.
+
+    A table scored on another model than ``model_id`` raises :class:`InputError` (rescoring would
+    overwrite that run's table)."""
     if not path.is_file():
         return None
-    table = ScoreTable.load(path)
+    try:
+        table = ScoreTable.load(path)
+    except TableError as exc:
+        raise TableError(f"{exc}; delete it to score that cell again (the other cells are kept)") from None
+    check_cached_table(path, table, model_id)
     if table.meta.get("example_ids") == list(ids) and (groups is None or table.groups == list(groups)):
         return table
     log.info("%s holds other examples; it will be scored again", path)
@@ -93,10 +104,12 @@ def score_cells(
     folder: Path,
     score: Callable[[list[Example], list[str]], ScoreTable],
     seed: int = 0,
+    model_id: Mapping[str, Any] | None = None,
 ) -> dict[tuple[int, str], ScoreTable]:
     """Score each cell once (``score(examples, groups)``), saving ``folder/<cell>.safetensors``.
 
-    A cell whose file exists with the same example ids is loaded instead (resume after a kill).
+    A cell whose file exists with the same example ids is loaded instead (resume after a kill); one
+    scored on another model than ``model_id`` is an error.
     Every cell is scored with all groups, so cell tables always add. Cells another process is
     scoring (see :mod:`.claims`) are skipped on the first pass and waited for on the second.
     """
@@ -116,14 +129,14 @@ def score_cells(
         if not is_claimed(paths[key]):
             out[key] = compute_once(
                 paths[key],
-                lambda key=key: load_if(paths[key], [e.id for e in parts[key]], groups),
+                lambda key=key: load_if(paths[key], [e.id for e in parts[key]], groups, model_id),
                 lambda key=key: make(key),
             )
     for key in parts:  # second pass: wait for the rest
         if key not in out:
             out[key] = compute_once(
                 paths[key],
-                lambda key=key: load_if(paths[key], [e.id for e in parts[key]], groups),
+                lambda key=key: load_if(paths[key], [e.id for e in parts[key]], groups, model_id),
                 lambda key=key: make(key),
             )
     return dict(sorted(out.items()))

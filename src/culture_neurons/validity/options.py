@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..attribution.scoretable import ScoreTable
 from ..data.example import Example
+from ..selection.options import check_pi
 
 ANALYSES = ("sensitivity", "stability", "specificity", "faithfulness", "variants")
 
@@ -38,6 +40,8 @@ class ValidityOptions:
             ``len(t_mlp_sweep) * (1 + random_seeds)`` evaluations).
         random_seeds: random sets per targeted set; ``layer_matched``: also match per-layer counts.
         folds: K of the fold stability analysis; ``per_template``: also select per template.
+        stable_pi: the frequency threshold of the stable sets (``validity/stable.json``): a neuron is kept
+            when at least this fraction of the fold x template cells select it (in (0.5, 1]).
         faith_top, faith_threshold, faith_random: the faithfulness sample (top of the general
             ranking, ranks around the threshold, random pool neurons).
         faith_examples: identification examples the true effects are averaged over.
@@ -59,6 +63,7 @@ class ValidityOptions:
     layer_matched: bool = False
     folds: int = 2
     per_template: bool = True
+    stable_pi: float = 0.6
     faith_top: int = 50
     faith_threshold: int = 50
     faith_random: int = 50
@@ -92,8 +97,17 @@ class ValidityOptions:
         ):
             if int(getattr(self, name)) < 0:
                 raise InputError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        check_pi(self.stable_pi)
         if self.random_seeds < 1:
             raise InputError("random_seeds must be at least 1: every effect is measured against random sets")
+        if not self.analyses:
+            raise InputError(f"analyses names no analysis; choose from {', '.join(ANALYSES)}")
+        if "faithfulness" in self.analyses and self.faith_examples < 1:
+            raise InputError(
+                f"faith_examples must be at least 1 for the faithfulness analysis, got {self.faith_examples}"
+            )
+        if not all(math.isfinite(f) for f in self.enhance_factors):
+            raise InputError(f"enhance_factors must be finite numbers, got {self.enhance_factors}")
         if any(not 0 < t <= 1 for t in self.t_mlp_sweep):
             raise InputError(f"t_mlp_sweep values must be fractions in (0, 1], got {self.t_mlp_sweep}")
 
@@ -114,6 +128,9 @@ class ValidityData:
         nlu_identification: NLU examples scored for the exclusion filter (or ``nlu_table``).
         reference_set: a general set selected elsewhere (the run's own), compared with the
             validity default set as a sanity check.
+        default_set: the general set every analysis is about (the pipeline passes the run's own, so the
+            report's checks are about the set it describes); None: selected from the identification table
+            with the settings.
     """
 
     identification: list[Example]
@@ -126,3 +143,4 @@ class ValidityData:
     nlu_identification: list[Example] | None = None
     nlu_table: ScoreTable | None = None
     reference_set: Any = None
+    default_set: Any = None

@@ -75,10 +75,14 @@ def enhancement_figure(section: Mapping[str, Any]) -> Any:
     fig = _figure(5.5, 3.6)
     ax = fig.subplots()
     rows = sorted(section.get("enhancement") or [], key=lambda r: r["factor"])
+    unchanged = {"value": 0.0, "ci_low": 0.0, "ci_high": 0.0}
     for side in ("culture", "nlu"):
         pts = [(r["factor"], r["effect"][side]["change"]) for r in rows if side in r["effect"]]
         if not pts:
             continue
+        # Factor 1 is the unchanged model, change 0 by definition: the curve passes through it, not past it.
+        if all(f != 1 for f, _ in pts):
+            pts = sorted([*pts, (1.0, unchanged)], key=lambda p: p[0])
         x = np.array([f for f, _ in pts])
         y = np.array([c["value"] for _, c in pts])
         ax.errorbar(

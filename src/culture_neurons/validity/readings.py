@@ -71,6 +71,11 @@ def reading_stability(section: Mapping[str, Any]) -> str:
     t = head.get("template_jaccard")
     if t is not None:
         text += f"; across templates {t:.2f} (random {head.get('template_random_expected', 0):.3f})"
+    if head.get("stable_size") is not None:
+        text += (
+            f"; {head['stable_size']} neurons are stable across the cells (expected false selections <= "
+            f"{head['stable_bound']:.2f}; Jaccard {head.get('stable_jaccard') or 0:.2f} with the default set)"
+        )
     return text
 
 

@@ -6,6 +6,8 @@ Layout of ``<out>`` (``validity/`` inside a run directory):
   each analysis section has a ``headline`` (``what, value, ci_low, ci_high``) and a ``reading``;
 - ``faithfulness.csv`` (``site, layer, index, score, effect, stratum``), ``stability.csv``
   (``site, layer, index, frequency, in_full``), ``dose_response.csv``;
+- ``stable.json`` and ``stable-<country slug>.json``: the stability-selected general and specific sets
+  (neurons chosen in at least ``stable_pi`` of the fold x template cells), ``stable.csv`` their frequencies;
 - ``folds/``: the cell tables (``fold<k>-<template>.safetensors``), control tables, fold and
   template NeuronSets; ``evals/``: cached per-condition scores (resume).
 """
@@ -18,9 +20,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from ..fileio import write_json_atomic
 from ..models.loading import model_identity
+from ..version import __version__
 from .faithfulness import faithfulness, write_csv
 from .overlap import layer_distribution
 from .readings import READERS
@@ -70,6 +72,11 @@ def headline(name: str, section: dict[str, Any]) -> dict[str, Any]:
             "random_ci_low": (s["random_ci"] or [None, None])[0],
             "random_ci_high": (s["random_ci"] or [None, None])[1],
         }
+        stable = (section.get("stable") or {}).get("general")
+        if stable:
+            out.update(
+                stable_size=stable["size"], stable_bound=stable["bound"], stable_jaccard=stable.get("jaccard_plain")
+            )
         if section.get("templates"):
             t = section["templates"]["summary"]
             out.update(
@@ -162,7 +169,12 @@ def _summary(study: Study, sections: dict[str, Any], started: float, complete: b
             "nlu": {k: len(v) for k, v in study.data.nlu.items()},
             "nlu_identification": len(study.data.nlu_identification or []),
         },
-        "default_set": {"size": len(ns), "sites": ns.site_counts(), "layers": layer_distribution(ns)},
+        "default_set": {
+            "size": len(ns),
+            "sites": ns.site_counts(),
+            "layers": layer_distribution(ns),
+            "source": "given" if study.data.default_set is not None else "selected",
+        },
         "chance": chance,
         **sections,
         "readings": {name: s["reading"] for name, s in sections.items()},

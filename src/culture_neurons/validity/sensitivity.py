@@ -32,7 +32,8 @@ def general_sweep(study: Study) -> list[dict[str, Any]]:
     default = study.default_set
     rows = []
     for t in sorted(set(study.options.t_mlp_sweep) | {study.settings.t_mlp}):
-        ns = study.general(t_mlp=t)
+        # The default point is the set the study is about (a run's own set when it gave one).
+        ns = default if t == study.settings.t_mlp else study.general(t_mlp=t)
         row: dict[str, Any] = {
             "t_mlp": t,
             "t_attn": study.settings.t_attn * t / study.settings.t_mlp,

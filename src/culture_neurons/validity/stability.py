@@ -3,7 +3,8 @@
 Each fold (and each template) is selected on its own table, with the same thresholds as the
 default set. Overlaps are reported next to the distribution of the Jaccard index of random sets of
 the same per-pool sizes (exact, hypergeometric), so "0.3" can be read against "0.004 expected".
-The fold tables and fold NeuronSets are kept in ``validity/folds/``.
+The fold tables and fold NeuronSets are kept in ``validity/folds/``; the stable sets (the neurons
+chosen in most fold x template cells, :mod:`.stable`) in ``validity/stable*.json``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from ..selection.neuronset import NeuronSet
 from .overlap import overlap, selection_frequency
+from .stable import stable_sets
 from .study import Study
 
 
@@ -79,5 +81,6 @@ def stability(study: Study) -> dict[str, Any]:
         out["templates_note"] = (
             "one template only: nothing to compare" if len(templates) <= 1 else "per-template selection disabled"
         )
+    out["stable"] = stable_sets(study)
     out["frequency"] = freq
     return out

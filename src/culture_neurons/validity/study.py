@@ -14,11 +14,13 @@ from ..attribution.scoretable import ScoreTable
 from ..data.example import Example
 from ..errors import InputError
 from ..evaluation.scorers import EvalOptions
+from ..models.loading import model_identity
 from ..selection.neuronset import NeuronSet
 from ..selection.randomsets import RandomBaseline
 from ..selection.select import select_general
 from .claims import compute_once
 from .conditions import Evaluator
+from .fit import check_inputs_fit
 from .folds import cell_name, fold_tables, load_if, score_cells, template_tables, templates_of, total
 from .options import SelectionSettings, ValidityData, ValidityOptions
 
@@ -53,6 +55,8 @@ class Study:
             raise InputError("validity needs identification examples to score")
         if data.control is None and not data.control_tables:
             raise InputError("validity needs control examples or control tables (the paper's control subtraction)")
+        check_inputs_fit(data, model)  # a table or set of another model fails before anything is scored
+        self.model_id = model_identity(model)
         self.evaluator = Evaluator(
             model,
             tokenizer,
@@ -78,7 +82,12 @@ class Study:
     def cells(self) -> dict[tuple[int, str], ScoreTable]:
         """Identification tables per (fold, template), saved under ``validity/folds/``."""
         return score_cells(
-            self.data.identification, self.options.folds, self.out / "folds", self.score, seed=self.options.seed
+            self.data.identification,
+            self.options.folds,
+            self.out / "folds",
+            self.score,
+            seed=self.options.seed,
+            model_id=self.model_id,
         )
 
     @cached_property
@@ -128,7 +137,7 @@ class Study:
             table.save(path)
             return table
 
-        return compute_once(path, lambda: load_if(path, ids), make)
+        return compute_once(path, lambda: load_if(path, ids, model_id=self.model_id), make)
 
     @cached_property
     def nlu_table(self) -> ScoreTable | None:
@@ -174,7 +183,8 @@ class Study:
 
     @cached_property
     def default_set(self) -> NeuronSet:
-        ns = self.general()
+        """The set the analyses are about: ``data.default_set`` when given, else the settings' selection."""
+        ns = self.data.default_set if self.data.default_set is not None else self.general()
         if len(ns) == 0:
             raise InputError("the default general set is empty; raise t_mlp/t_attn or score more examples")
         return ns

@@ -14,7 +14,7 @@ from ...rundir import stage_of_key
 from ..page import ReportContext, absolute_strings, esc, redact_paths, shown_path, table
 
 # The pipeline's stage order (steps are shown in it, whatever order a resumed run finished them in).
-STAGE_ORDER = ("export", "score", "select", "evaluate", "validate", "train", "report")
+STAGE_ORDER = ("export", "score", "select", "evaluate", "validate", "train", "cards", "report")
 REPORT_STEP = "report"
 
 

@@ -8,13 +8,27 @@ from typing import Any
 from ...chance import LETTER_FIX, chance_warning
 from .. import claims as claims_mod
 from .. import stats
+from ..overall import overall_verdict
 from ..page import ReportContext, esc, note, num, table
+from ..verdicts import format_mde, format_rank, reading_tail
 
 _VERDICT_CLASS = {claims_mod.HOLDS: "good", claims_mod.FAILS: "bad", claims_mod.NOT_SIGNIFICANT: "ns"}
 
 
+def overall_line(claims: Sequence[claims_mod.Claim], deciding: bool = False) -> str:
+    """The run's overall verdict (:func:`~culture_neurons.analysis.overall.overall_verdict`) as a paragraph; with
+    ``deciding`` the rows that decide it below. Empty when no claim was tested."""
+    if not claims:
+        return ""
+    overall = overall_verdict(claims)
+    rows = overall.deciding() if deciding else []
+    below = f'<span class="note">Decided by: {esc("; ".join(rows))}.</span>' if rows else ""
+    return f'<p class="overall"><b>Overall:</b> {esc(overall.text)}.{below}</p>'
+
+
 def holds_box(claims: Sequence[claims_mod.Claim]) -> str:
-    """The "What holds and what does not" box, rendered from checked claims (nothing hand-written)."""
+    """The "What holds and what does not" box, rendered from checked claims (nothing hand-written): the overall
+    verdict first, then one row per claim."""
     if not claims:
         body = note(
             "No experiment of this run tests one of the paper's claims (run ablation, cross-culture or enhancement)."
@@ -24,22 +38,43 @@ def holds_box(claims: Sequence[claims_mod.Claim]) -> str:
             [
                 esc(c.title),
                 esc(c.scope),
-                f'<span class="verdict {_VERDICT_CLASS[c.verdict]}">{esc(c.verdict)}</span>',
+                f'<span class="verdict {_VERDICT_CLASS[c.verdict]}">{esc(c.verdict)}</span>'
+                + (f'<br><span class="note">{esc(tail)}</span>' if (tail := reading_tail(c)) else ""),
                 esc(c.number) + (f'<br><span class="note">{esc(c.note)}</span>' if c.note else ""),
+                format_rank(c.rank, c.m_random),
+                stats.format_p(c.p) + (f'<br><span class="note">{esc(c.p_test)}</span>' if c.p_test else ""),
+                stats.format_p(c.p_holm),
+                format_mde(c),
             ]
             for c in claims
         ]
+        family = sum(c.p_holm is not None for c in claims)
         body = table(
-            ["claim (the paper's)", "tested on", "verdict", "measured, 95% CI"],
+            [
+                "claim (the paper's)",
+                "tested on",
+                "verdict",
+                "measured, 95% CI",
+                "rank among random sets",
+                "p",
+                "Holm p",
+                "detectable at 80% power",
+            ],
             rows,
             "Each claim of the paper this run can test, checked against its own numbers. <b>holds</b>: the whole 95% "
-            "CI lies "
-            "on the side the paper predicts; <b>does not hold</b>: it lies on the other side; <b>not significant</b>: "
-            "the CI contains the null value. Δ vs random: intervened accuracy minus the mean of the random sets "
-            "(paired bootstrap).",
+            "CI lies on the side the paper predicts and the Holm-adjusted p is below 0.05; <b>does not hold</b>: the "
+            "CI lies on the other side; <b>not significant</b>: anything else, with what the test could have seen. "
+            "Δ vs random: intervened accuracy minus the mean of the random sets, in points, with a CI that resamples "
+            "items and random sets together (two-level bootstrap). Rank among random sets: where the set stands "
+            "among itself and the random sets (1st = furthest the predicted way); its p is the Monte-Carlo p "
+            "(b + 1) / (m + 1), which cannot go below 1 / (m + 1) with m random sets. p: each row's own one-sided "
+            f"test; Holm p: the same p adjusted by Holm's method for the {family} rows of this table that have one. "
+            "Detectable at 80% power: the smallest effect the row's test finds 80% of the time at alpha 0.05, "
+            "given its items, random sets and noise.",
             left=4,
         )
-    return f'<section class="holds" id="holds"><h2>What holds and what does not</h2>{body}</section>'
+    head = overall_line(claims, deciding=True)
+    return f'<section class="holds" id="holds"><h2>What holds and what does not</h2>{head}{body}</section>'
 
 
 def baseline_warnings(ctx: ReportContext) -> list[str]:

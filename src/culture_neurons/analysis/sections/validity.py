@@ -22,7 +22,7 @@ SUMMARY = Path("validity") / "summary.json"
 ORDER = ("sensitivity", "stability", "specificity", "faithfulness", "variants")
 TITLES = {
     "sensitivity": "Threshold sensitivity and dose-response",
-    "stability": "Stability across folds and templates",
+    "stability": "Stability",  # completed with the splits its table holds (_title)
     "specificity": "Specificity: culture against language understanding",
     "faithfulness": "Faithfulness: does the score predict the effect?",
     "variants": "Intervention variants",
@@ -37,6 +37,11 @@ def _ci(block: Mapping[str, Any] | None, key: str = "value") -> str:
 def _pair(value: Any, bounds: Sequence[Any] | None) -> str:
     lo, hi = (list(bounds) + [None, None])[:2] if bounds else (None, None)
     return stats.format_ci(value, lo, hi)
+
+
+def _percent(fraction: Any) -> str:
+    """A threshold stored as a fraction of its pool (0.01), shown in percent (``1``)."""
+    return num(fraction * 100 if isinstance(fraction, (int, float)) else fraction, "{:.3g}")
 
 
 def reading(name: str, section: Mapping[str, Any]) -> str:
@@ -62,8 +67,8 @@ def _sensitivity(ctx: ReportContext, sec: Mapping[str, Any]) -> list[str]:
         eff = r.get("effect") or {}
         rows.append(
             [
-                num(r.get("t_mlp"), "{:g}") + (" (default)" if r.get("default") else ""),
-                num(r.get("t_attn"), "{:.3g}"),
+                _percent(r.get("t_mlp")) + (" (default)" if r.get("default") else ""),
+                _percent(r.get("t_attn")),
                 r.get("size", "-"),
                 num((r.get("overlap_default") or {}).get("jaccard"), "{:.2f}"),
                 _ci((eff.get("culture") or {}).get("difference")),
@@ -73,26 +78,44 @@ def _sensitivity(ctx: ReportContext, sec: Mapping[str, Any]) -> list[str]:
     if rows:
         out.append(
             table(
-                ["t_mlp %", "t_attn %", "neurons", "Jaccard with default", "culture Δ vs random", "NLU Δ vs random"],
+                [
+                    "t_mlp (%)",
+                    "t_attn (%)",
+                    "neurons",
+                    "Jaccard with default",
+                    "culture Δ vs random",
+                    "NLU Δ vs random",
+                ],
                 rows,
-                "The general rule re-run at each MLP threshold (attention threshold scaled in proportion): set size, "
-                "overlap "
-                "with the default set, and the suppression effect against random sets of the same size (points, 95% "
-                "CI).",
+                "The general rule re-run at each MLP threshold (attention threshold scaled in proportion; both in % of "
+                "their pool, so 1 is the top 1 %, the config's 0.01): set size, overlap with the default set, and the "
+                "suppression effect against random sets of the same size (points, 95% CI).",
             )
         )
     return out
 
 
+def _stability_rows(sec: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """The splits (``folds``, ``templates``) the stability section has an overlap for, in table order."""
+    parts = (("folds", sec.get("folds")), ("templates", sec.get("templates")))
+    return [(label, part) for label, part in parts if ((part or {}).get("summary") or {}).get("jaccard") is not None]
+
+
+def _title(name: str, sec: Mapping[str, Any]) -> str:
+    # The stability heading names only the splits its table holds (a run without templates has only folds).
+    if name != "stability":
+        return TITLES[name]
+    labels = [label for label, _ in _stability_rows(sec)]
+    return f"{TITLES[name]} across {' and '.join(labels)}" if labels else TITLES[name]
+
+
 def _stability(ctx: ReportContext, sec: Mapping[str, Any]) -> list[str]:
     rows = []
-    for label, part in (("folds", sec.get("folds")), ("templates", sec.get("templates"))):
-        s = (part or {}).get("summary") or {}
-        if s.get("jaccard") is None:
-            continue
+    for label, part in _stability_rows(sec):
+        s = part["summary"]
         rng = s.get("range") or [None, None]
         rnd = s.get("random_ci") or [None, None]
-        sizes = ", ".join(f"{esc(k)} {v}" for k, v in ((part or {}).get("sets") or {}).items())
+        sizes = ", ".join(f"{esc(k)} {v}" for k, v in (part.get("sets") or {}).items())
         rows.append(
             [
                 label,
@@ -103,15 +126,19 @@ def _stability(ctx: ReportContext, sec: Mapping[str, Any]) -> list[str]:
         )
     if not rows:
         return [note("No fold or template overlap in the summary.")]
-    share = (sec.get("folds") or {}).get("full_in_every_fold")
+    labels = [label for label, _ in _stability_rows(sec)]
+    where = {
+        "folds": "on disjoint folds of the identification data",
+        "templates": "on each instruction template alone",
+    }
+    share = (sec.get("folds") or {}).get("full_in_every_fold") if "folds" in labels else None
     extra = "" if share is None else f" {100 * share:.0f}% of the default set's neurons are selected in every fold."
     return [
         table(
             ["split by", "sets (neurons)", "mean Jaccard [range over pairs]", "random sets: expected [95% range]"],
             rows,
-            "Overlap of the general sets selected on disjoint folds of the identification data (and on each "
-            "instruction "
-            f"template alone), next to the exact overlap of random sets of the same per-pool sizes.{extra}",
+            f"Overlap of the general sets selected {' and '.join(where[x] for x in labels)}, next to the exact "
+            f"overlap of random sets of the same per-pool sizes.{extra}",
             left=2,
         )
     ]
@@ -186,9 +213,12 @@ def _faithfulness(ctx: ReportContext, sec: Mapping[str, Any]) -> list[str]:
             table(
                 ["top k", "effect of zeroing all k", "sum of single effects", "ratio"],
                 add,
-                "Additivity: the effect of zeroing the top k general neurons together against the sum of their "
-                "single effects "
-                "(1 = additive; above 1, the neurons act together).",
+                "Additivity: the effect of zeroing the top k general neurons together (the mean drop of the target "
+                "probability) against the sum of their single effects. Ratio = together ÷ sum: below 0, the joint "
+                "effect has the opposite sign of the sum of single effects (zeroed together they raise the target "
+                "where alone they lower it, or the reverse); between 0 and 1, together they do less than the sum "
+                "(sub-additive); 1 = additive; above 1, together they do more than the sum (super-additive: the "
+                "neurons act together); - when the single effects sum to 0.",
             )
         )
     return out
@@ -217,18 +247,35 @@ RENDER = {
 }
 
 
+def checked_set(summary: Mapping[str, Any]) -> str:
+    """Which general set the checks are about, in words: the run's own, or one validity selected again (with its
+    overlap with the run's, so a reader knows how far the checks carry over to the set the tables describe)."""
+    info = summary.get("default_set") or {}
+    size = info.get("size")
+    sized = "" if size is None else f" ({size} neurons)"
+    if info.get("source") == "given":
+        return f"the run's own culture-general set{sized}, the one the tables above describe (neurons/general.json)"
+    ref = info.get("reference_overlap") or {}
+    if ref.get("jaccard") is None:
+        return f"a culture-general set{sized} that the validity analyses selected from their identification examples"
+    return (
+        f"a culture-general set{sized} that the validity analyses selected again from their own identification "
+        f"examples, not the run's set of {ref.get('size_b')} neurons that the tables above describe "
+        f"(Jaccard {ref['jaccard']:.2f}, {ref.get('intersection')} neurons shared); rerun the validate stage of the "
+        "pipeline to check the run's own set"
+    )
+
+
 def _body(ctx: ReportContext, summary: Mapping[str, Any]) -> list[str]:
-    size = (summary.get("default_set") or {}).get("size")
     out = [
-        f"<p>Checks of the culture-general set{'' if size is None else f' ({size} neurons)'}, each read in one "
-        "sentence "
-        "computed from its numbers. What each check means, when to trust it and what it costs: docs/validity.md.</p>"
+        f"<p>Checks of {esc(checked_set(summary))}, each read in one sentence computed from its numbers. What each "
+        "check means, when to trust it and what it costs: docs/validity.md.</p>"
     ]
     for name in ORDER:
         sec = summary.get(name)
         if not isinstance(sec, Mapping):
             continue
-        out.append(f'<h3 id="validity-{name}">{TITLES[name]}</h3>')
+        out.append(f'<h3 id="validity-{name}">{esc(_title(name, sec))}</h3>')
         text = reading(name, sec)
         if text:
             out.append(f'<p class="reading"><b>Reading:</b> {esc(text)}.</p>')

@@ -40,6 +40,7 @@ from typing import Any
 from ...errors import InputError
 from ..countries import resolve_country
 from ..hub import HubSource, load_hub_rows, load_hub_splits
+from ..options import BenchmarkOption
 from ..readers import Row, find_file, read_records
 from ..registry import Benchmark, LoadRequest, register
 from ..splits import topic_split
@@ -206,8 +207,7 @@ def _local_topics(path: Path) -> dict[str, str] | None:
 
 def load_mcq(req: LoadRequest) -> list[Item]:
     """BLEnD multiple-choice items from the official file, the short-answer release, or the hub."""
-    max_variants = int(req.options.get("max_variants", 5))
-    filter_scope = str(req.options.get("filter_scope", "all"))
+    max_variants, filter_scope = req.options["max_variants"], req.options["filter_scope"]
     if req.path is None:
         rows = load_hub_rows(HubSource(HUB_ID, "multiple-choice-questions", None), MCQ_COLUMNS)
         topics = None if any("Topic" in r or "topic" in r for r in rows[:1]) else _hub_topics()
@@ -237,7 +237,7 @@ def load_control(req: LoadRequest) -> list[Item]:
 
 def load_saq(req: LoadRequest) -> list[Item]:
     """BLEnD short-answer items from ``annotations/`` + ``questions/`` or the hub."""
-    language = str(req.options.get("language", "en"))
+    language = req.options["language"]
     if req.path is None:
         return saq_items(_hub_annotations(), _hub_topics(), req.countries, language)
     folder = req.path if req.path.is_dir() else req.path.parent
@@ -261,6 +261,28 @@ SAQ_TEMPLATES: tuple[Template, ...] = (
     ),
 )
 
+MCQ_OPTIONS = (
+    BenchmarkOption(
+        "max_variants", int, 5, "at most this many variants (wrong-option combinations) per (country, question)", min=1
+    ),
+    BenchmarkOption(
+        "filter_scope",
+        str,
+        "all",
+        "drop a badly answered question for every country (all) or only for that country (country)",
+        choices=("all", "country"),
+    ),
+)
+SAQ_OPTIONS = (
+    BenchmarkOption(
+        "language",
+        str,
+        "en",
+        "the question text in English (en) or in the local language (local)",
+        choices=("en", "local"),
+    ),
+)
+
 _MARKERS = ("annotations", "questions") + MCQ_FILES
 _FILES = "mc_questions_file.csv, or the annotations/ and questions/ folders"
 _SPLIT = "topic: Food, Work life, Sport → identification; Education, Family, Holidays → heldout"
@@ -278,7 +300,7 @@ BLEND = register(
         markers=_MARKERS,
         files=_FILES,
         hub=HubSource(HUB_ID, "multiple-choice-questions", None),
-        options=("max_variants", "filter_scope"),
+        options=MCQ_OPTIONS,
         split_rule=_SPLIT + "; at most 5 variants per (country, question)",
         citation=_CITE,
     )
@@ -295,7 +317,7 @@ BLEND_CONTROL = register(
         markers=_MARKERS,
         files=_FILES,
         hub=HubSource(HUB_ID, "multiple-choice-questions", None),
-        options=("max_variants", "filter_scope"),
+        options=MCQ_OPTIONS,
         split_rule="as blend",
         citation=_CITE,
     )
@@ -311,7 +333,7 @@ BLEND_SAQ = register(
         markers=("annotations", "questions"),
         files="the annotations/ and questions/ folders",
         hub=HubSource(HUB_ID, "annotations", None),
-        options=("language",),
+        options=SAQ_OPTIONS,
         split_rule=_SPLIT,
         citation=_CITE,
     )

@@ -38,7 +38,7 @@ from ..templates import (
     control_item,
     stable_seed,
 )
-from .nlu import NLU_TEMPLATES
+from .mcq_table import LETTER_TEMPLATES as NLU_TEMPLATES
 
 
 def demo_path(name: str) -> Path:

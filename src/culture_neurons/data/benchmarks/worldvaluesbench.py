@@ -23,6 +23,7 @@ from typing import Any
 
 from ...errors import InputError
 from ..countries import resolve_country
+from ..options import BenchmarkOption
 from ..readers import read_json
 from ..registry import Benchmark, LoadRequest, register
 from ..splits import kl_split
@@ -209,10 +210,17 @@ def load(req: LoadRequest) -> list[Item]:
         _find(folder, "value", part),
         _find(folder, "demographic", part),
         req.countries,
-        min_answers=int(req.options.get("min_answers", 10)),
-        top_k=int(req.options.get("top_k", 40)),
+        min_answers=req.options["min_answers"],
+        top_k=req.options["top_k"],
     )
 
+
+OPTIONS = (
+    BenchmarkOption(
+        "min_answers", int, 10, "keep a (country, question) only with at least this many valid answers", min=1
+    ),
+    BenchmarkOption("top_k", int, 40, "per country, this many most distinctive questions identify neurons", min=0),
+)
 
 TEMPLATES: tuple[Template, ...] = (
     Template(
@@ -253,7 +261,7 @@ register(
         folder="worldvaluesbench",
         markers=(METADATA_FILE, "full_value_qa.tsv"),
         parts=("full", "train", "valid", "test"),
-        options=("min_answers", "top_k"),
+        options=OPTIONS,
         files="question_metadata.json, full_value_qa.tsv, full_demographic_qa.tsv",
         split_rule="per country, the 40 questions with the largest KL(country || all) → identification; rest → heldout",
         citation="Zhao et al. 2024, WorldValuesBench",

@@ -19,10 +19,13 @@ from ... import rundir
 from ...chance import chance_warning, scorer_fix
 from ...data import get_benchmark
 from ...evaluation import plan as planner
-from ...evaluation.api import evaluate_rows, read_rows, write_rows
+from ...evaluation.api import evaluate_rows, evaluate_together, read_rows, write_rows
+from ...evaluation.country_random import country_random_set
 from ...evaluation.experiments import ExperimentResult, summarise_experiment
+from ...intervention import RowCondition
 from ...selection import NeuronSet
 from ..config import eval_options
+from ..cross_culture_keys import related_groups
 from ..runner import Context, FileRef, Stage
 from .select import neuron_files
 
@@ -39,6 +42,14 @@ class Sets:
 
     def specifics(self) -> list[str]:
         return sorted(n for n in self.paths if rundir.is_specific(n))
+
+    def load(self, stem: str) -> NeuronSet:
+        """The set of a neuron file's stem, or a random set drawn at a country's size (``rundir.drawn_stem``)."""
+        drawn = rundir.drawn_of(stem)
+        if drawn is None:
+            return NeuronSet.load(self.paths[stem])
+        like = NeuronSet.load(self.paths[drawn[0]])
+        return country_random_set(like.kind.split(":", 1)[1], like, drawn[1])
 
 
 def _sets(ctx: Context, planned: bool) -> Sets:
@@ -89,57 +100,108 @@ def make_plan(ctx: Context, evals: dict[str, FileRef], sets: Sets) -> planner.Pl
     if "cross-culture" in wanted and culture and sets.specifics():
         countries = _countries(ctx, sets)
         if countries:
-            plan.add(*planner.cross_culture(countries, culture))
+            e = ctx.config.evaluate
+            randoms = [
+                (c, [rundir.drawn_stem(stem, k) for k in range(e.cross_culture_random)]) for c, stem in countries
+            ]
+            plan.add(*planner.cross_culture(countries, culture, "suppress", randoms, related_groups(e)))
     return plan
 
 
-def _condition(ctx: Context, cond: planner.Condition, f: FileRef, sets: Sets, planned: bool, bar: Any) -> str:
-    """One (condition, benchmark) step; returns the path of its rows."""
+@dataclass
+class Cell:
+    """One (condition, benchmark) step: its key, rows file and inputs."""
+
+    cond: planner.Condition
+    ref: FileRef
+    key: str
+    rel: str
+    inputs: dict[str, Any]
+    unknown: bool
+
+
+def _cell(ctx: Context, cond: planner.Condition, f: FileRef, planned: bool) -> Cell:
     c, e = ctx.config, ctx.config.evaluate
-    opts = eval_options(c)
     stem, bench = cond.neurons, f.bench
     key = rundir.condition_key(bench, cond.label)
     rel = rundir.recorded_output(ctx.manifest.steps, key, rundir.condition_rel(bench, cond.label), ".parquet")
-    neurons_sha = ctx.manifest.output_hashes(rundir.SELECT_KEY).get(rundir.neurons_rel(stem)) if stem else None
+    drawn = rundir.drawn_of(stem) if stem else None  # a drawn random set depends on the file it is drawn like
+    source = drawn[0] if drawn else stem
+    neurons_sha = ctx.manifest.output_hashes(rundir.SELECT_KEY).get(rundir.neurons_rel(source)) if stem else None
     inputs = {
         "label": cond.label,
         "op": cond.op,
         "factor": e.factor if cond.op == "enhance" else None,
-        "options": opts.to_dict(),
+        "options": eval_options(c).identity(),
         "neurons": stem,
         "neurons_sha256": neurons_sha,
         "model": rundir.model_fingerprint(c.model),
     }
+    return Cell(cond, f, key, rel, inputs, planned and stem is not None)
+
+
+def _evaluate_pending(ctx: Context, cells: list[Cell], sets: Sets, bar: Any) -> dict[str, pd.DataFrame]:
+    """The rows of every cell that will run, benchmark by benchmark, all its pending conditions in one pass."""
+    c = ctx.config
+    opts = eval_options(c)
+    if ctx.dry_run or not opts.batch_conditions:
+        return {}
+    pending = [x for x in cells if not ctx.is_fresh(x.key, x.inputs, [x.ref.key], x.unknown)]
+    out: dict[str, pd.DataFrame] = {}
+    for bench in dict.fromkeys(x.ref.bench for x in pending):
+        group = [x for x in pending if x.ref.bench == bench]
+        if len(group) < 2:
+            continue
+        model, tokenizer = ctx.model()
+        pairs = [
+            (
+                x.cond.label,
+                RowCondition(sets.load(x.cond.neurons) if x.cond.neurons else None, x.cond.op, c.evaluate.factor),
+            )
+            for x in group
+        ]
+        got = evaluate_together(model, tokenizer, bench, ctx.read(group[0].ref.rel), pairs, opts, bar, c.model.site_map)
+        out.update({x.key: got[x.cond.label] for x in group})
+    return out
+
+
+def _condition(ctx: Context, cell: Cell, sets: Sets, ready: dict[str, pd.DataFrame], bar: Any) -> str:
+    """One (condition, benchmark) step (its rows from ``ready`` when evaluated together); returns its rows' path."""
+    c, e = ctx.config, ctx.config.evaluate
+    cond, f, rel = cell.cond, cell.ref, cell.rel
+    stem, bench = cond.neurons, f.bench
 
     def make() -> tuple[list[Path], dict[str, Any]]:
-        model, tokenizer = ctx.model()
         examples = ctx.read(f.rel)
-        ns = NeuronSet.load(sets.paths[stem]) if stem else None
-        rows = evaluate_rows(
-            model,
-            tokenizer,
-            {bench: examples},
-            ns,
-            cond.op,
-            e.factor,
-            condition=cond.label,
-            options=opts,
-            site_map=c.model.site_map,
-        )
+        rows = ready.pop(cell.key, None)
+        if rows is None:
+            model, tokenizer = ctx.model()
+            ns = sets.load(stem) if stem else None
+            rows = evaluate_rows(
+                model,
+                tokenizer,
+                {bench: examples},
+                ns,
+                cond.op,
+                e.factor,
+                condition=cond.label,
+                options=eval_options(c),
+                site_map=c.model.site_map,
+            )
+            bar.update(len(examples))
         if ctx.main:
             write_rows(rows, ctx.run_dir / rel)
-        bar.update(len(examples))
         return [ctx.run_dir / rel], {"n": len(examples), "value": float(rows["score"].mean()) * 100}
 
     res = ctx.step(
-        key,
+        cell.key,
         "evaluate",
         f"{bench} · {cond.label}",
-        inputs,
+        cell.inputs,
         make,
         depends=[f.key],
         all_ranks=True,
-        unknown_inputs=planned and stem is not None,
+        unknown_inputs=cell.unknown,
     )
     if res.status != "ran":
         bar.update(len(ctx.read(f.rel)) if (ctx.run_dir / f.rel).exists() else 0)
@@ -188,9 +250,10 @@ def _experiment(ctx: Context, exp: planner.Experiment, rels: dict[tuple[str, str
         return [*paths, *extra], {"experiment": exp.name}
 
     keys = [rundir.condition_key(b, lab) for b in benches for lab in labels]
-    ctx.step(
-        rundir.experiment_key(exp.name), "evaluate", exp.name, {"n_boot": e.n_boot, "seed": e.seed}, make, depends=keys
-    )
+    inputs: dict[str, Any] = {"n_boot": e.n_boot, "seed": e.seed}
+    if exp.related is not None:  # only cross-culture's summary reads the relatedness table
+        inputs["related"] = [list(g) for g in exp.related]
+    ctx.step(rundir.experiment_key(exp.name), "evaluate", exp.name, inputs, make, depends=keys)
 
 
 def run(ctx: Context) -> None:
@@ -205,11 +268,13 @@ def run(ctx: Context) -> None:
         for _, b in plan.cells()
     )
     bar = ctx.bar(total, "evaluate")
-    rels = {(b, cond.label): _condition(ctx, cond, evals[b], sets, planned, bar) for cond, b in plan.cells()}
+    cells = [_cell(ctx, cond, evals[b], planned) for cond, b in plan.cells()]
+    ready = _evaluate_pending(ctx, cells, sets, bar)
+    rels = {(x.ref.bench, x.cond.label): _condition(ctx, x, sets, ready, bar) for x in cells}
     bar.close()
     for exp in plan.experiments:
         _experiment(ctx, exp, rels)
     ctx.log_stage("evaluate")
 
 
-STAGE = Stage("evaluate", run, enabled=lambda config: bool(config.evaluate.experiments))
+STAGE = Stage("evaluate", run, enabled=lambda config: config.runs("evaluate"))

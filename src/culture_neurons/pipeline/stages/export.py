@@ -32,7 +32,7 @@ def jobs(ctx: Context) -> list[tuple[str, str, str, int]]:
     if c.score.countryrc:
         out.append(("countryrc", c.score.countryrc, c.score.split, cap_for(c.score.max_per_group, c.score.countryrc)))
     out += [("exclude", b, c.score.split, cap_for(c.score.max_per_group, b)) for b, _ in c.select.exclusions()]
-    if c.evaluate.experiments or c.train is not None:
+    if c.runs("evaluate") or c.runs("train"):
         out += [("eval", b, c.evaluate.split, cap_for(c.evaluate.max_per_group, b)) for b in c.evaluate.benchmarks]
     return out
 

@@ -36,6 +36,7 @@ from ...fileio import sha256_file, write_json_atomic
 from ...training.api import FinetuneOptions, run_selective_finetuning
 from ...training.compare import format_comparison
 from ...training.data import training_examples
+from ...training.sides import claim_input, format_sides
 from ..checks import parse_train
 from ..config import PipelineConfig, eval_options
 from ..runner import Context, Stage
@@ -103,7 +104,8 @@ def _reset_if_base_changed(folder: Path, stamp: dict[str, Any]) -> None:
 
 
 def _summary_info(run: Any) -> dict[str, Any]:
-    """What the manifest keeps about the step: the sets and each benchmark's change from base (all examples)."""
+    """What the manifest keeps about the step: the sets, each benchmark's change from base (all examples) and the
+    fine-tuning claim's numbers (``finetune.json`` ``claim``: the cultural side's top − random, docs/training.md)."""
     sets = {}
     for name, module_set in run.sets.items():
         result = run.results.get(name)
@@ -122,7 +124,7 @@ def _summary_info(run: Any) -> dict[str, Any]:
             "base": part.get("base", {}).get("value"),
             **{name: part[name]["change"]["value"] for name in run.sets if name in part},
         }
-    return {"sets": sets, "changes": changes}
+    return {"sets": sets, "changes": changes, "claim": claim_input(run.sides or {})}
 
 
 def _train(
@@ -176,6 +178,8 @@ def _train(
                 {b: {k: v for k, v in e.items() if k in ("metric", "all")} for b, e in run.summary.items()}
             )
         )
+    if run.sides:
+        ctx.echo(format_sides(run.sides))
     outputs = list(run.paths.values()) + [m / "training.json" for m in run.models.values()]
     return outputs, _summary_info(run)
 
@@ -218,4 +222,4 @@ def run(ctx: Context) -> None:
     ctx.log_stage("train")
 
 
-STAGE = Stage("train", run, enabled=lambda config: config.train is not None)
+STAGE = Stage("train", run, enabled=lambda config: config.runs("train"))

@@ -2,7 +2,9 @@
 
 It reads the run directory (identification examples, control and CountryRC tables, evaluation
 benchmarks, the general set), scores the identification examples again in fold x template cells
-(the cells sum to the run's table), and writes ``validity/summary.json`` for the report.
+(the cells sum to the run's table), and writes ``validity/summary.json`` for the report. The set
+every analysis checks is the run's own ``neurons/general.json`` (``default_set.source`` is
+``given``), so the report's checks are about the set its tables describe.
 """
 
 from __future__ import annotations
@@ -26,10 +28,6 @@ KEY = "validate"
 FOLDER = "validity"
 
 
-def _section(ctx: Context) -> Any:
-    return getattr(ctx.config, "validate", None)
-
-
 def _options(section: Any) -> ValidityOptions:
     if hasattr(section, "options"):
         return section.options()
@@ -45,7 +43,13 @@ def _nlu_identification(ctx: Context, section: Any) -> list | None:
         return None
     bench = get_benchmark(name)
     data_dir = None if bench.builtin else ctx.config.data.data_dir
-    exs = build_examples(name, split="all", data_dir=data_dir, templates=ctx.config.data.templates)
+    exs = build_examples(
+        name,
+        split="all",
+        data_dir=data_dir,
+        templates=ctx.config.data.templates,
+        **ctx.config.data.options.get(name, {}),
+    )
     return cap_examples(exs, limit=getattr(section, "nlu_identification_limit", None) or None)
 
 
@@ -64,11 +68,14 @@ def _settings(ctx: Context) -> SelectionSettings:
 
 
 def run(ctx: Context) -> None:
-    section = _section(ctx)
+    section = ctx.config.validate
     out = ctx.run_dir / FOLDER
 
     def make() -> tuple[list[Path], dict[str, Any]]:
         data, _info = from_run_dir(ctx.run_dir, _nlu_identification(ctx, section))
+        # Every analysis is about the run's own general set (neurons/general.json), the one the report and the
+        # claims describe; the sweep and the folds still re-select on the identification examples.
+        data.default_set = data.reference_set
         ident_cap = getattr(section, "identification_per_group", None) or None
         if ident_cap:  # a smaller identification sample than the run's (the demo's budget)
             data.identification = cap_examples(data.identification, max_per_group=ident_cap)
@@ -96,7 +103,7 @@ def run(ctx: Context) -> None:
         return outputs, {"readings": summary["readings"], "default_set": summary["default_set"]["size"]}
 
     depends = sorted(k for k in ctx.manifest.steps if rundir.stage_of_key(k) in ("export", "score", "select"))
-    inputs = {"validate": _jsonable(vars(section)) if section is not None else None}
+    inputs = {"validate": _jsonable(vars(section))}
     ctx.step(KEY, "validate", "validity analyses", inputs, make, depends=depends)
     ctx.log_stage("validate")
 
@@ -111,6 +118,4 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-STAGE = Stage(
-    "validate", run, enabled=lambda config: bool(getattr(getattr(config, "validate", None), "enabled", False))
-)
+STAGE = Stage("validate", run, enabled=lambda config: config.runs("validate"))
