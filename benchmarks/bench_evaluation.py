@@ -40,9 +40,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+os.environ.setdefault("TQDM_DISABLE", "1")  # lm-eval's bars would drown the table (read when tqdm is imported)
+
 import torch
 
-os.environ.setdefault("TQDM_DISABLE", "1")  # lm-eval's bars would drown the table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -76,11 +77,12 @@ def export_task(work: Path, task: str, data_dir: str | None, items: int, split: 
         common += ["--data-dir", data_dir]
     if task in ("blend", "culturalbench-easy"):
         common += ["--countries", "targets"]
-    examples, folder = work / f"{task}.jsonl", work / f"task-{task}"
+    stem = f"{task}-{split}-{items}"
+    examples, folder = work / f"{stem}.jsonl", work / f"task-{stem}"
     cn = [sys.executable, "-m", "culture_neurons"]
     if not examples.exists():
         cli(*cn, "data", "export", *common, "--templates", "cloze", "--out", examples)
-    name = f"bench_{task.replace('-', '_')}"
+    name = f"bench_{task.replace('-', '_')}_{items}"
     if not folder.exists():
         cli(*cn, "data", "export-lm-eval", *common, "--task", name, "--out", folder)
     return examples, folder, name
@@ -298,12 +300,12 @@ def whole_process(model_arg: str, examples: Path, task: str, folder: Path, args)
             "lm_eval --model hf": [
                 sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args",
                 f"pretrained={hf_folder},dtype={dtype}", "--include_path", str(folder), "--tasks", task,
-                "--batch_size", str(args.batch_size), "--device", "cpu", "--bootstrap_iters", "0",
+                "--batch_size", str(args.batch_size), "--device", "cpu",
             ],
             "culture-neurons-lm-eval": [
                 sys.executable, "-m", "culture_neurons.integrations.lm_eval_cli", "--model", "culture-neurons",
                 "--model_args", f"pretrained={model_arg},dtype={dtype}", "--include_path", str(folder), "--tasks",
-                task, "--batch_size", str(args.batch_size), "--device", "cpu", "--bootstrap_iters", "0",
+                task, "--batch_size", str(args.batch_size), "--device", "cpu",
             ],
         }  # fmt: skip
         out: dict[str, Any] = {k: {"seconds": [], "peak_rss_mib": []} for k in commands}
@@ -337,6 +339,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--conditions", type=int, default=0, help="also time an ablation of N conditions")
     parser.add_argument("--set-size", type=int, default=345, help="neurons per set in the ablation")
+    parser.add_argument("--condition-items", type=int, default=64, help="items of the ablation timing")
     parser.add_argument("--skip-loops", action="store_true", help="skip the lm-eval loop comparison")
     parser.add_argument("--whole-process", action="store_true")
     parser.add_argument("--work", default=str(ROOT / "runs" / "bench-evaluation"))
@@ -377,7 +380,7 @@ def main() -> None:
             f"lm-eval culture-neurons / ours {report['loops']['ratio culture-neurons/ours']:.2f}x"
         )
     if args.conditions:
-        report["conditions"] = cond = condition_times(model, tokenizer, examples, args)
+        report["conditions"] = cond = condition_times(model, tokenizer, examples[: args.condition_items], args)
         print(f"{cond['conditions']} conditions on {cond['items']} items: one at a time / together "
               f"{cond['ratio one-at-a-time/together']:.2f}x ({cond['ms per item and condition (together)']:.1f} ms "
               f"per item and condition); max |prob diff| {cond['max_abs_prob_diff']:.1e}, same correct "
