@@ -227,10 +227,12 @@ def test_hooks_are_removed_and_the_model_is_unchanged(tokenizer):
     assert [r["option_probs"] for r in before] == [r["option_probs"] for r in after]
 
 
-def test_pipeline_rows_equal_with_and_without_batching_and_the_flag_keeps_steps_fresh(tmp_path):
+def test_pipeline_rows_equal_with_and_without_batching_and_the_flag_keeps_steps_fresh(tmp_path, monkeypatch):
     from culture_neurons.pipeline.run import run_pipeline
+    from culture_neurons.pipeline.stages import evaluate as stage
     from tests.pipeline_helpers import save_tiny_model, tiny_run_config
 
+    monkeypatch.setattr(stage, "CONDITIONS_PER_PASS", 3)  # several passes per benchmark, the last one short
     model_dir = save_tiny_model(tmp_path / "model")
     runs = {}
     for batched in (True, False):
@@ -256,3 +258,102 @@ def test_pipeline_rows_equal_with_and_without_batching_and_the_flag_keeps_steps_
     config.pop("report", None)
     plan = run_pipeline(config, progress=False, dry_run=True)
     assert {s.status for s in plan.steps if s.key.startswith("evaluate:")} == {"up to date"}
+
+
+def test_a_pass_is_written_when_it_ends_so_a_kill_loses_one_pass_at_most(tmp_path, monkeypatch):
+    from culture_neurons.pipeline.run import run_pipeline
+    from culture_neurons.pipeline.stages import evaluate as stage
+    from tests.pipeline_helpers import save_tiny_model, tiny_run_config
+
+    monkeypatch.setattr(stage, "CONDITIONS_PER_PASS", 2)
+    real, calls = stage.evaluate_together, []
+
+    def dies_on_the_second_pass(*args, **kwargs):
+        calls.append(len(args[4]))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # what a kill between two passes leaves behind
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stage, "evaluate_together", dies_on_the_second_pass)
+    out = tmp_path / "run"
+    config = tiny_run_config(save_tiny_model(tmp_path / "model"), out, evaluate={"experiments": ["ablation"]})
+    config.pop("report", None)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(config, progress=False)
+    assert calls == [2, 2]
+    written = sorted((out / "eval" / "conditions").rglob("*.parquet"))
+    assert len(written) == 2  # the first pass's two conditions, on disk before the kill
+    monkeypatch.setattr(stage, "evaluate_together", real)
+    result = run_pipeline(config, progress=False)
+    statuses = {s.key: s.status for s in result.steps if s.key.startswith("evaluate:")}
+    assert sum(v == "skipped" for v in statuses.values()) == 2 and "ran" in statuses.values(), statuses
+
+
+def test_country_random_sets_see_their_own_country_only(tokenizer):
+    """Cross-culture's random sets run on their country's questions alone, and the ``vs_random`` block is what a
+    plan that evaluates them on every question gives (the slow reference: ``Condition.countries`` cleared)."""
+    from culture_neurons.evaluation import plan as planner
+    from culture_neurons.evaluation.country_random import country_random_sets
+    from culture_neurons.evaluation.experiments import evaluate_conditions, summarise_experiment
+
+    model = tiny_model("llama")
+    specific = dict(zip(("Japan", "Mexico", "Spain"), sets_for(model, seed=4)))
+    opts = EvalOptions(scorer="loglik", batch_size=4, chat_template=False)
+    benches = {"m": mcq_examples(9)}
+    result = run_cross_culture(
+        model, tokenizer, benches, specific, options=opts, n_boot=20, cross=_cross(random_sets=2)
+    )
+    drawn = result.rows[result.rows["condition"].str.startswith("suppress:random:")]
+    for label, group in drawn.groupby("condition"):
+        country = label.split(":")[2]
+        assert set(group["country"]) == {country} and len(group) == 3  # 3 of the 9 questions are each country's
+    randoms = [(c, country_random_sets(c, ns, 2)) for c, ns in specific.items()]
+    conditions, experiment = planner.cross_culture(list(specific.items()), ["m"], "suppress", randoms)
+    wide = [dataclasses.replace(c, countries=None) for c in conditions]
+    rows = evaluate_conditions(model, tokenizer, benches, wide, 2.0, opts)
+    assert len(rows) == 9 * len(wide)
+    reference, _ = summarise_experiment(rows, experiment, 20, 0)
+    assert result.summary["vs_random"] == reference["vs_random"]  # 0/1 scores: equal, not close
+
+
+def _cross(**kw):
+    from culture_neurons.evaluation.cross_options import CrossCultureOptions
+
+    return CrossCultureOptions(**kw)
+
+
+def test_narrowed_ablation_compares_each_benchmark_with_the_sets_it_saw(tokenizer):
+    """``plan.ablation(narrow=(k, benchmarks))``: later random sets skip the other benchmarks, and each benchmark's
+    summary ranks the target among the random sets evaluated on it, equal to an ablation with only those sets."""
+    from culture_neurons.evaluation import plan as planner
+    from culture_neurons.evaluation.experiments import ablation_summary, evaluate_conditions
+
+    model = tiny_model("llama")
+    like = sets_for(model)[0]
+    randoms = [(f"random:{s}", select_random(like, s)) for s in range(3)]
+    benches = {"culture": mcq_examples(6), "nlu": mcq_examples(4)}
+    opts = EvalOptions(scorer="loglik", batch_size=4, chat_template=False)
+    conds, exp = planner.ablation(("general", like), randoms, list(benches), narrow=(1, ["culture"]))
+    assert {c.label: c.benchmarks for c in conds}["suppress:random:2"] == ("culture",)
+    assert {c.label: c.benchmarks for c in conds}["suppress:random:0"] == ("culture", "nlu")
+    rows = evaluate_conditions(model, tokenizer, benches, conds, 2.0, opts)
+    summary = ablation_summary(rows, list(benches), exp.target, list(exp.compared), 50, 0)
+    assert summary["culture"]["all"]["m_random"] == 3 and summary["nlu"]["all"]["m_random"] == 1
+    few = rows[rows["benchmark"] == "nlu"]
+    alone = ablation_summary(few, ["nlu"], exp.target, ["suppress:random:0"], 50, 0)
+    assert summary["nlu"] == alone["nlu"]
+
+
+def test_score_follows_the_benchmark_s_metric(tokenizer):
+    """Under ``loglik`` the ``score`` of an ``acc_norm`` benchmark (OpenBookQA, ARC) is ``correct_norm``, of an ``acc``
+    one (PIQA, a user's own file) ``correct``: what lm-eval reports for each."""
+    model = tiny_model("llama")
+    opts = EvalOptions(scorer="loglik", batch_size=4, chat_template=False)
+    for dataset, column in (("openbookqa", "correct_norm"), ("arc-easy", "correct_norm"), ("piqa", "correct")):
+        exs = [dataclasses.replace(e, dataset=dataset) for e in mcq_examples(9)]
+        rows = evaluate_examples(model, tokenizer, exs, opts)
+        assert [r["score"] for r in rows] == [float(r[column]) for r in rows], dataset
+    exs = [dataclasses.replace(e, dataset="my-own-file") for e in mcq_examples(9)]
+    rows = evaluate_examples(model, tokenizer, exs, opts)
+    assert [r["score"] for r in rows] == [float(r["correct"]) for r in rows]
+    assert any(r["correct"] != r["correct_norm"] for r in rows)  # the two differ somewhere: the check can fail

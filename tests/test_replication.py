@@ -38,7 +38,7 @@ RANK_ROWS = 3  # claims rows ranked against random sets in the preset: 2 cultura
 # A tiny run with every stage the study uses (ablation, cross-culture, train, validate), sized for seconds.
 TINY = {
     "select": {"random": {"seeds": 3}},
-    "evaluate": {"experiments": ["ablation", "cross-culture"]},
+    "evaluate": {"experiments": ["ablation", "cross-culture"], "nlu_random": 2},  # the preset's narrowed NLU side
     "train": {
         "budget": 0.3,
         "max_examples": 8,
@@ -124,7 +124,8 @@ def test_preset_caps_are_as_documented(tmp_path):
     assert {"arc-easy", "arc-challenge", "piqa", "openbookqa"} <= set(cfg.evaluate.benchmarks)
     assert cfg.score.max_per_group == 0 and cfg.evaluate.max_per_group.get("blend", 0) == 0
     assert cfg.train["data"] == "mrpc" and cfg.train["part"] == "train" and cfg.runs("train") and cfg.runs("validate")
-    assert cfg.model.dtype == "float32" and preset(tmp_path, **{"model.dtype": "auto"}).model.dtype == "auto"
+    assert cfg.evaluate.nlu_random is not None and cfg.evaluate.nlu_random >= 20
+    assert cfg.model.dtype == "auto" and preset(tmp_path, **{"model.dtype": "float32"}).model.dtype == "float32"
 
 
 def test_preset_needs_a_model():
@@ -160,12 +161,14 @@ def test_planned_work_counts_by_hand(tmp_path):
     assert list(work) == ["score", "evaluate", "train", "validate"]
     assert work["score"].passes == 2 * (1129 + 1129 + 224)
     ablation = 1 + 1 + 100  # original, the general set, its random sets
-    cross = 8 * (1 + 60)  # each country's set and its random sets, on the benchmarks with countries
-    assert eval_conditions(cfg, "blend") == ablation + cross and eval_conditions(cfg, "piqa") == ablation
-    assert work["evaluate"].passes == (ablation + cross) * (1068 + 146) + ablation * 2500
+    nlu = 1 + 1 + 20  # the NLU benchmarks see the first 20 random sets only
+    cross = 8 + 100  # each country's set; 100 random sets per country, each on its own country's questions
+    assert eval_conditions(cfg, "blend") == ablation + cross and eval_conditions(cfg, "piqa") == nlu
+    assert work["evaluate"].passes == (ablation + cross) * (1068 + 146) + nlu * 2500
     conditions = 1 + 5 * (1 + 20)  # original; 5 swept sizes, each with 20 random sets
     faith = (150 + 4) * 64  # 150 neurons and 4 additivity sets, each over 64 examples
-    assert work["validate"].passes == conditions * (1068 + 146 + 5 * 200) + faith + 2 * 1129
+    compared = 4 * (1 + 20 + 150) * 64  # 4 methods: top-k set and 20 random sets, and the 150 neurons, over 64
+    assert work["validate"].passes == conditions * (1068 + 146 + 5 * 200) + faith + 2 * 1129 + compared
     assert "100 optimizer steps" in work["train"].text
     assert work["train"].passes == 3 * 3 * 100 * 16 + 4 * sum(n.values())
     assert planned_lines(cfg, counts)[0].startswith("Planned work")
@@ -292,6 +295,18 @@ def test_the_train_stage_writes_the_claim_numbers(study):
 # --------------------------------------------------------------- one set: validity checks the run's own set
 
 
+def test_nlu_benchmarks_see_the_first_nlu_random_sets_and_countries_their_own(study):
+    """``evaluate.nlu_random = 2`` of 3 random sets: the NLU benchmark ranks among 2, the cultural one among 3;
+    each country's random sets are evaluated on its own questions only."""
+    summary = json.loads((study / "eval" / "ablation" / "summary.json").read_text(encoding="utf-8"))["results"]
+    m = {b: summary[b]["all"]["m_random"] for b in summary}
+    assert m == {"demo-culture": 3, "demo-nlu": 2}, m
+    rows = pd.read_parquet(study / "eval" / "cross-culture" / "rows.parquet")
+    drawn = rows[rows["condition"].str.startswith("suppress:random:")]
+    assert not drawn.empty
+    assert (drawn["condition"].str.split(":").str[2] == drawn["country"]).all()
+
+
 def test_validity_checks_the_set_the_report_describes(study):
     general = json.loads((study / "neurons" / "general.json").read_text())
     validity = json.loads((study / "validity" / "summary.json").read_text())
@@ -406,3 +421,26 @@ def write_fixture() -> None:
 
 if __name__ == "__main__":
     sys.exit(write_fixture())
+
+
+def test_stage_seconds_count_work_between_steps_but_not_between_sittings():
+    """A batched pass runs before its steps are recorded: the time since the previous step counts; a second
+    sitting's wait (the laptop closed overnight) does not; a step's own time is the floor."""
+    from culture_neurons.analysis.summary_export import stage_seconds
+
+    def step(stage, started, finished, seconds=1.0, status="done"):
+        return {"stage": stage, "started": started, "finished": finished, "seconds": seconds, "status": status}
+
+    manifest = {
+        "created": "2026-12-07T10:00:00+0000",
+        "sittings": ["2026-12-07T10:00:00+0000", "2026-12-08T09:00:00+0000"],
+        "steps": {
+            "score:a": step("score", "2026-12-07T10:00:10+0000", "2026-12-07T10:01:00+0000", 50.0),
+            "evaluate:x": step("evaluate", "2026-12-07T10:21:00+0000", "2026-12-07T10:21:00+0000", 0.01),
+            "evaluate:y": step("evaluate", "2026-12-07T10:21:00+0000", "2026-12-07T10:21:01+0000", 0.01),
+            "train": step("train", "2026-12-08T09:00:05+0000", "2026-12-08T09:10:00+0000", 590.0),
+            "validate": step("validate", "2026-12-08T09:10:00+0000", "2026-12-08T09:10:30+0000", 5, "failed"),
+        },
+    }
+    got = stage_seconds(manifest)
+    assert got == {"score": 60.0, "evaluate": 1201.0, "train": 600.0}

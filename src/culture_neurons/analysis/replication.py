@@ -163,6 +163,46 @@ def _claims(summary: Mapping[str, Any]) -> list[str]:
     return [*md_table(header, rows), "", tail]
 
 
+POWER_TARGET = 5.0  # points: the smallest detectable excess drop each pooled side must reach (issue's target)
+
+
+def _power(summaries: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The pooled culture and NLU sides at the run's own set size (the validity stage's dose-response point):
+    the excess drop vs random with its two-level CI, its rank and the detectable excess at 80 % power."""
+    rows = []
+    for s in summaries:
+        for point in (s.get("validity") or {}).get("dose_response") or []:
+            if not point.get("default"):
+                continue
+            ci, mde = point.get("excess_ci_two_level") or {}, point.get("mde")
+            rank = (
+                f"{point['rank']} of {point['m_random'] + 1} (p {format_p(point.get('p_mc'))})"
+                if point.get("rank")
+                else "-"
+            )
+            met = "-" if mde is None else ("yes" if mde <= POWER_TARGET else "no")
+            rows.append(
+                [
+                    s["model"]["name"],
+                    point["side"],
+                    _show(point.get("n")),
+                    format_ci(ci.get("value"), ci.get("ci_low"), ci.get("ci_high"), signed=True),
+                    rank,
+                    "-" if mde is None else f"{mde:.1f}",
+                    met,
+                ]
+            )
+    if not rows:
+        return ["The runs' validity summaries hold no dose-response point at the run's own set size."]
+    header = ["model", "side", "items", "excess change vs random, points [two-level 95% CI]", "rank among random"]
+    header += ["detectable excess (80 %)", f"≤ {POWER_TARGET:g} points"]
+    note = (
+        "Each side pools the benchmarks of that side on which the model is above chance (docs/validity.md); the "
+        "excess is the set's change minus the mean random set's, so a drop is negative."
+    )
+    return [note, "", *md_table(header, rows)]
+
+
 def _finetune(summaries: Sequence[Mapping[str, Any]]) -> list[str]:
     rows = []
     for s in summaries:
@@ -326,6 +366,7 @@ def render_replication(summaries: Sequence[Mapping[str, Any]], folder: str, figu
         lines += ["", "## Baselines against chance", "", *_baselines(summaries), "", "## The claims", ""]
         for s in summaries:
             lines += [f"### {s['model']['name']}", "", *_claims(s), ""]
+        lines += ["## Power on the pooled sides", "", *_power(summaries), ""]
         lines += ["## The paper's claims next to what we found", "", *found_lines(summaries), ""]
         lines += ["## Figures", "", *_figure_lines(summaries, folder, figures)]
         lines += ["## Validity readings", "", *_readings(summaries), ""]

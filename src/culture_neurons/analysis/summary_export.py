@@ -19,6 +19,7 @@ import dataclasses
 import math
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -235,13 +236,32 @@ def _finetune(run_dir: Path) -> dict[str, Any] | None:
     }
 
 
+def _when(text: Any) -> float | None:
+    try:
+        return datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    except ValueError:
+        return None
+
+
 def stage_seconds(manifest: Mapping[str, Any]) -> dict[str, float]:
-    """Wall seconds per stage: the sum of its steps' recorded times (a resumed run counts each step's last run)."""
-    out: dict[str, float] = {}
+    """Wall seconds per stage, from the finished steps' timestamps: each step is charged the time since the step that
+    finished before it, or since its sitting began when that is later (``created`` and ``sittings``), and at least
+    its own recorded time. That counts the work a stage does between its steps (batched evaluation passes, loading
+    the model) and not the time between sittings; a resumed run counts each step's last run."""
+    starts = sorted(t for t in map(_when, [manifest.get("created"), *(manifest.get("sittings") or [])]) if t)
+    done = []
     for rec in (manifest.get("steps") or {}).values():
-        stage, seconds = rec.get("stage"), rec.get("seconds")
-        if stage and isinstance(seconds, (int, float)):
-            out[stage] = out.get(stage, 0.0) + float(seconds)
+        finished, started = _when(rec.get("finished")), _when(rec.get("started"))
+        if rec.get("status") == "done" and rec.get("stage") and finished is not None:
+            done.append((finished, started if started is not None else finished, rec["stage"], rec.get("seconds") or 0))
+    out: dict[str, float] = {}
+    previous = None
+    for finished, started, stage, seconds in sorted(done):
+        sitting = max((t for t in starts if t <= started), default=None)
+        begin = max(t for t in (previous, sitting) if t is not None) if (previous or sitting) else None
+        charged = max(float(seconds), finished - begin) if begin is not None else float(seconds)
+        out[stage] = out.get(stage, 0.0) + charged
+        previous = finished
     return out
 
 

@@ -12,6 +12,7 @@ from .registry import (
     get_benchmark,
     list_benchmarks,
     load_items,
+    metric_of,
     register,
 )
 from .templates import Item, Template
@@ -33,6 +34,7 @@ __all__ = [
     "label_problems",
     "list_benchmarks",
     "load_items",
+    "metric_of",
     "read_examples",
     "register",
     "resolve_country",

@@ -133,6 +133,14 @@ def get_benchmark(name: str) -> Benchmark:
     return _REGISTRY[key]
 
 
+def metric_of(name: str | None) -> str:
+    """The metric a benchmark's ``score`` follows under the ``loglik`` scorer: its registered convention (``acc`` or
+    ``acc_norm``); ``acc`` for a name the registry does not know (a user's own file)."""
+    _ensure_loaded()
+    found = _REGISTRY.get((name or "").strip().lower())
+    return found.metric if found is not None else "acc"
+
+
 def locate_data(benchmark: Benchmark, data_dir: str | Path) -> Path:
     """Where a benchmark's files are under ``data_dir``.
 

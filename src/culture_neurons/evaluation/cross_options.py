@@ -15,8 +15,8 @@ class CrossCultureOptions:
     """Options of :func:`~.experiments.run_cross_culture` beyond the matrix.
 
     Attributes:
-        random_sets: layer-matched random sets of each country's size, suppressed on every country's
-            questions (0: none); the summary's ``vs_random`` compares each country's set with its own.
+        random_sets: layer-matched random sets of each country's size, each suppressed on its country's
+            questions only (0: none); the summary's ``vs_random`` compares each country's set with its own.
         related: groups of related countries (``[["UK", "USA"], ["Spain", "Mexico"]]``); None: the
             default table :data:`~.related.DEFAULT_RELATED`; ``()`` relates no country.
     """

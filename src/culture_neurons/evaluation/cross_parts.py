@@ -53,6 +53,26 @@ def random_labels(
     )
 
 
+def own_country_scores(
+    rows: pd.DataFrame, index: pd.Index, country_of: np.ndarray, drawn: Mapping[str, Sequence[str]]
+) -> pd.DataFrame:
+    """The scores of each country's random-set conditions on ``index`` (one column per label), NaN where a
+    condition was not evaluated; raises :class:`InputError` when one lacks an example of its own country
+    (the planner evaluates them on their country's questions only, so that is all the summary may read)."""
+    labels = [x for c in drawn for x in drawn[c]]
+    picked = rows[rows["condition"].isin(labels)]
+    table = picked.pivot_table(index=["benchmark", "id"], columns="condition", values="score", sort=False)
+    table = table.reindex(index=index, columns=labels)
+    for c, group in drawn.items():
+        mask = country_of == c
+        short = [
+            lab for lab in group if table[lab].to_numpy()[mask].size and np.isnan(table[lab].to_numpy()[mask]).any()
+        ]
+        if short:
+            raise InputError(f"the random set(s) {', '.join(short)} were not evaluated on every question of {c}")
+    return table
+
+
 def related_block(
     scores: pd.DataFrame,
     country_of: np.ndarray,

@@ -27,7 +27,7 @@ from . import plan as planner
 from .api import as_benchmarks, evaluate_rows, evaluate_together, metric_name, output_folder, write_rows
 from .country_random import country_random_sets
 from .cross_options import CrossCultureOptions
-from .cross_parts import random_block, random_labels, related_block, specific_by_country
+from .cross_parts import own_country_scores, random_block, random_labels, related_block, specific_by_country
 from .metrics import compare_to_random, mean_ci, paired_change
 from .scorers import EvalOptions
 from .summary import summary_document
@@ -112,21 +112,24 @@ def ablation_summary(
     them: the rank with its Monte-Carlo p (``rank``, ``m_random``, ``p_mc``, ``rank_rise``,
     ``p_mc_rise``), ``excess_ci_two_level`` and the detectable excess ``mde``.
     """
-    labels = ["original", target, *random_labels]
-    scores = condition_table(rows, labels)
     info = rows[rows["condition"] == "original"].set_index(["benchmark", "id"])
+    evaluated = rows.groupby("benchmark", sort=False)["condition"].unique()
     summary: dict[str, Any] = {}
     for bench in benches:
+        # The random sets evaluated on this benchmark (plan.ablation's ``narrow`` may leave some out).
+        here = set(evaluated.get(bench, ()))
+        labels = [lab for lab in random_labels if lab in here]
+        scores = condition_table(rows[rows["benchmark"] == bench], ["original", target, *labels])
         block, meta, parts = split_parts(scores, info, bench)
         entry: dict[str, Any] = {"metric": metric_name(meta)}
         for part, index in parts.items():
             sub = block.loc[index]
             orig, tgt = sub["original"].to_numpy(), sub[target].to_numpy()
-            rnd = sub[random_labels].to_numpy().T if random_labels else np.zeros((0, len(sub)))
+            rnd = sub[labels].to_numpy().T if labels else np.zeros((0, len(sub)))
             entry[part] = {
                 "original": mean_ci(orig, n_boot, seed),
                 "target": mean_ci(tgt, n_boot, seed),
-                "random": {lab: float(sub[lab].mean()) * 100 for lab in random_labels},
+                "random": {lab: float(sub[lab].mean()) * 100 for lab in labels},
                 "random_mean": float(rnd.mean()) * 100 if rnd.size else None,
                 **compare_to_random(orig, tgt, rnd, n_boot, seed),
             }
@@ -149,14 +152,17 @@ def evaluate_conditions(
 
     With ``options.batch_conditions`` (the default) the conditions of each benchmark run together in
     one pass (:func:`~.api.evaluate_together`); otherwise one after another. The rows are the same
-    either way (to float rounding) and come in the same order: by condition, then benchmark.
+    either way (to float rounding) and come in the same order: by condition, then benchmark. A
+    condition with ``countries`` is evaluated on those countries' examples only.
     """
     if options.batch_conditions and len(conditions) > 1:
         together: dict[tuple[str, str], pd.DataFrame] = {}
-        for bench in dict.fromkeys(b for c in conditions for b in c.benchmarks):
-            group = [c for c in conditions if bench in c.benchmarks]
+        cells = dict.fromkeys((b, c.countries) for c in conditions for b in c.benchmarks)
+        for bench, countries in cells:  # one pass per benchmark and example subset
+            group = [c for c in conditions if bench in c.benchmarks and c.countries == countries]
             pairs = [(c.label, RowCondition(c.neurons, c.op, factor)) for c in group]
-            got = evaluate_together(model, tokenizer, bench, benches[bench], pairs, options, progress, site_map)
+            examples = group[0].select(benches[bench])
+            got = evaluate_together(model, tokenizer, bench, examples, pairs, options, progress, site_map)
             together.update({(label, bench): frame for label, frame in got.items()})
         frames = [together[(c.label, b)] for c in conditions for b in c.benchmarks]
         return pd.concat(frames, ignore_index=True)
@@ -164,7 +170,7 @@ def evaluate_conditions(
         evaluate_rows(
             model,
             tokenizer,
-            {b: benches[b] for b in c.benchmarks},
+            {b: c.select(benches[b]) for b in c.benchmarks},
             c.neurons,
             c.op,
             factor,
@@ -288,10 +294,12 @@ def cross_culture_summary(
     sets = list(countries)
     present = list(dict.fromkeys(rows["condition"]))
     drawn = random_labels(present, op, sets, randoms)
-    labels = ["original"] + [f"{op}:{c}" for c in sets] + [x for c in sets for x in drawn.get(c, [])]
-    scores = condition_table(rows, labels)
+    drawn = {c: drawn[c] for c in sets if drawn.get(c)}
+    scores = condition_table(rows, ["original"] + [f"{op}:{c}" for c in sets])
     info = rows[rows["condition"] == "original"].set_index(["benchmark", "id"]).loc[scores.index]
     country_of = info["country"].to_numpy()
+    if drawn:  # evaluated on their own country's questions only (plan.Condition.countries)
+        scores = scores.join(own_country_scores(rows, scores.index, country_of, drawn))
     eval_countries = sorted(info["country"].unique())
     matrix = pd.DataFrame(index=list(sets), columns=eval_countries, dtype=float)
     cells: dict[str, dict[str, Any]] = {}

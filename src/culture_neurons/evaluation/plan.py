@@ -36,12 +36,25 @@ def country_random_kind(country: str, index: int) -> str:
 
 @dataclass(frozen=True)
 class Condition:
-    """One evaluated condition: ``op`` on ``neurons`` (None: the model as it is) over ``benchmarks``."""
+    """One evaluated condition: ``op`` on ``neurons`` (None: the model as it is) over ``benchmarks``.
+
+    ``countries``: only the examples of these countries (``Example.group``) are evaluated; None: all.
+    Cross-culture's random sets are compared with a country's set on that country's questions alone,
+    so evaluating them on the other countries' questions would be work no summary reads.
+    """
 
     label: str
     op: str = "suppress"
     neurons: Any = None
     benchmarks: tuple[str, ...] = ()
+    countries: tuple[str, ...] | None = None
+
+    def select(self, examples: Sequence[Any]) -> list[Any]:
+        """The examples this condition is evaluated on (those of its ``countries``, or all)."""
+        if self.countries is None:
+            return list(examples)
+        wanted = set(self.countries)
+        return [e for e in examples if e.group in wanted]
 
 
 @dataclass(frozen=True)
@@ -81,10 +94,10 @@ class Plan:
         for c in conditions:
             if c.label in seen:
                 old = self.conditions[seen[c.label]]
-                if (old.op, old.neurons) != (c.op, c.neurons):
+                if (old.op, old.neurons, old.countries) != (c.op, c.neurons, c.countries):
                     raise ValueError(f"two different conditions share the label {c.label!r}")
                 merged = tuple(dict.fromkeys([*old.benchmarks, *c.benchmarks]))
-                self.conditions[seen[c.label]] = Condition(c.label, c.op, c.neurons, merged)
+                self.conditions[seen[c.label]] = Condition(c.label, c.op, c.neurons, merged, c.countries)
             else:
                 seen[c.label] = len(self.conditions)
                 self.conditions.append(c)
@@ -106,11 +119,21 @@ def ablation(
     benchmarks: Sequence[str],
     op: str = "suppress",
     name: str | None = None,
+    narrow: tuple[int, Sequence[str]] | None = None,
 ) -> tuple[list[Condition], Experiment]:
     """``op`` on the ``target`` set against ``op`` on each random set. Sets are ``(kind, handle)``;
-    the experiment is ``ablation`` (``enhancement`` for ``op="enhance"``) unless ``name`` says otherwise."""
+    the experiment is ``ablation`` (``enhancement`` for ``op="enhance"``) unless ``name`` says otherwise.
+
+    ``narrow`` ``(k, benchmarks)``: the random sets after the first ``k`` are evaluated on those of the
+    ``benchmarks`` only (the replication study ranks the cultural drop among many random sets, and
+    needs fewer for the NLU side's interval); the summary compares each benchmark with the random sets
+    evaluated on it."""
     benches = tuple(benchmarks)
     conds = [Condition(condition_label(op, kind), op, handle, benches) for kind, handle in [target, *randoms]]
+    if narrow is not None:
+        keep, few = narrow[0], tuple(b for b in benches if b in set(narrow[1]))
+        conds = [c if i <= keep else Condition(c.label, op, c.neurons, few) for i, c in enumerate(conds)]
+        conds = [c for c in conds if c.benchmarks]
     exp_name = name or ("enhancement" if op == "enhance" else "ablation")
     return [original(benches), *conds], Experiment(
         exp_name, conds[0].label, tuple(c.label for c in conds[1:]), benches, op=op
@@ -127,15 +150,16 @@ def cross_culture(
     """``op`` on each country's set in turn; ``sets`` are ``(country, handle)``.
 
     ``randoms`` are ``(country, [handle of its random set 0, 1, ...])``: each becomes the condition
-    ``<op>:random:<country>:<k>``, planned after every country's own set. ``related`` is passed on to
-    the summary (the relatedness table)."""
+    ``<op>:random:<country>:<k>``, planned after every country's own set and evaluated on that
+    country's questions only (what its summary compares). ``related`` is passed on to the summary
+    (the relatedness table)."""
     benches = tuple(benchmarks)
     conds = [Condition(condition_label(op, country), op, handle, benches) for country, handle in sets]
     drawn = [
         (
             country,
             [
-                Condition(condition_label(op, country_random_kind(country, k)), op, h, benches)
+                Condition(condition_label(op, country_random_kind(country, k)), op, h, benches, (country,))
                 for k, h in enumerate(handles)
             ],
         )

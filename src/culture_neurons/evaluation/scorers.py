@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ..data.example import Example
+from ..data.registry import metric_of
 from ..distributed import gather_in_order, shard, world
 from ..errors import InputError
 from ..intervention.rowwise import copies_of
@@ -166,7 +167,8 @@ def evaluate_examples(
     condition ``c``. Each example is tokenised once for all its copies.
 
     Row keys: ``id, benchmark, country, split, template, kind, scorer, prediction, gold, correct,
-    correct_norm (loglik only), score`` (1/0, or alignment / 100 for scale examples),
+    correct_norm (loglik only), score`` (1/0: ``correct_norm`` on a benchmark whose convention is ``acc_norm``
+    under ``loglik``, else ``correct``; alignment / 100 for scale examples),
     ``option_probs`` and ``options`` (multiple-choice examples).
     """
     opts = replace(options or EvalOptions(), **overrides)
@@ -233,7 +235,8 @@ def _evaluate_local(
         got = _mcq_results(
             model, tokenizer, [examples[i] for i in mcq], [prompts[i] for i in mcq], add_special, opts, tick, copies
         )
-        place(mcq, [{**g, "score": float(g["correct"])} for g in got])
+        metrics = [metric_of(examples[i].dataset) for i in mcq for _ in range(copies)]
+        place(mcq, [{**g, "score": _mcq_score(g, m)} for g, m in zip(got, metrics, strict=True)])
     for kind, n_tokens in (
         ("scale", opts.scale_max_new_tokens),
         ("saq", opts.saq_max_new_tokens),
@@ -308,6 +311,13 @@ def _generated_result(kind: str, ex: Example, text: str) -> dict[str, Any]:
         "correct": pred == clean_label(ex.answer),
         "score": float(pred == clean_label(ex.answer)),
     }
+
+
+def _mcq_score(result: dict[str, Any], metric: str) -> float:
+    """A multiple-choice row's ``score``: ``correct_norm`` on a benchmark whose convention is ``acc_norm`` (ARC,
+    OpenBookQA, HellaSwag) when the scorer computes it (``loglik``), else ``correct``."""
+    norm = result.get("correct_norm")
+    return float(norm if metric == "acc_norm" and norm is not None else result["correct"])
 
 
 def _output_row(ex: Example, kind: str, res: dict[str, Any], scorer: str) -> dict[str, Any]:

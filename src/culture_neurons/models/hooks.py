@@ -24,6 +24,24 @@ def forward_hooks(hooks: Iterable[tuple[nn.Module, Callable]]) -> Iterator[None]
 
 
 @contextlib.contextmanager
+def forwards_replaced(replacements: Iterable[tuple[nn.Module, Callable]]) -> Iterator[None]:
+    """Set each ``(module, forward)``'s ``module.forward`` for the duration of the block, exceptions included;
+    afterwards a module has its own instance ``forward`` back, or none (its class's) when it had none."""
+    patched: list[tuple[nn.Module, Callable | None]] = []
+    try:
+        for module, forward in replacements:
+            patched.append((module, module.__dict__.get("forward")))
+            module.forward = forward
+        yield
+    finally:
+        for module, own in reversed(patched):
+            if own is None:
+                del module.forward
+            else:
+                module.forward = own
+
+
+@contextlib.contextmanager
 def frozen_for_attribution(model: nn.Module) -> Iterator[None]:
     """Freeze every parameter and switch to eval mode; restore flags and mode afterwards.
 
@@ -84,16 +102,5 @@ def recomputed_layers(layers: Iterable[nn.Module], recomputing: Callable[[bool],
 
         return run
 
-    patched: list[tuple[nn.Module, Callable | None]] = []
-    try:
-        for layer in layers:
-            patched.append((layer, layer.__dict__.get("forward")))
-            layer.forward = wrap(layer.forward)
-        with set_checkpoint_early_stop(False):
-            yield
-    finally:
-        for layer, own in patched:
-            if own is None:
-                del layer.forward
-            else:
-                layer.forward = own
+    with forwards_replaced((layer, wrap(layer.forward)) for layer in layers), set_checkpoint_early_stop(False):
+        yield

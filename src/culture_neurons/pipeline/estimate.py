@@ -27,6 +27,7 @@ from ..data.example import Example
 from ..evaluation.api import evaluate_rows
 from .config import eval_options, scoring_options
 from .runner import Context, FileRef
+from .study_size import eval_conditions
 
 #: Timed batches per estimate (after the warm-up one); more when more tables are pending.
 REPEATS = 3
@@ -178,20 +179,6 @@ def estimate_text(parts: Sequence[Part]) -> str:
     )
 
 
-def planned_conditions(ctx: Context) -> int:
-    """How many conditions each evaluation benchmark is evaluated under (an upper bound)."""
-    c = ctx.config
-    n = 1
-    randoms = c.select.random.seeds if c.select.general.enabled else 0
-    for name in ("ablation", "enhancement"):
-        if name in c.evaluate.experiments and c.select.general.enabled:
-            n += 1 + randoms
-    if "cross-culture" in c.evaluate.experiments and c.select.specific.enabled:
-        countries = c.select.specific.countries
-        n += (len(countries) if isinstance(countries, list) else 8) * (1 + c.evaluate.cross_culture_random)
-    return n if c.runs("evaluate") else 0
-
-
 def _scoring(ctx: Context, pending: Sequence[FileRef]) -> Part:
     model, tokenizer = ctx.model()
     c = ctx.config
@@ -213,8 +200,8 @@ def _scoring(ctx: Context, pending: Sequence[FileRef]) -> Part:
 def _evaluation(ctx: Context) -> Part | None:
     c = ctx.config
     evals = ctx.exports_of("eval")
-    conditions = planned_conditions(ctx)
-    if not evals or not conditions:
+    conditions = [eval_conditions(c, f.bench) for f in evals]  # whole-benchmark equivalents, as a dry run counts
+    if not evals or not any(conditions):
         return None
     model, tokenizer = ctx.model()
     tables = [ctx.read(f.rel) for f in evals]
@@ -233,8 +220,8 @@ def _evaluation(ctx: Context) -> Part | None:
         )
 
     batches = batches_in_turn(tables, c.evaluate.batch_size, 1 + max(REPEATS, len(tables)))
-    n = conditions * sum(len(t) for t in tables)
-    size = conditions * sum(size_of(e) for t in tables for e in t)
+    n = sum(k * len(t) for k, t in zip(conditions, tables, strict=True))
+    size = sum(k * sum(size_of(e) for e in t) for k, t in zip(conditions, tables, strict=True))
     return Part("evaluation", f"evaluating up to {n} example-conditions", n, size, time_batches(run, batches))
 
 

@@ -82,6 +82,11 @@ class Manifest:
     def path(self) -> Path:
         return self.run_dir / NAME
 
+    def begin_sitting(self) -> None:
+        """Record that a run (not a dry run) starts working in this directory now: the summary's stage times do not
+        count the time between sittings."""
+        self.data.setdefault("sittings", []).append(_now())
+
     @classmethod
     def open(cls, run_dir: Path, writer: bool = True) -> Manifest:
         path = Path(run_dir) / NAME

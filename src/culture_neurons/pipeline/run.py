@@ -122,10 +122,13 @@ def run_pipeline(
     with _lock(run_dir, dry_run):
         ctx = Context(cfg, run_dir, dry_run=dry_run, progress=progress, echo=echo or log.info)
         _record_config(ctx, cfg)
+        if not dry_run and ctx.main:
+            ctx.manifest.begin_sitting()
         for line in ignored_values(cfg):  # set in the config but read by no stage that runs
             ctx.warn(line)
         for stage in STAGES:
             if stage.enabled(cfg):
+                ctx.stage_started = time.perf_counter()
                 stage.run(ctx)
         ctx.manifest.save()
     report = run_dir / REPORT_FILE

@@ -72,6 +72,7 @@ class Context:
         data = broadcast_object(Manifest.open(self.run_dir).data if self.main else None)
         self.manifest = Manifest(self.run_dir, data, writer=self.main and not dry_run)
         self.results: list[StepResult] = []
+        self.stage_started: float | None = None  # perf_counter when the current stage began (set by run_pipeline)
         self.pending: set[str] = set()  # steps that ran or would run in this invocation (their outputs change)
         self.exports: dict[str, FileRef] = {}  # export name -> exported examples file
         self.tables: dict[str, FileRef] = {}  # export name -> score table
@@ -219,7 +220,8 @@ class Context:
     def log_stage(self, stage: str, detail: str = "") -> None:
         steps = [s for s in self.results if s.stage == stage]
         ran = [s for s in steps if s.status == "ran"]
-        secs = sum(s.seconds for s in steps)
+        # The stage's wall time in this sitting: its steps' times leave out work between steps (batched passes).
+        secs = time.perf_counter() - self.stage_started if self.stage_started else sum(s.seconds for s in steps)
         if self.dry_run:
             would = sum(s.status == "would run" for s in steps)
             self.echo(f"[{stage}] {would} of {len(steps)} step(s) would run{'; ' + detail if detail else ''}")

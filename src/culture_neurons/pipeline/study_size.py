@@ -47,20 +47,23 @@ def _kind(bench: str) -> str:
 
 
 def eval_conditions(config: PipelineConfig, bench: str) -> int:
-    """Conditions one evaluation benchmark is evaluated under: ``original``, the general set and each random set per
-    experiment that uses them, and (on a benchmark with countries) each country's specific set and its random sets
-    for cross-culture."""
+    """Conditions one evaluation benchmark is evaluated under, in whole-benchmark equivalents: ``original``, the
+    general set and each random set per experiment that uses them, and (on a benchmark with countries) each
+    country's specific set, and its random sets, which see only that country's questions: ``m`` random sets per
+    country cost ``m`` passes over the benchmark, whatever the number of countries."""
     if not config.runs("evaluate"):
         return 0
     e = config.evaluate
     randoms = config.select.random.seeds if config.select.general.enabled else 0
+    if e.nlu_random is not None and _kind(bench) == "nlu":
+        randoms = min(randoms, e.nlu_random)
     n = 1
     for name in ("ablation", "enhancement"):
         if name in e.experiments and config.select.general.enabled:
             n += 1 + randoms
     if "cross-culture" in e.experiments and config.select.specific.enabled and _by_country(bench):
         countries = config.select.specific.countries
-        n += (len(countries) if isinstance(countries, list) else 8) * (1 + getattr(e, "cross_culture_random", 0))
+        n += (len(countries) if isinstance(countries, list) else 8) + getattr(e, "cross_culture_random", 0)
     return n
 
 
@@ -108,12 +111,19 @@ def _validate(config: PipelineConfig, items: Mapping[str, int], identification: 
     evals = conditions * (culture + nlu)
     faith = (v.faith_top + v.faith_threshold + v.faith_random + len(v.additivity_k)) * v.faith_examples
     rescored = identification if "stability" in analyses else 0
+    methods = list(dict.fromkeys(["gxa", *v.faith_methods])) if v.faith_methods else []
+    compared = len(methods) * (1 + v.random_seeds + v.faith_top + v.faith_threshold + v.faith_random)
     text = (
         f"{conditions} conditions x {culture + nlu:,} items = {evals:,} item evaluations; "
         f"{faith:,} faithfulness passes; {rescored:,} identification examples scored again in "
         f"{v.folds} folds"
     )
-    return StageWork("validate", evals + faith + 2 * rescored, text)
+    if methods:
+        text += (
+            f"; {len(methods)} scoring methods ({', '.join(methods)}) on {v.faith_examples} examples each "
+            f"(ig: sites x layers x ig_steps passes per example) and {compared * v.faith_examples:,} ablation passes"
+        )
+    return StageWork("validate", evals + faith + 2 * rescored + compared * v.faith_examples, text)
 
 
 def _train(config: PipelineConfig, items: Mapping[str, int]) -> StageWork:

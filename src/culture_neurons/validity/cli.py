@@ -140,6 +140,8 @@ def build_options(kw: Mapping[str, Any]) -> ValidityOptions:
         kwargs.update(faith_top=faith, faith_threshold=faith, faith_random=faith)
     if kw["faith_examples"] is not None:
         kwargs["faith_examples"] = kw["faith_examples"]
+    if kw.get("faith_methods"):
+        kwargs["faith_methods"] = _names(kw["faith_methods"], "--faith-methods")
     opts = ValidityOptions(**kwargs)
     opts.validate()
     return opts
@@ -233,6 +235,12 @@ def build_options(kw: Mapping[str, Any]) -> ValidityOptions:
     type=_POSITIVE,
     default=None,
     help="Identification examples the single-neuron effects average over.",
+)
+@click.option(
+    "--faith-methods",
+    default=None,
+    metavar="M1,M2",
+    help="Scoring methods to compare in the faithfulness analysis (gxa, atp-mean, ig, ig-joint; docs/validity.md).",
 )
 @click.option("--layer-matched", is_flag=True, help="Random sets also match the per-layer counts.")
 @click.option(

@@ -105,25 +105,32 @@ def _device(model: Any) -> torch.device:
 
 
 def _mask_hooks(units: Sequence[Sequence[Any]], per_replica: Mapping[int, int], replicas: int) -> list[tuple[Any, Any]]:
-    """One hook per module: in replica r, zero the channels of ``units[r]`` (a list of HookPlans).
+    """One hook per module: in replica r, zero the channels of ``units[r]`` (a list of HookPlans), or set them
+    to the plans' ``values`` where those are given (mean ablation).
 
     ``per_replica`` maps a pass's batch size to its sequences per replica (the shared-prefix path runs a
     prompt pass, one sequence per example, and a continuation pass, one per option row)."""
-    per_module: dict[int, tuple[Any, list[tuple[int, torch.Tensor]]]] = {}
+    per_module: dict[int, tuple[Any, list[tuple[int, torch.Tensor, torch.Tensor | None]]]] = {}
     for r, plans in enumerate(units):
         for p in plans:
-            per_module.setdefault(id(p.module), (p.module, []))[1].append((r, p.channels))
+            per_module.setdefault(id(p.module), (p.module, []))[1].append((r, p.channels, p.values))
     hooks = []
     for module, entries in per_module.values():
 
         def hook(_m, _inputs, output, entries=entries):
             out = output[0] if isinstance(output, tuple) else output
             mask = torch.ones(replicas, out.shape[-1], dtype=out.dtype, device=out.device)
-            for r, ch in entries:
+            fill = None
+            for r, ch, values in entries:
                 mask[r, ch.to(out.device)] = 0
-            mask = mask.repeat_interleave(per_replica[out.shape[0]], 0)
-            shape = (mask.shape[0],) + (1,) * (out.dim() - 2) + (out.shape[-1],)
-            new = out * mask.reshape(shape)
+                if values is not None:
+                    fill = torch.zeros_like(mask) if fill is None else fill
+                    fill[r, ch.to(out.device)] = values.to(out.device, out.dtype)
+            reps = per_replica[out.shape[0]]
+            shape = (replicas * reps,) + (1,) * (out.dim() - 2) + (out.shape[-1],)
+            new = out * mask.repeat_interleave(reps, 0).reshape(shape)
+            if fill is not None:
+                new = new + fill.repeat_interleave(reps, 0).reshape(shape)
             return (new, *output[1:]) if isinstance(output, tuple) else new
 
         hooks.append((module, hook))
@@ -131,7 +138,12 @@ def _mask_hooks(units: Sequence[Sequence[Any]], per_replica: Mapping[int, int], 
 
 
 def ablation_effects(
-    model: Any, rows: TargetRows, units: Sequence[NeuronSet], max_rows: int = 256, site_map: Any = None
+    model: Any,
+    rows: TargetRows,
+    units: Sequence[NeuronSet],
+    max_rows: int = 256,
+    site_map: Any = None,
+    means: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean p drop when each unit (a NeuronSet: one neuron, or several zeroed together) is zeroed.
 
@@ -140,12 +152,14 @@ def ablation_effects(
         rows: the fixed example subset, encoded once.
         units: what to zero, one forward replica each.
         max_rows: the most sequences in one forward pass (bounds memory: logits are rows x vocab).
+        means: ``{site: [layers, width]}`` channel means: each unit's channels are set to their mean
+            instead of zero (mean ablation, what ``atp-mean`` estimates).
 
     Returns:
         ``(effects [units], base_p [examples])``: effect = mean over examples of (p - p with the unit zeroed).
     """
     adapter = get_adapter(model, site_map)
-    plans = [plan(u, adapter, model) for u in units]
+    plans = [plan(u, adapter, model, means) for u in units]
     n_ex = len(rows.examples)
     rows_per_ex = max(len(r) for r in rows.rows)
     ex_chunk = max(1, min(n_ex, max_rows // rows_per_ex))

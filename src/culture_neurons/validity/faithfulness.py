@@ -10,11 +10,15 @@ Additivity: the top-k set zeroed together against the sum of its members' single
 from __future__ import annotations
 
 import csv
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..data.example import Example
 from ..fileio import atomic_path, sha256_json
 from ..selection.neuronset import NeuronSet
 from ..selection.select import Pool
@@ -98,8 +102,24 @@ def write_csv(rows: list[dict[str, Any]], path: Any) -> None:
         writer.writerows(rows)
 
 
+@dataclass
+class FaithfulnessParts:
+    """The faithfulness section and what it was measured on (the method comparison reuses them)."""
+
+    section: dict[str, Any]
+    sample: NeuronSet
+    examples: list[Example]
+    rows: TargetRows
+    zero_effects: np.ndarray  # the true effect of zeroing each neuron of ``sample`` alone
+
+
 def faithfulness(study: Study) -> dict[str, Any]:
     """The faithfulness section of ``validity/summary.json``; writes ``validity/faithfulness.csv``."""
+    return faithfulness_parts(study).section
+
+
+def faithfulness_parts(study: Study) -> FaithfulnessParts:
+    """:func:`faithfulness` with its sample, examples, rows and single-neuron zeroing effects."""
     opts = study.options
     ns, strata = sample(study)
     exs = study.data.identification[:: max(1, len(study.data.identification) // max(opts.faith_examples, 1))][
@@ -139,7 +159,7 @@ def faithfulness(study: Study) -> dict[str, Any]:
         }
         for k, j in zip(ks, joint)
     ]
-    return {
+    section = {
         "spearman": corr,
         "n_neurons": len(rows),
         "n_examples": len(exs),
@@ -148,14 +168,27 @@ def faithfulness(study: Study) -> dict[str, Any]:
         "additivity": additivity,
         "target": study.scoring.target,
     }
+    return FaithfulnessParts(section, ns, exs, rows_in, single)
 
 
-def cached_effects(study: Study, rows: TargetRows, units: list[NeuronSet]) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`ablation_effects`, computed once per (units, examples) and kept in ``faithfulness_effects.npz``."""
-    key = sha256_json(
-        {"units": [u.content_hash() for u in units], "ids": [ex.id for ex in rows.examples], "target": rows.target}
-    )
-    path = study.out / "faithfulness_effects.npz"
+def cached_effects(
+    study: Study,
+    rows: TargetRows,
+    units: list[NeuronSet],
+    name: str = "faithfulness_effects",
+    means: Mapping[str, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`ablation_effects` (mean ablation with ``means``), computed once per (units, examples, means) and kept
+    in ``<name>.npz``."""
+    ident: dict[str, Any] = {
+        "units": [u.content_hash() for u in units],
+        "ids": [ex.id for ex in rows.examples],
+        "target": rows.target,
+    }
+    if means is not None:
+        ident["means"] = {k: hashlib.sha256(v.double().numpy().tobytes()).hexdigest() for k, v in sorted(means.items())}
+    key = sha256_json(ident)
+    path = study.out / f"{name}.npz"
 
     def load() -> tuple[torch.Tensor, torch.Tensor] | None:
         if not path.is_file():
@@ -166,7 +199,7 @@ def cached_effects(study: Study, rows: TargetRows, units: list[NeuronSet]) -> tu
             return torch.from_numpy(z["effects"]), torch.from_numpy(z["base"])
 
     def make() -> tuple[torch.Tensor, torch.Tensor]:
-        effects, base = ablation_effects(study.model, rows, units, study.options.max_rows)
+        effects, base = ablation_effects(study.model, rows, units, study.options.max_rows, means=means)
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as fh:
             np.savez(fh, key=np.array(key), effects=effects.numpy(), base=base.numpy())

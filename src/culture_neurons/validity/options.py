@@ -46,6 +46,9 @@ class ValidityOptions:
             ranking, ranks around the threshold, random pool neurons).
         faith_examples: identification examples the true effects are averaged over.
         additivity_k: sizes of the top-k sets zeroed together.
+        faith_methods: scoring methods compared on the faithfulness sample (``gxa``, ``atp-mean``, ``ig``,
+            ``ig-joint``; docs/methods.md), each against the ablation it estimates, with its top-``faith_top``
+            set against random sets and its cost (:mod:`.methods`); empty: none compared.
         enhance_factors: the enhancement sweep; ``mean_op``: compare mean ablation with zeroing.
         mean_examples: identification examples the channel means are taken over.
         max_rows: sequences per forward pass of the faithfulness batches.
@@ -69,6 +72,7 @@ class ValidityOptions:
     faith_random: int = 50
     faith_examples: int = 32
     additivity_k: tuple[int, ...] = (5, 10, 25, 50)
+    faith_methods: tuple[str, ...] = ()
     enhance_factors: tuple[float, ...] = (0.0, 0.5, 1.5, 2.0, 3.0)
     mean_op: bool = True
     drop_at_chance: bool = True
@@ -105,6 +109,13 @@ class ValidityOptions:
         if "faithfulness" in self.analyses and self.faith_examples < 1:
             raise InputError(
                 f"faith_examples must be at least 1 for the faithfulness analysis, got {self.faith_examples}"
+            )
+        from ..attribution.methods import METHOD_NAMES
+
+        bad = [m for m in self.faith_methods if m not in METHOD_NAMES]
+        if bad:
+            raise InputError(
+                f"unknown scoring method {bad[0]!r} in faith_methods; choose from {', '.join(METHOD_NAMES)}"
             )
         if not all(math.isfinite(f) for f in self.enhance_factors):
             raise InputError(f"enhance_factors must be finite numbers, got {self.enhance_factors}")

@@ -80,7 +80,16 @@ def reading_stability(section: Mapping[str, Any]) -> str:
 
 
 def reading_faithfulness(section: Mapping[str, Any]) -> str:
-    """Spearman correlation of score and true effect."""
+    """Spearman correlation of score and true effect, and the method comparison's recommendation when there is one."""
+    text = _reading_rho(section)
+    methods, chosen = section.get("methods") or {}, (section.get("recommended") or {}).get("method")
+    if methods:
+        rhos = ", ".join(f"{m} {e['spearman']['rho']:.2f}" for m, e in methods.items())
+        text += f"; methods: rho {rhos}" + (f"; recommended: {chosen}" if chosen else "")
+    return text
+
+
+def _reading_rho(section: Mapping[str, Any]) -> str:
     head = section.get("headline") or {}
     rho, lo, hi = head.get("value"), head.get("ci_low"), head.get("ci_high")
     if rho is None or rho != rho:

@@ -23,7 +23,8 @@ from typing import Any
 from ..fileio import write_json_atomic
 from ..models.loading import model_identity
 from ..version import __version__
-from .faithfulness import faithfulness, write_csv
+from .faithfulness import write_csv
+from .methods import faithfulness_with_methods
 from .overlap import layer_distribution
 from .readings import READERS
 from .sensitivity import sensitivity
@@ -40,7 +41,7 @@ ANALYSES = {
     "sensitivity": sensitivity,
     "stability": stability,
     "specificity": specificity,
-    "faithfulness": faithfulness,
+    "faithfulness": faithfulness_with_methods,
     "variants": variants,
 }
 

@@ -98,6 +98,13 @@ def dose_points(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "difference": eff["difference"]["value"],
                     "difference_ci": [eff["difference"]["ci_low"], eff["difference"]["ci_high"]],
                     "p": eff["difference"]["p_one_sided"],
+                    "default": bool(row.get("default")),
+                    "n": eff.get("n"),
+                    "excess_ci_two_level": eff.get("excess_ci_two_level"),
+                    "mde": eff.get("mde"),
+                    "rank": eff.get("rank"),
+                    "m_random": eff.get("m_random"),
+                    "p_mc": eff.get("p_mc"),
                 }
             )
     return points

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ...models.hooks import forwards_replaced
+
 
 def repeat_rows(value: Any, rows: int, k: int) -> Any:
     """``value`` with every tensor whose first dimension is ``rows`` repeated k times along it (tuples too)."""
@@ -51,17 +53,8 @@ class LayerOutputs:
     @contextlib.contextmanager
     def replacing(self, below: int, k: int) -> Iterator[None]:
         """Layers ``0 .. below - 1`` return their real output repeated k times instead of running."""
-        patched: list[tuple[nn.Module, Any]] = []
-        try:
-            for index in range(min(below, len(self.layers))):
-                layer = self.layers[index]
-                replay = repeat_rows(self.outputs[index], self.rows, k)
-                patched.append((layer, layer.__dict__.get("forward")))
-                layer.forward = lambda *_a, _replay=replay, **_kw: _replay
+        replays = [
+            (self.layers[i], repeat_rows(self.outputs[i], self.rows, k)) for i in range(min(below, len(self.layers)))
+        ]
+        with forwards_replaced((layer, lambda *_a, _r=replay, **_kw: _r) for layer, replay in replays):
             yield
-        finally:
-            for layer, own in patched:
-                if own is None:
-                    del layer.forward
-                else:
-                    layer.forward = own

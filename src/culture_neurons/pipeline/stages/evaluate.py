@@ -17,7 +17,7 @@ import pandas as pd
 
 from ... import rundir
 from ...chance import chance_warning, scorer_fix
-from ...data import get_benchmark
+from ...data import get_benchmark, metric_of
 from ...evaluation import plan as planner
 from ...evaluation.api import evaluate_rows, evaluate_together, read_rows, write_rows
 from ...evaluation.country_random import country_random_set
@@ -94,13 +94,15 @@ def make_plan(ctx: Context, evals: dict[str, FileRef], sets: Sets) -> planner.Pl
     ]
     plan = planner.Plan()
     plan.add([planner.original(benches)])
+    e = ctx.config.evaluate
+    not_nlu = [b for b in benches if get_benchmark(b).kind != "nlu"]
+    narrow = (e.nlu_random, not_nlu) if e.nlu_random is not None else None
     for name, op in (("ablation", "suppress"), ("enhancement", "enhance")):
         if name in wanted and rundir.GENERAL_STEM in sets.paths:
-            plan.add(*planner.ablation(("general", rundir.GENERAL_STEM), sets.randoms(), benches, op))
+            plan.add(*planner.ablation(("general", rundir.GENERAL_STEM), sets.randoms(), benches, op, narrow=narrow))
     if "cross-culture" in wanted and culture and sets.specifics():
         countries = _countries(ctx, sets)
         if countries:
-            e = ctx.config.evaluate
             randoms = [
                 (c, [rundir.drawn_stem(stem, k) for k in range(e.cross_culture_random)]) for c, stem in countries
             ]
@@ -137,32 +139,57 @@ def _cell(ctx: Context, cond: planner.Condition, f: FileRef, planned: bool) -> C
         "neurons_sha256": neurons_sha,
         "model": rundir.model_fingerprint(c.model),
     }
+    if cond.countries is not None:  # only then, so that the digests of whole-benchmark conditions stay as they were
+        inputs["countries"] = list(cond.countries)
+    if metric_of(bench) == "acc_norm":  # the score follows acc_norm there (rows scored before that are stale)
+        inputs["metric"] = "acc_norm"
     return Cell(cond, f, key, rel, inputs, planned and stem is not None)
 
 
-def _evaluate_pending(ctx: Context, cells: list[Cell], sets: Sets, bar: Any) -> dict[str, pd.DataFrame]:
-    """The rows of every cell that will run, benchmark by benchmark, all its pending conditions in one pass."""
-    c = ctx.config
-    opts = eval_options(c)
-    if ctx.dry_run or not opts.batch_conditions:
+def _examples(ctx: Context, cell: Cell) -> list[Any]:
+    """The examples a cell evaluates: its benchmark's, or only its condition's countries'."""
+    return cell.cond.select(ctx.read(cell.ref.rel))
+
+
+#: The most conditions one pass evaluates together. Batching conditions gains little beyond a few
+#: (docs/performance.md, "Many conditions in one pass"), a batch holds ``batch_size`` rows per condition,
+#: and each pass's cells are written as soon as it ends, so a kill loses one pass at most.
+CONDITIONS_PER_PASS = 16
+
+
+def _passes(ctx: Context, cells: list[Cell]) -> dict[str, list[Cell]]:
+    """``{cell key: the cells evaluated with it}`` for the pending cells evaluated together: the same benchmark and
+    example subset, at most :data:`CONDITIONS_PER_PASS` at a time, in plan order."""
+    if ctx.dry_run or not eval_options(ctx.config).batch_conditions:
         return {}
-    pending = [x for x in cells if not ctx.is_fresh(x.key, x.inputs, [x.ref.key], x.unknown)]
-    out: dict[str, pd.DataFrame] = {}
-    for bench in dict.fromkeys(x.ref.bench for x in pending):
-        group = [x for x in pending if x.ref.bench == bench]
-        if len(group) < 2:
-            continue
-        model, tokenizer = ctx.model()
-        pairs = [
-            (
-                x.cond.label,
-                RowCondition(sets.load(x.cond.neurons) if x.cond.neurons else None, x.cond.op, c.evaluate.factor),
-            )
-            for x in group
-        ]
-        got = evaluate_together(model, tokenizer, bench, ctx.read(group[0].ref.rel), pairs, opts, bar, c.model.site_map)
-        out.update({x.key: got[x.cond.label] for x in group})
+    groups: dict[tuple[str, Any], list[Cell]] = {}
+    for x in cells:
+        if not ctx.is_fresh(x.key, x.inputs, [x.ref.key], x.unknown):
+            groups.setdefault((x.ref.bench, x.cond.countries), []).append(x)
+    out: dict[str, list[Cell]] = {}
+    for group in groups.values():
+        for start in range(0, len(group), CONDITIONS_PER_PASS):
+            chunk = group[start : start + CONDITIONS_PER_PASS]
+            if len(chunk) > 1:
+                out.update({x.key: chunk for x in chunk})
     return out
+
+
+def _evaluate_group(ctx: Context, group: list[Cell], sets: Sets, bar: Any) -> dict[str, pd.DataFrame]:
+    """The rows of a pass's cells (one benchmark, one example subset), every condition in one pass."""
+    c = ctx.config
+    model, tokenizer = ctx.model()
+    pairs = [
+        (
+            x.cond.label,
+            RowCondition(sets.load(x.cond.neurons) if x.cond.neurons else None, x.cond.op, c.evaluate.factor),
+        )
+        for x in group
+    ]
+    examples = _examples(ctx, group[0])
+    opts = eval_options(c)
+    got = evaluate_together(model, tokenizer, group[0].ref.bench, examples, pairs, opts, bar, c.model.site_map)
+    return {x.key: got[x.cond.label] for x in group}
 
 
 def _condition(ctx: Context, cell: Cell, sets: Sets, ready: dict[str, pd.DataFrame], bar: Any) -> str:
@@ -172,7 +199,7 @@ def _condition(ctx: Context, cell: Cell, sets: Sets, ready: dict[str, pd.DataFra
     stem, bench = cond.neurons, f.bench
 
     def make() -> tuple[list[Path], dict[str, Any]]:
-        examples = ctx.read(f.rel)
+        examples = _examples(ctx, cell)
         rows = ready.pop(cell.key, None)
         if rows is None:
             model, tokenizer = ctx.model()
@@ -204,7 +231,7 @@ def _condition(ctx: Context, cell: Cell, sets: Sets, ready: dict[str, pd.DataFra
         unknown_inputs=cell.unknown,
     )
     if res.status != "ran":
-        bar.update(len(ctx.read(f.rel)) if (ctx.run_dir / f.rel).exists() else 0)
+        bar.update(len(_examples(ctx, cell)) if (ctx.run_dir / f.rel).exists() else 0)
     if cond.label == planner.ORIGINAL:
         export = ctx.result_of(f.key)
         chance = export.info.get("chance") if export else None
@@ -232,7 +259,8 @@ def _experiment(ctx: Context, exp: planner.Experiment, rels: dict[tuple[str, str
 
     def make() -> tuple[list[Path], dict[str, Any]]:
         rows = pd.concat(
-            [read_rows(ctx.run_dir / rels[(b, lab)]) for lab in labels for b in benches], ignore_index=True
+            [read_rows(ctx.run_dir / rels[(b, lab)]) for lab in labels for b in benches if (b, lab) in rels],
+            ignore_index=True,
         )
         config = {
             "experiment": exp.name,
@@ -249,7 +277,7 @@ def _experiment(ctx: Context, exp: planner.Experiment, rels: dict[tuple[str, str
         extra = [folder / "matrix.csv"] if result.matrix is not None else []
         return [*paths, *extra], {"experiment": exp.name}
 
-    keys = [rundir.condition_key(b, lab) for b in benches for lab in labels]
+    keys = [rundir.condition_key(b, lab) for b in benches for lab in labels if (b, lab) in rels]
     inputs: dict[str, Any] = {"n_boot": e.n_boot, "seed": e.seed}
     if exp.related is not None:  # only cross-culture's summary reads the relatedness table
         inputs["related"] = [list(g) for g in exp.related]
@@ -264,13 +292,20 @@ def run(ctx: Context) -> None:
     sets = _sets(ctx, planned)
     plan = make_plan(ctx, evals, sets)
     total = sum(
-        len(ctx.read(evals[b].rel)) if not ctx.dry_run or (ctx.run_dir / evals[b].rel).exists() else 0
-        for _, b in plan.cells()
+        len(cond.select(ctx.read(evals[b].rel))) if not ctx.dry_run or (ctx.run_dir / evals[b].rel).exists() else 0
+        for cond, b in plan.cells()
     )
     bar = ctx.bar(total, "evaluate")
     cells = [_cell(ctx, cond, evals[b], planned) for cond, b in plan.cells()]
-    ready = _evaluate_pending(ctx, cells, sets, bar)
-    rels = {(x.ref.bench, x.cond.label): _condition(ctx, x, sets, ready, bar) for x in cells}
+    passes = _passes(ctx, cells)
+    rels: dict[tuple[str, str], str] = {}
+    for x in cells:  # in plan order; a cell evaluated with others brings its whole pass, written when it ends
+        if (x.ref.bench, x.cond.label) in rels:
+            continue
+        group = passes.get(x.key, [x])
+        ready = _evaluate_group(ctx, group, sets, bar) if len(group) > 1 else {}
+        for y in group:
+            rels[(y.ref.bench, y.cond.label)] = _condition(ctx, y, sets, ready, bar)
     bar.close()
     for exp in plan.experiments:
         _experiment(ctx, exp, rels)

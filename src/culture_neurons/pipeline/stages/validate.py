@@ -104,6 +104,8 @@ def run(ctx: Context) -> None:
 
     depends = sorted(k for k in ctx.manifest.steps if rundir.stage_of_key(k) in ("export", "score", "select"))
     inputs = {"validate": _jsonable(vars(section))}
+    if not inputs["validate"].get("faith_methods"):
+        inputs["validate"].pop("faith_methods", None)  # added later; left out while unused so older runs resume
     ctx.step(KEY, "validate", "validity analyses", inputs, make, depends=depends)
     ctx.log_stage("validate")
 
