@@ -76,7 +76,7 @@ def test_each_method_is_judged_on_the_ablation_it_estimates(compared):
 
 
 def test_top_k_is_the_method_s_own_top_set_against_random_sets(compared):
-    study, parts, block = compared
+    study, _, block = compared
     top = block["methods"]["gxa"]["top_k"]
     assert top["k"] == study.options.faith_top and top["m_random"] == study.options.random_seeds
     assert 1 <= top["rank"] <= top["m_random"] + 1 and top["p_mc"] == top["rank"] / (top["m_random"] + 1)
