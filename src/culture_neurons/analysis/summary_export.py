@@ -258,8 +258,8 @@ def stage_seconds(manifest: Mapping[str, Any]) -> dict[str, float]:
     previous = None
     for finished, started, stage, seconds in sorted(done):
         sitting = max((t for t in starts if t <= started), default=None)
-        begin = max(t for t in (previous, sitting) if t is not None) if (previous or sitting) else None
-        charged = max(float(seconds), finished - begin) if begin is not None else float(seconds)
+        begins = [t for t in (previous, sitting) if t is not None]
+        charged = max(float(seconds), finished - max(begins)) if begins else float(seconds)
         out[stage] = out.get(stage, 0.0) + charged
         previous = finished
     return out

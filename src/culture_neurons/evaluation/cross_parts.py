@@ -65,9 +65,7 @@ def own_country_scores(
     table = table.reindex(index=index, columns=labels)
     for c, group in drawn.items():
         mask = country_of == c
-        short = [
-            lab for lab in group if table[lab].to_numpy()[mask].size and np.isnan(table[lab].to_numpy()[mask]).any()
-        ]
+        short = [lab for lab in group if np.isnan(table[lab].to_numpy()[mask]).any()]
         if short:
             raise InputError(f"the random set(s) {', '.join(short)} were not evaluated on every question of {c}")
     return table

@@ -131,7 +131,8 @@ def ablation(
     benches = tuple(benchmarks)
     conds = [Condition(condition_label(op, kind), op, handle, benches) for kind, handle in [target, *randoms]]
     if narrow is not None:
-        keep, few = narrow[0], tuple(b for b in benches if b in set(narrow[1]))
+        keep, wanted = narrow[0], set(narrow[1])
+        few = tuple(b for b in benches if b in wanted)
         conds = [c if i <= keep else Condition(c.label, op, c.neurons, few) for i, c in enumerate(conds)]
         conds = [c for c in conds if c.benchmarks]
     exp_name = name or ("enhancement" if op == "enhance" else "ablation")

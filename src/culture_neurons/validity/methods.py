@@ -37,6 +37,7 @@ from ..evaluation.metrics import rank_among_random
 from ..intervention.means import channel_means
 from ..selection.neuronset import NeuronSet
 from ..selection.randomsets import select_random
+from ..selection.ranking import top_indices
 from ..selection.select import Pool
 from .claims import compute_once
 from .effects import TargetRows, single_neurons
@@ -94,15 +95,11 @@ def _scored(study: Study, method: str, exs: Sequence[Example], means: Mapping[st
 
 
 def _top_set(pool: Pool, flat_scores: torch.Tensor, k: int, like: NeuronSet, method: str) -> NeuronSet:
-    """The pool's ``k`` best neurons by ``flat_scores``, as a NeuronSet of the model's shape."""
-    order = torch.sort(flat_scores, descending=True, stable=True).indices[:k]
-    site_id, layer, index = pool.locate(order)
+    """The pool's ``k`` best neurons by ``flat_scores`` (selection's own tie rule), as a NeuronSet of the model's
+    shape."""
+    top = top_indices(flat_scores, k)
     return NeuronSet(
-        list(pool.sites),
-        site_id,
-        layer,
-        index,
-        flat_scores[order],
+        *pool.columns(top, flat_scores[top]),
         kind=f"top{k}:{method}",
         num_layers=like.num_layers,
         widths=like.widths,
@@ -120,10 +117,10 @@ def compare_methods(
     table0 = study.full_table
     pool = Pool.of(sites, table0.num_layers, table0.widths)
     options = dataclasses.replace(study.scoring, control=False)
-    mean_needed = any(uses_mean(m, dataclasses.replace(options, method=m)) for m in methods)
+    mean_of = {m: uses_mean(m, dataclasses.replace(options, method=m)) for m in methods}
     means = (
         channel_means(study.model, study.tokenizer, list(exs), chat_template=study.scoring.chat_template)
-        if mean_needed
+        if any(mean_of.values())
         else None
     )
     singles = single_neurons(sample_set)
@@ -134,7 +131,7 @@ def compare_methods(
     out: dict[str, Any] = {}
     scores: dict[str, np.ndarray] = {}
     for method in methods:
-        mean = uses_mean(method, dataclasses.replace(options, method=method))
+        mean = mean_of[method]
         table, seconds = _scored(study, method, exs, means if mean else None)
         per_site = {s: table.dataset_score(s).double() for s in pool.sites}
         flat = pool.flatten(per_site)
