@@ -222,11 +222,12 @@ def _choice_examples(n: int = 7, groups=("Japan", "Mexico", "Spain"), tag: str =
 
 
 def _shared_prefix(tokens):
+    """The leading tokens left out: those every example shares, and always the first (no context there)."""
     shortest = min(len(t) for t in tokens)
     n = 0
     while n < shortest - 1 and len({t[n] for t in tokens}) == 1:
         n += 1
-    return n
+    return max(n, 1 if shortest > 1 else 0)
 
 
 def _alone(model, tokenizer, examples, ref, target, chat_template):
@@ -392,6 +393,12 @@ def test_summary_line_is_computed_from_the_numbers():
     assert summary_line(flipped, {"South Korea": -1.0}) == (
         "no output direction; fires most on South Korea questions (mean 3.1, others -1); "
         "2.0× less on culture than on control items"
+    )
+    # ratios that read 1.0 at the precision shown say so in words, with two decimals
+    alike = NeuronCard("attn.k", 0, 1, countries=card.countries, control_ratio=0.98)
+    assert summary_line(alike, {"South Korea": 3.05}) == (
+        "no output direction; fires about alike on every country's questions (South Korea highest, 1.02×); "
+        "about as much on culture as on control items (0.98×)"
     )
 
 

@@ -213,8 +213,10 @@ def shared_prefix_length(tokens: Sequence[tuple[int, ...]]) -> int:
 
 
 def prefix_lengths(tokens: Sequence[tuple[int, ...]], groups: Sequence[object]) -> list[int]:
-    """Each example's shared prefix: :func:`shared_prefix_length` over the examples of its group (its source and
-    prompt template: each writes its own fixed opening)."""
+    """The leading positions each example leaves out: :func:`shared_prefix_length` over the examples of its group
+    (its source and prompt template: each writes its own fixed opening), and always the first position of an
+    example of two tokens or more. The first position sees only itself, and most models put outlier activations
+    there (an attention sink); counted, it would top the lists of every source without a shared opening."""
     members: dict[object, list[int]] = {}
     for e, group in enumerate(groups):
         members.setdefault(group, []).append(e)
@@ -222,7 +224,7 @@ def prefix_lengths(tokens: Sequence[tuple[int, ...]], groups: Sequence[object]) 
     for indices in members.values():
         length = shared_prefix_length([tokens[e] for e in indices])
         for e in indices:
-            out[e] = length
+            out[e] = max(length, 1) if len(tokens[e]) > 1 else 0
     return out
 
 
@@ -277,8 +279,9 @@ def capture(
     """Run ``examples`` once and record the activations of ``neurons`` (see the module docstring).
 
     ``target`` and ``chat_template`` must be the scoring run's, so that the positions are the ones scoring
-    reduced over, except that the leading tokens all examples of a group share (:func:`prefix_lengths`;
-    ``prefix_groups[e]`` is example ``e``'s group, default one group) are left out unless ``shared_prefix``:
+    reduced over, except that the first position and the leading tokens all examples of a group share
+    (:func:`prefix_lengths`; ``prefix_groups[e]`` is example ``e``'s group, default one group) are left out
+    (with ``shared_prefix``, none are):
     under causal attention their activations are the same in every example of the group, so a neuron that
     is largest there (at BOS, in a chat template's system prompt, in a template's fixed opening) would rank
     those examples alike and say nothing about any of them.

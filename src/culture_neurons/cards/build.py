@@ -211,18 +211,23 @@ def summary_line(card: NeuronCard, others: Mapping[str, float | None] | None = N
         top = ranked[0]
         rest = (others or {}).get(top.country)
         ratio = _ratio(top.mean, rest)
-        if ratio is not None:
+        if ratio is not None and f"{ratio:.1f}" == "1.0":  # at the precision shown, no country stands out
+            parts.append(f"fires about alike on every country's questions ({top.country} highest, {ratio:.2f}×)")
+        elif ratio is not None:
             parts.append(f"fires most on {top.country} questions, {ratio:.1f}× its mean on the others")
         else:
             parts.append(f"fires most on {top.country} questions (mean {top.mean:.3g}, others {_num(rest)})")
     ident, control = card.source("identification"), card.source("control")
     if card.control_ratio is not None:
         r = card.control_ratio
-        parts.append(
-            f"{r:.1f}× more on culture than on control items"
-            if r >= 1
-            else f"{1 / r:.1f}× less on culture than on control items"
-        )
+        if f"{r:.1f}" == "1.0" or f"{1 / r:.1f}" == "1.0":
+            parts.append(f"about as much on culture as on control items ({r:.2f}×)")
+        else:
+            parts.append(
+                f"{r:.1f}× more on culture than on control items"
+                if r >= 1
+                else f"{1 / r:.1f}× less on culture than on control items"
+            )
     elif ident and control and ident.mean is not None and control.mean is not None:
         parts.append(f"mean {ident.mean:.3g} on culture vs {control.mean:.3g} on control items")
     if card.effect is not None:

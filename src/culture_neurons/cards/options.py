@@ -22,8 +22,9 @@ class CardOptions:
             small sample by default: a card costs one forward pass per example, and the stage is meant to
             stay a small fraction of the scoring stage (docs/cards.md, "Cost").
         nlu_limit: NLU examples read from a run, in all (0: all).
-        shared_prefix: count the leading tokens every example shares (BOS, a system prompt) too;
-            their activations are the same in every example, so by default they are left out.
+        shared_prefix: count the leading tokens every example shares (BOS, a system prompt) and the first
+            position too; their activations are the same in every example, or an outlier with no context
+            (an attention sink), so by default they are left out.
     """
 
     top: int = 10

@@ -12,7 +12,7 @@ target does), so a 4-option item costs about one prompt pass instead of four.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -144,6 +144,7 @@ def ablation_effects(
     max_rows: int = 256,
     site_map: Any = None,
     means: Mapping[str, torch.Tensor] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean p drop when each unit (a NeuronSet: one neuron, or several zeroed together) is zeroed.
 
@@ -154,6 +155,7 @@ def ablation_effects(
         max_rows: the most sequences in one forward pass (bounds memory: logits are rows x vocab).
         means: ``{site: [layers, width]}`` channel means: each unit's channels are set to their mean
             instead of zero (mean ablation, what ``atp-mean`` estimates).
+        progress: called with the number of (unit, example) pairs after each forward pass.
 
     Returns:
         ``(effects [units], base_p [examples])``: effect = mean over examples of (p - p with the unit zeroed).
@@ -188,6 +190,8 @@ def ablation_effects(
             for u0 in range(0, len(units), replicas):
                 chunk = plans[u0 : u0 + replicas]
                 drops[u0 : u0 + len(chunk)] += (base[idx][None, :] - probs(idx, chunk)).sum(1)
+                if progress is not None:
+                    progress(len(chunk) * len(idx))
     return drops / max(n_ex, 1), base
 
 

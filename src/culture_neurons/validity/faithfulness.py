@@ -20,6 +20,7 @@ import torch
 
 from ..data.example import Example
 from ..fileio import atomic_path, sha256_json
+from ..progress import progress as progress_bar
 from ..selection.neuronset import NeuronSet
 from ..selection.select import Pool
 from .claims import compute_once
@@ -199,7 +200,13 @@ def cached_effects(
             return torch.from_numpy(z["effects"]), torch.from_numpy(z["base"])
 
     def make() -> tuple[torch.Tensor, torch.Tensor]:
-        effects, base = ablation_effects(study.model, rows, units, study.options.max_rows, means=means)
+        # each unit is a forward pass over every example: minutes to hours for a few hundred units
+        with progress_bar(
+            total=len(units) * len(rows.examples), desc=name.replace("_", " "), unit="pass", disable=not study.progress
+        ) as bar:
+            effects, base = ablation_effects(
+                study.model, rows, units, study.options.max_rows, means=means, progress=bar.update
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as fh:
             np.savez(fh, key=np.array(key), effects=effects.numpy(), base=base.numpy())
