@@ -148,3 +148,28 @@ def test_readme_and_demo_help_state_the_same_measured_time():
         assert DEMO_MEASURED.text in text and DEMO_MEASURED.date in text, text
         assert DEMO_MEASURED.machine in text and f"once, {DEMO_MEASURED.first_run_s} s" in text, text
         assert _DURATION.findall(text) == [DEMO_MEASURED.text], text  # no second, disagreeing claim
+
+
+def test_a_run_times_evaluation_as_the_stage_runs_it_many_conditions_in_one_pass(tmp_path, monkeypatch):
+    from culture_neurons.pipeline import estimate, run_pipeline
+    from culture_neurons.pipeline.study_size import CONDITIONS_PER_PASS
+    from tests.pipeline_helpers import save_tiny_model, tiny_run_config
+
+    calls = []
+    real = estimate.evaluate_together
+
+    def spy(model, tokenizer, name, examples, conditions, *args, **kwargs):
+        calls.append((name, len(examples), len(conditions)))
+        return real(model, tokenizer, name, examples, conditions, *args, **kwargs)
+
+    monkeypatch.setattr(estimate, "evaluate_together", spy)
+    config = tiny_run_config(save_tiny_model(tmp_path / "model"), tmp_path / "run")
+    said: list[str] = []
+    run_pipeline(config, progress=True, echo=said.append)
+    line = next(x for x in said if x.startswith("[estimate]"))
+    assert "evaluating up to" in line and "example-conditions" in line
+    # the tiny config plans a handful of conditions per benchmark: all of them in one pass, a batch of rows
+    together = {n for _, _, n in calls}
+    assert len(together) == 1 and 1 < together.pop() <= CONDITIONS_PER_PASS
+    assert {name for name, _, _ in calls} == {"demo-culture", "demo-nlu"}
+    assert all(n * k <= config["evaluate"]["batch_size"] or n == 1 for _, n, k in calls)

@@ -1,15 +1,16 @@
 """A time estimate printed before the long work starts, from timing a few batches on this machine.
 
-Scoring dominates a run. One batch of the first table still to score is run as a warm-up (its time
-holds one-off costs: allocations, lazy initialisation), then ``REPEATS`` batches (at least one of
-every pending table, taken in turn) are timed. A batch's cost is measured per character of its
-text (prompt, options and answer), since the tables of a run differ in length far more than in
-anything else; the estimate is the median rate of the timed batches times every character still
-to score. The evaluation of the exported benchmarks under each condition the config plans is timed
-the same way (no intervention). The median keeps one batch slowed by another job from moving the
-estimate, and the range (fastest to slowest timed batch) says how steady the machine was while it
-was timed. Neither says how busy the machine will be later, and the validate and train stages are
-not included.
+Scoring dominates a small run, evaluation a study. One batch of the first table still to score is
+run as a warm-up (its time holds one-off costs: allocations, lazy initialisation), then ``REPEATS``
+batches (at least one of every pending table, taken in turn) are timed. A batch's cost is measured
+per character of its text (prompt, options and answer), since the tables of a run differ in length
+far more than in anything else; the estimate is the median rate of the timed batches times every
+character still to score. The evaluation of the exported benchmarks under each condition the config
+plans is timed the same way, as the evaluate stage runs it: up to ``CONDITIONS_PER_PASS`` conditions
+in one pass (here all of them the unchanged model, which costs what a masked condition costs). The
+median keeps one batch slowed by another job from moving the estimate, and the range (fastest to
+slowest timed batch) says how steady the machine was while it was timed. Neither says how busy the
+machine will be later, and the validate and train stages are not included.
 
 The demo's own wall time, measured once, is :data:`DEMO_MEASURED`: the README and ``demo --help``
 both state it from here.
@@ -24,10 +25,11 @@ from dataclasses import dataclass
 
 from ..attribution.engine import score_examples
 from ..data.example import Example
-from ..evaluation.api import evaluate_rows
+from ..evaluation.api import evaluate_together
+from ..intervention import RowCondition
 from .config import eval_options, scoring_options
 from .runner import Context, FileRef
-from .study_size import eval_conditions
+from .study_size import CONDITIONS_PER_PASS, eval_conditions
 
 #: Timed batches per estimate (after the warm-up one); more when more tables are pending.
 REPEATS = 3
@@ -205,24 +207,24 @@ def _evaluation(ctx: Context) -> Part | None:
         return None
     model, tokenizer = ctx.model()
     tables = [ctx.read(f.rel) for f in evals]
+    options = eval_options(c)
+    # Timed as the stage runs it: up to CONDITIONS_PER_PASS conditions in one pass, each item once per condition,
+    # in batches of about ``batch_size`` rows. One condition at a time costs several times more per
+    # item-condition on some CPUs (small GEMMs), so timing it alone overstated a study's evaluation.
+    together = min(CONDITIONS_PER_PASS, max(conditions)) if options.batch_conditions else 1
+    labelled = [(f"estimate-{i}", RowCondition()) for i in range(together)]
 
     def run(batch: Batch) -> None:
-        evaluate_rows(
-            model,
-            tokenizer,
-            {evals[batch.table].bench: batch.examples},
-            None,
-            "suppress",
-            c.evaluate.factor,
-            condition="estimate",
-            options=eval_options(c),
-            site_map=c.model.site_map,
-        )
+        bench = evals[batch.table].bench
+        evaluate_together(model, tokenizer, bench, batch.examples, labelled, options, site_map=c.model.site_map)
 
-    batches = batches_in_turn(tables, c.evaluate.batch_size, 1 + max(REPEATS, len(tables)))
+    per_batch = max(1, c.evaluate.batch_size // together)
+    batches = batches_in_turn(tables, per_batch, 1 + max(REPEATS, len(tables)))
     n = sum(k * len(t) for k, t in zip(conditions, tables, strict=True))
     size = sum(k * sum(size_of(e) for e in t) for k, t in zip(conditions, tables, strict=True))
-    return Part("evaluation", f"evaluating up to {n} example-conditions", n, size, time_batches(run, batches))
+    rate = time_batches(run, batches)
+    per_condition = Rate(rate.median / together, rate.low / together, rate.high / together, rate.batches)
+    return Part("evaluation", f"evaluating up to {n} example-conditions", n, size, per_condition)
 
 
 def estimate_line(ctx: Context, pending: Sequence[FileRef]) -> str:

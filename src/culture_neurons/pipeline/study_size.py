@@ -29,6 +29,11 @@ from .sections import PipelineConfig
 
 CULTURE_KINDS = ("culture", "generation", "scale")
 
+#: The most conditions one evaluate pass runs together. Batching conditions gains little beyond a few on a CPU
+#: with AMX (docs/performance.md, "Many conditions in one pass"), a batch holds ``batch_size`` rows per
+#: condition, and each pass's cells are written as soon as it ends, so a kill loses one pass at most.
+CONDITIONS_PER_PASS = 16
+
 
 @dataclass(frozen=True)
 class StageWork:

@@ -27,6 +27,7 @@ from ...selection import NeuronSet
 from ..config import eval_options
 from ..cross_culture_keys import related_groups
 from ..runner import Context, FileRef, Stage
+from ..study_size import CONDITIONS_PER_PASS
 from .select import neuron_files
 
 
@@ -149,12 +150,6 @@ def _cell(ctx: Context, cond: planner.Condition, f: FileRef, planned: bool) -> C
 def _examples(ctx: Context, cell: Cell) -> list[Any]:
     """The examples a cell evaluates: its benchmark's, or only its condition's countries'."""
     return cell.cond.select(ctx.read(cell.ref.rel))
-
-
-#: The most conditions one pass evaluates together. Batching conditions gains little beyond a few
-#: (docs/performance.md, "Many conditions in one pass"), a batch holds ``batch_size`` rows per condition,
-#: and each pass's cells are written as soon as it ends, so a kill loses one pass at most.
-CONDITIONS_PER_PASS = 16
 
 
 def _passes(ctx: Context, cells: list[Cell]) -> dict[str, list[Cell]]:
