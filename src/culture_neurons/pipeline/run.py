@@ -130,6 +130,8 @@ def run_pipeline(
             if stage.enabled(cfg):
                 ctx.stage_started = time.perf_counter()
                 stage.run(ctx)
+                if not dry_run:
+                    ctx.stage_wall[stage.name] = time.perf_counter() - ctx.stage_started
         ctx.manifest.save()
     report = run_dir / REPORT_FILE
     headline = [] if dry_run else headline_rows(run_dir, ctx.manifest.data)
@@ -145,4 +147,5 @@ def run_pipeline(
         ctx.baseline,
         tuple(s.name for s in STAGES),
         ctx.warnings,
+        dict(ctx.stage_wall),
     )

@@ -73,6 +73,7 @@ class Context:
         self.manifest = Manifest(self.run_dir, data, writer=self.main and not dry_run)
         self.results: list[StepResult] = []
         self.stage_started: float | None = None  # perf_counter when the current stage began (set by run_pipeline)
+        self.stage_wall: dict[str, float] = {}  # each finished stage's wall time in this sitting (not in a dry run)
         self.pending: set[str] = set()  # steps that ran or would run in this invocation (their outputs change)
         self.exports: dict[str, FileRef] = {}  # export name -> exported examples file
         self.tables: dict[str, FileRef] = {}  # export name -> score table
